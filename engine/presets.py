@@ -1,0 +1,79 @@
+"""Model presets: a plain dict from a short name to where the weights come from and how to load them.
+
+    from engine.presets import PRESETS, get_preset
+    get_preset("r1v2-38b-nf4").quantization   # "nf4"
+
+``source`` says where the checkpoint comes from:
+- ``"tiny"``: built locally by ``engine.tiny`` (no download), cached in the data directory;
+- ``"hub"``: a Hugging Face repository; ``layout="internvl_chat"`` means the original remote-code
+  layout, converted once to a native transformers checkpoint by ``engine.convert`` (cached in the
+  data directory), so no remote code ever runs.
+- ``"local"``: a directory in the repository (the shipped ``mini`` model, added by its issue).
+
+Sizes and memory are from FACTS.md (the R1V2 report and arithmetic, not measured here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tutor.errors import InputError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    source: str  # "tiny" | "hub" | "local"
+    description: str
+    repo_id: str = ""  # hub repository, for source="hub"
+    layout: str = "native"  # "native" | "internvl_chat" (original remote-code layout)
+    quantization: str | None = None  # None | "nf4" | "int8" (bitsandbytes, in process)
+    dtype: str = "auto"  # torch dtype for the unquantized parts: "auto" = bf16 on GPU, fp32 on CPU
+    max_tiles: int = 12  # InternVL tiling: at most this many 448 px tiles (+ a thumbnail)
+    max_new_tokens: int = 16384  # reasoning runs long; the report evaluates with up to 64K
+    seed: int = 0  # for source="tiny"
+    notes: dict = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny-random": Preset(
+        name="tiny-random",
+        source="tiny",
+        description="Miniature random-weight R1V2 (native InternVL + Qwen2), built locally; for tests and UI work",
+        max_tiles=6,
+        max_new_tokens=64,
+    ),
+    "r1v2-38b": Preset(
+        name="r1v2-38b",
+        source="hub",
+        repo_id="Skywork/Skywork-R1V2-38B",
+        layout="internvl_chat",
+        description="Skywork-R1V2-38B in bf16 (about 72 GB of weights: 2 x 80 GB GPUs)",
+        notes={"weights_gb": 72},
+    ),
+    "r1v2-38b-nf4": Preset(
+        name="r1v2-38b-nf4",
+        source="hub",
+        repo_id="Skywork/Skywork-R1V2-38B",
+        layout="internvl_chat",
+        quantization="nf4",
+        description=(
+            "Skywork-R1V2-38B, LLM in bitsandbytes NF4 (double quant, bf16 compute); vision tower, "
+            "adapter and lm_head in bf16 (about 32 GB of weights: one 40-48 GB GPU)"
+        ),
+        notes={"weights_gb": 32},
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name is an InputError that lists the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        valid = ", ".join(sorted(PRESETS))
+        raise InputError(
+            "unknown_preset",
+            f"Unknown model preset '{name}'. Valid presets: {valid}.",
+            f"未知的模型预设“{name}”。可用的预设：{valid}。",
+        ) from None
