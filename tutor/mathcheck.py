@@ -1,0 +1,255 @@
+"""Symbolic answer comparison with math-verify, run in a process pool under our own timeout.
+
+``tutor.answers.equivalent`` decides the easy cases (choice letters, plain numbers, text) itself and
+sends only real mathematics here. math-verify's own timeouts use ``signal.alarm``, which fails off
+the main thread (the Gradio worker threads, a training loop's reward threads), so we switch them off
+(``parsing_timeout=None``, ``timeout_seconds=None``) and run every comparison in a small pool of
+worker processes instead, waiting on ``future.result(timeout=...)``. A worker that overruns is
+killed and the pool is rebuilt; the comparison counts as "not equal".
+
+    from tutor.mathcheck import math_equal
+    math_equal(r"2\\sqrt{2}", r"\\sqrt{8}", rel_tol=1e-4, timeout=5.0)   # -> True
+
+On top of math-verify the worker fixes its known false positives:
+
+* both sides written as equations must both parse as equations (a bare ``3x-y+13=0`` is otherwise
+  read as the number 0 and any two such equations "match");
+* two equations are equal when they share the left side (``y = ...``, ``f(x) = ...``) and their right
+  sides are equal, or when ``lhs - rhs`` of one is a non-zero constant multiple of the other's
+  (``y=2x+1`` == ``2x+1=y`` == ``y-2x-1=0``); math-verify's "solve both" step calls two equations with
+  no solutions (``x=x+1`` and ``x=x+2``) equal, and we never reach it;
+* finite sets of different sizes are never equal ("find all" answers: a subset is wrong);
+* numbers (anything without free symbols) are compared with a relative tolerance.
+
+The pool has ``R1V_CHECK_WORKERS`` workers (default 2) and starts on first use; ``shutdown()`` stops it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing as mp
+import os
+import re
+import threading
+import time
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+WORKERS = max(1, int(os.environ.get("R1V_CHECK_WORKERS", "2")))
+STARTUP_TIMEOUT_S = 120.0  # first start imports sympy in each worker; not counted in a call's timeout
+
+_EQUATION_RE = re.compile(r"(?<![<>!=\\])=(?!=)")
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _init_worker() -> None:
+    """Import the heavy modules once per worker and quieten math-verify's 'timeout disabled' note."""
+    for name in ("math_verify", "math_verify.parser", "math_verify.grader", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import math_verify  # noqa: F401
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _sleep(seconds: float) -> bool:
+    """Test hook: a comparison that hangs."""
+    time.sleep(seconds)
+    return True
+
+
+def _parse(text: str) -> list[Any]:
+    from math_verify import parse
+
+    return parse(f"${text}$", parsing_timeout=None)
+
+
+def _as_number(expr: Any):
+    """A real sympy number for ``expr`` when it has no free symbols, else None."""
+    import sympy
+
+    if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.Set) or expr.free_symbols:
+        return None
+    try:
+        value = sympy.N(expr, 30)
+    except Exception:  # noqa: BLE001 - sympy raises many kinds here
+        return None
+    if not value.is_number or value.is_real is not True or not value.is_finite:
+        return None
+    return value
+
+
+def _close(a, b, rel_tol: float) -> bool:
+    if a == b:
+        return True
+    return bool(abs(a - b) <= rel_tol * max(abs(a), abs(b)))
+
+
+def _sets_of_different_size(g: Any, p: Any) -> bool:
+    import sympy
+
+    def unwrap(e: Any) -> Any:
+        if isinstance(e, sympy.Eq) and isinstance(e.rhs, sympy.FiniteSet):
+            return e.rhs
+        return e
+
+    g, p = unwrap(g), unwrap(p)
+    if isinstance(g, sympy.FiniteSet) and isinstance(p, sympy.FiniteSet):
+        return len(g) != len(p)
+    # one side lists several values, the other a single value
+    if isinstance(g, sympy.FiniteSet) and len(g) > 1 and isinstance(p, sympy.Expr):
+        return True
+    if isinstance(p, sympy.FiniteSet) and len(p) > 1 and isinstance(g, sympy.Expr):
+        return True
+    return False
+
+
+def _equations_equal(g: Any, p: Any, rel_tol: float) -> bool:
+    import sympy
+    from math_verify import verify
+
+    if g.lhs == p.lhs:
+        gv, pv = _as_number(g.rhs), _as_number(p.rhs)
+        if gv is not None and pv is not None:
+            return _close(gv, pv, rel_tol)
+        if _sets_of_different_size(g.rhs, p.rhs):
+            return False
+        return bool(verify(g.rhs, p.rhs, timeout_seconds=None))
+    dg, dp = g.lhs - g.rhs, p.lhs - p.rhs
+    if isinstance(dg, sympy.Expr) and isinstance(dp, sympy.Expr):
+        if dg == 0 or dp == 0:
+            return dg == dp
+        ratio = sympy.simplify(dg / dp)
+        return bool(ratio.is_number and not ratio.free_symbols and ratio != 0 and ratio.is_finite)
+    return False
+
+
+def compare(gold: str, pred: str, rel_tol: float = 1e-4) -> bool:
+    """Compare two cleaned answers (no ``$``) with math-verify plus the guards above.
+
+    Runs in the calling process with no timeout: use ``math_equal`` unless you are a worker.
+    """
+    import sympy
+    from math_verify import verify
+
+    g_list, p_list = _parse(gold), _parse(pred)
+    if not g_list or not p_list:
+        return False
+    g, p = g_list[0], p_list[0]
+    if isinstance(g, str) or isinstance(p, str):
+        return bool(verify(g_list, p_list, timeout_seconds=None))
+    if _EQUATION_RE.search(gold) and _EQUATION_RE.search(pred):
+        is_rel = (sympy.core.relational.Relational, sympy.And, sympy.FiniteSet)
+        if not (isinstance(g, is_rel) and isinstance(p, is_rel)):
+            return False
+    gv, pv = _as_number(g), _as_number(p)
+    if gv is not None and pv is not None:
+        return _close(gv, pv, rel_tol)
+    if isinstance(g, sympy.Eq) and isinstance(p, sympy.Eq):
+        return _equations_equal(g, p, rel_tol)
+    if _sets_of_different_size(g, p):
+        return False
+    return bool(verify(g_list, p_list, timeout_seconds=None))
+
+
+# --------------------------------------------------------------------------- caller side
+
+
+class _Pool:
+    """A lazily started ProcessPoolExecutor that can be rebuilt when a worker hangs."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(workers)
+        self._executor: cf.ProcessPoolExecutor | None = None
+
+    def _context(self):
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        return mp.get_context(method)
+
+    def executor(self) -> cf.ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                started = time.monotonic()
+                ex = cf.ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=self._context(), initializer=_init_worker
+                )
+                # wait until the workers have imported sympy, so the first call's timeout is fair
+                for fut in [ex.submit(_ready) for _ in range(self.workers)]:
+                    fut.result(timeout=STARTUP_TIMEOUT_S)
+                logger.info("math checker pool started (%d workers, %.1fs)", self.workers,
+                            time.monotonic() - started)
+                self._executor = ex
+            return self._executor
+
+    def kill(self, ex: cf.ProcessPoolExecutor) -> None:
+        """Stop ``ex``'s worker processes (a stuck sympy call cannot be interrupted otherwise)."""
+        with self._lock:
+            if self._executor is ex:
+                self._executor = None
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+        ex.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.join(timeout=5)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            ex, self._executor = self._executor, None
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, fn, *args, timeout: float) -> tuple[bool, Any]:
+        """(finished, result) of ``fn(*args)`` in a worker; finished is False on a timeout."""
+        with self._slots:  # waiting for a free worker is not counted in the timeout
+            for attempt in (1, 2):
+                ex = self.executor()
+                try:
+                    fut = ex.submit(fn, *args)
+                    return True, fut.result(timeout=timeout)
+                except cf.TimeoutError:
+                    logger.warning("math check timed out after %.1fs; restarting the pool", timeout)
+                    self.kill(ex)
+                    return False, None
+                except (BrokenProcessPool, RuntimeError) as e:
+                    # another thread's timeout killed this pool under us, or a worker crashed
+                    logger.warning("math checker pool broken (%s), attempt %d", e, attempt)
+                    self.kill(ex)
+            return False, None
+
+
+_POOL = _Pool(WORKERS)
+
+
+def math_equal(gold: str, pred: str, *, rel_tol: float = 1e-4, timeout: float = 5.0) -> bool:
+    """``compare(gold, pred)`` in a worker process; False when it takes longer than ``timeout`` s."""
+    try:
+        finished, result = _POOL.run(compare, gold, pred, rel_tol, timeout=timeout)
+    except Exception:  # noqa: BLE001 - a checker failure must never take the caller down
+        logger.exception("math check failed")
+        return False
+    return bool(result) if finished else False
+
+
+def run_in_pool(fn, *args, timeout: float) -> tuple[bool, Any]:
+    """Run a picklable module-level function in the checker pool (used by tests)."""
+    return _POOL.run(fn, *args, timeout=timeout)
+
+
+def shutdown() -> None:
+    """Stop the worker pool (it restarts on the next call)."""
+    _POOL.shutdown()
+
+
+def pool_started() -> bool:
+    """Whether the worker pool is running (tests use it to prove the fast paths skip it)."""
+    return _POOL._executor is not None
