@@ -124,7 +124,9 @@ def test_followup_keeps_history_and_adds_turn() -> None:
 
 def test_hint_levels_climb_the_ladder_and_never_box() -> None:
     ladder = prompts.hint_ladder("en")
-    texts = [_user_text(build_messages("hint", question="q", hint_level=k, lang="en")) for k in (1, 2, 3, 4, 9)]
+    texts = [
+        _user_text(build_messages("hint", question="q", hint_level=k, lang="en")) for k in (1, 2, 3, 4, 9)
+    ]
     for k, text in enumerate(texts[:4], start=1):
         assert f"hint number {k}" in text and ladder[k - 1] in text
         assert "boxed" not in text

@@ -1,0 +1,161 @@
+"""Tests for tutor.render: Markdown for the page, MathML HTML for exports, the export page."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tutor.render import export_problem_html, math_to_mathml, split_segments, to_markdown, to_mathml_html
+
+LATEXISH = st.lists(
+    st.sampled_from(
+        [
+            "\\", "{", "}", "^", "_", "$", "$$", "(", ")", "[", "]", "\\(", "\\)", "\\[", "\\]",
+            "\\frac", "\\sqrt", "\\boxed", "\\text", "\\left(", "\\right)", "\\begin{matrix}",
+            "\\end{matrix}", "\\\\", "&", "<", ">", "<script>", "`", "```", "\n", "\n\n", " ", "x", "y",
+            "1", "2", "=", "+", "\\alpha", "\\foo", "\\mathrm", "中", "\x00", "\\$", "~~~",
+        ]
+    ),
+    max_size=40,
+).map("".join)  # fmt: skip
+
+
+def _well_formed(fragment: str) -> None:
+    ET.fromstring(f"<root>{fragment}</root>")  # raises on anything that is not well-formed
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_text_never_raises(text: str) -> None:
+    md = to_markdown(text)
+    assert isinstance(md, str)
+    out = to_mathml_html(text)
+    _well_formed(out)
+    assert "<script" not in out.lower()
+
+
+@given(LATEXISH)
+@settings(max_examples=500, deadline=None)
+def test_latexish_text_never_raises_and_is_well_formed(text: str) -> None:
+    to_markdown(text)
+    out = to_mathml_html(text)
+    _well_formed(out)
+    assert "<script" not in out.lower()
+    assert not re.search(r"<mi>\\[A-Za-z]", out)  # unknown commands never leak into MathML
+
+
+@given(LATEXISH)
+@settings(max_examples=300, deadline=None)
+def test_segments_cover_the_text(text: str) -> None:
+    # Every character ends up in exactly one segment, unchanged.
+    rebuilt = "".join(f"{s.left}{s.body}{s.right}" for s in split_segments(text))
+    assert rebuilt == text
+
+
+def test_markdown_wraps_bare_boxed_and_keeps_delimiters() -> None:
+    md = to_markdown("答案为 \\boxed{\\frac{1}{2}}，且 $x^2$ 与 \\(y\\) 以及 $$z$$ 和 \\[w\\]")
+    assert "$\\boxed{\\frac{1}{2}}$" in md
+    assert "$x^2$" in md and "\\(y\\)" in md and "$$z$$" in md and "\\[w\\]" in md
+    assert to_markdown("$\\boxed{B}$") == "$\\boxed{B}$"  # already in math: not wrapped twice
+
+
+def test_markdown_escapes_unbalanced_dollars() -> None:
+    assert to_markdown("cost $5 and $10") == "cost \\$5 and \\$10"
+    assert to_markdown("so $x = 1") == "so \\$x = 1"  # truncated stream
+    assert to_markdown("$$\\frac{1}{2}") == "\\$\\$\\frac{1}{2}"
+    assert to_markdown("$a$ and $b") == "$a$ and \\$b"
+    assert to_markdown("price \\$3") == "price \\$3"
+
+
+def test_markdown_leaves_code_alone_and_protects_lt() -> None:
+    text = "see `$a$` and\n```\nx = '$b' < 3\n```\nthen $a<b$"
+    md = to_markdown(text)
+    assert "`$a$`" in md and "```\nx = '$b' < 3\n```" in md
+    assert "$a\\lt b$" in md
+
+
+def test_mathml_converts_math_and_escapes_prose() -> None:
+    out = to_mathml_html("若 a<b & c，则 $\\frac{1}{2}$，答案 \\boxed{AB}")
+    _well_formed(out)
+    assert "a&lt;b &amp; c" in out
+    assert "<mfrac>" in out and 'notation="box"' in out
+    assert out.count("<math") == 2
+
+
+def test_mathml_falls_back_to_source_for_bad_latex() -> None:
+    for bad in ["$\\frac{1$", "$\\foo{x}$", "$x^$", "$\\text{<b>}$", "$\\begin{matrix} x$", "$a & b$"]:
+        out = to_mathml_html(bad)
+        _well_formed(out)
+        assert '<code class="latex">' in out and "<math" not in out, bad
+    assert math_to_mathml("\\frac{1") is None
+    assert math_to_mathml("\\frac{1}{2}") is not None
+    assert math_to_mathml("x", display=True).startswith(
+        '<math xmlns="http://www.w3.org/1998/Math/MathML" display="block"'
+    )
+
+
+def test_mathml_paragraphs_and_code_blocks() -> None:
+    out = to_mathml_html("first\n\nsecond **bold**\n```py\nprint('<x>')\n```\nafter")
+    _well_formed(out)
+    assert out.count("<p>") == 3
+    assert "<strong>bold</strong>" in out
+    assert "<pre><code>print(&#x27;&lt;x&gt;&#x27;)</code></pre>" in out
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs.extend(attrs)
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_export_problem_page() -> None:
+    png = _png()
+    page = export_problem_html(
+        {
+            "title": "三角形 <ABC>",
+            "lang": "zh",
+            "subject": "math",
+            "question": "求 $BC$ 的长。",
+            "images": [png, b"not an image"],
+            "solution": {
+                "text": "由余弦定理 $BC^2 = 49$。",
+                "thinking": "先算 $\\cos 120^\\circ$",
+                "answer": "7",
+            },
+        }
+    )
+    parser = _Collector()
+    parser.feed(page)
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<title>三角形 &lt;ABC&gt;</title>" in page
+    assert parser.tags.count("img") == 1  # the bad bytes are skipped
+    src = dict(a for a in parser.attrs if a[0] == "src")["src"]
+    assert src == "data:image/png;base64," + base64.b64encode(png).decode()
+    assert "<details><summary>推理过程</summary>" in page
+    assert page.index("<details>") > page.index("最终答案")
+    assert "<script" not in page.lower() and page.count("<math") >= 4
+    _well_formed(page.split("\n", 1)[1])  # everything after the doctype is well-formed XML
+
+
+def test_export_never_raises_on_odd_input() -> None:
+    for problem in [{}, {"solution": "text"}, {"images": "x"}, {"question": "$\\frac{1"}, None]:
+        page = export_problem_html(problem)  # type: ignore[arg-type]
+        assert page.startswith("<!DOCTYPE html>")
