@@ -1,0 +1,610 @@
+"""History store: users, problems, their photos, attempts, candidate solutions, chat and feedback.
+
+SQLAlchemy 2.0 ORM on any SQLAlchemy URL (SQLite by default, PostgreSQL through psycopg 3). The
+schema is owned by Alembic (``tutor/migrations``); ``Store`` upgrades the database to the newest
+revision when it starts. Every method is scoped to one user, named by the external id the page
+knows (a browser-stored id or a Hugging Face login), and never reads or changes another user's rows:
+a problem or attempt of someone else is reported as ``not_found``, like one that does not exist.
+
+    store = Store()                          # tutor.settings.db_url(); or Store("postgresql+psycopg://...")
+    pid = store.add_problem("u1", question="...", subject="math", images=[intake_image])
+    aid = store.add_attempt("u1", pid, mode="solve", model="r1v2-38b", backend="http")
+    store.add_candidates("u1", aid, candidates, chosen=2)
+    store.add_message("u1", pid, "assistant", "...", attempt_id=aid)
+    store.list_problems("u1"); store.get_problem("u1", pid); store.delete_problem("u1", pid)
+
+Results are frozen dataclasses, never ORM objects. The class is safe to share between threads: each
+call runs in its own session; writes in one process are serialised by a lock (and on SQLite each
+write transaction starts with ``BEGIN IMMEDIATE``, so writers in other processes wait rather than
+fail). SQLite runs in WAL mode with foreign keys on. Image files given as ``IntakeImage`` are saved
+content-addressed under ``image_dir``; deleting the last problem that uses a file deletes the file
+(only files inside ``image_dir`` are ever deleted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tutor import settings
+from tutor.errors import StoreError
+from tutor.store_schema import (  # noqa: F401 - Base and make_engine are part of this module's API
+    MAX_EXT_ID,
+    Attempt,
+    Base,
+    Candidate,
+    Feedback,
+    Message,
+    Problem,
+    ProblemImage,
+    User,
+    make_engine,
+)
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MODES = ("solve", "hint", "check", "followup", "practice")
+STATUSES = ("running", "done", "error", "stopped")
+ROLES = ("user", "assistant", "system")
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    ext_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image file already on disk, for :meth:`Store.add_problem` (an ``IntakeImage`` works too)."""
+
+    sha256: str
+    path: str | Path
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    sha256: str
+    path: Path
+    position: int
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    id: int
+    index: int
+    text: str
+    thinking: str
+    answer: str
+    reward: float | None
+    tokens: int
+    chosen: bool
+    group: int | None
+    agreement: float | None
+
+
+@dataclass(frozen=True)
+class FeedbackInfo:
+    id: int
+    up: bool
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    id: int
+    mode: str
+    model: str
+    backend: str
+    sampling: dict[str, Any]
+    timings: dict[str, Any]
+    status: str
+    created_at: datetime
+    candidates: tuple[CandidateInfo, ...] = ()
+    feedback: tuple[FeedbackInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    id: int
+    role: str
+    content: str
+    attempt_id: int | None
+    position: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ProblemSummary:
+    id: int
+    subject: str
+    problem_type: str | None
+    question: str
+    lang: str
+    gold_answer: str | None
+    created_at: datetime
+    n_images: int
+    n_attempts: int
+
+
+@dataclass(frozen=True)
+class ProblemInfo:
+    id: int
+    subject: str
+    problem_type: str | None
+    question: str
+    lang: str
+    gold_answer: str | None
+    created_at: datetime
+    images: tuple[ImageInfo, ...]
+    attempts: tuple[AttemptInfo, ...]
+    messages: tuple[MessageInfo, ...]
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def _not_found(what: str, detail: str) -> StoreError:
+    en, zh = {
+        "problem": ("This problem was not found in your history.", "在你的历史记录中找不到这道题。"),
+        "attempt": ("This answer was not found in your history.", "在你的历史记录中找不到这次解答。"),
+    }[what]
+    return StoreError("not_found", en, zh, detail)
+
+
+def _bad_user(detail: str) -> StoreError:
+    return StoreError(
+        "bad_user",
+        "Your session could not be identified. Please reload the page.",
+        "无法识别你的会话，请刷新页面。",
+        detail,
+    )
+
+
+def _bad_value(field: str, value: object, allowed: Sequence[str]) -> StoreError:
+    return StoreError(
+        "bad_value",
+        f"Could not save to history: '{field}' must be one of {', '.join(allowed)}.",
+        f"无法保存到历史记录：'{field}' 必须是 {'、'.join(allowed)} 之一。",
+        f"{field}={value!r}",
+    )
+
+
+def _check_len(**fields: str | None) -> None:
+    """Short labels must fit their column (PostgreSQL enforces the length, SQLite would not)."""
+    limits = {"subject": 32, "problem_type": 32, "lang": 8, "model": 200, "backend": 50}
+    for name, value in fields.items():
+        if value is not None and len(value) > limits[name]:
+            raise StoreError(
+                "too_long",
+                f"Could not save to history: '{name}' is longer than {limits[name]} characters.",
+                f"无法保存到历史记录：'{name}' 超过 {limits[name]} 个字符。",
+                f"{name}={value[:80]!r}",
+            )
+
+
+def _db_error(e: Exception) -> StoreError:
+    return StoreError(
+        "db_error",
+        "History could not be read or saved right now. Please try again.",
+        "暂时无法读取或保存历史记录，请稍后再试。",
+        repr(e),
+    )
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+def alembic_config(connection: Any = None) -> Config:
+    """An Alembic config built in code (no alembic.ini needed), optionally bound to a connection."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _text(value: Any) -> str:
+    """Text as stored: NUL characters removed (PostgreSQL refuses them; SQLite would keep them)."""
+    return "" if value is None else str(value).replace("\x00", "")
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _field(item: Any, name: str, default: Any = None) -> Any:
+    if isinstance(item, Mapping):
+        return item.get(name, default)
+    return getattr(item, name, default)
+
+
+class Store:
+    """History for many users, each seeing only their own rows. See the module docstring."""
+
+    def __init__(self, url: str | None = None, *, image_dir: str | Path | None = None, migrate: bool = True):
+        self.url = url or settings.db_url()
+        self.engine = make_engine(self.url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._Session = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.RLock()
+        self._image_dir = Path(image_dir) if image_dir is not None else None
+        if migrate:
+            self.upgrade()
+
+    @property
+    def image_dir(self) -> Path:
+        if self._image_dir is None:
+            self._image_dir = settings.data_dir() / "images"
+        return self._image_dir
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to ``revision``."""
+        try:
+            with self._write_lock, self.engine.begin() as conn:
+                command.upgrade(alembic_config(conn), revision)
+        except SQLAlchemyError as e:
+            log.exception("database migration failed")
+            raise _db_error(e) from e
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        lock = self._write_lock if write else threading.Lock()  # a fresh lock: no waiting on reads
+        try:
+            with lock, self._Session.begin() as s:
+                if write and self._sqlite:
+                    s.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+                yield s
+        except SQLAlchemyError as e:
+            log.exception("store failure")
+            raise _db_error(e) from e
+
+    # --- users ---
+
+    @staticmethod
+    def _check_user(ext_id: str) -> str:
+        if not isinstance(ext_id, str) or not ext_id.strip() or len(ext_id) > MAX_EXT_ID:
+            raise _bad_user(f"user id {ext_id!r:.60}")
+        return ext_id
+
+    def _user(self, s: Session, ext_id: str, create: bool) -> User | None:
+        ext_id = self._check_user(ext_id)
+        user = s.scalar(select(User).where(User.ext_id == ext_id))
+        if user is None and create:
+            try:
+                with s.begin_nested():
+                    user = User(ext_id=ext_id)
+                    s.add(user)
+            except IntegrityError:  # created meanwhile by another process
+                user = s.scalar(select(User).where(User.ext_id == ext_id))
+        return user
+
+    def get_or_create_user(self, ext_id: str) -> UserInfo:
+        with self._session(write=True) as s:
+            u = self._user(s, ext_id, create=True)
+            assert u is not None
+            return UserInfo(u.id, u.ext_id, u.created_at)
+
+    def _problem(self, s: Session, user: str, problem_id: int, lock: bool = False) -> Problem:
+        u = self._user(s, user, create=False)
+        q = select(Problem).where(Problem.id == problem_id, Problem.user_id == (u.id if u else -1))
+        p = s.scalar(q.with_for_update() if lock else q)
+        if p is None:
+            raise _not_found("problem", f"problem {problem_id} for user {user!r}")
+        return p
+
+    def _attempt(self, s: Session, user: str, attempt_id: int) -> Attempt:
+        u = self._user(s, user, create=False)
+        a = s.scalar(
+            select(Attempt)
+            .join(Problem, Attempt.problem_id == Problem.id)
+            .where(Attempt.id == attempt_id, Problem.user_id == (u.id if u else -1))
+        )
+        if a is None:
+            raise _not_found("attempt", f"attempt {attempt_id} for user {user!r}")
+        return a
+
+    # --- writes ---
+
+    def add_problem(
+        self,
+        user: str,
+        *,
+        question: str,
+        subject: str = "math",
+        problem_type: str | None = None,
+        lang: str = "en",
+        gold_answer: str | None = None,
+        images: Sequence[Any] = (),
+    ) -> int:
+        """Save a new problem and its images (``IntakeImage`` or :class:`ImageRef`); return its id."""
+        _check_len(subject=subject, problem_type=problem_type, lang=lang)
+        with self._session(write=True) as s:
+            u = self._user(s, user, create=True)
+            assert u is not None
+            p = Problem(
+                user_id=u.id,
+                subject=subject,
+                problem_type=problem_type,
+                question=_text(question),
+                lang=lang,
+                gold_answer=_opt_text(gold_answer),
+            )
+            for pos, img in enumerate(images):
+                path = Path(img.save(self.image_dir)) if hasattr(img, "save") else Path(img.path)
+                p.images.append(ProblemImage(sha256=img.sha256, path=self._rel(path), position=pos))
+            s.add(p)
+            s.flush()
+            return p.id
+
+    def add_attempt(
+        self,
+        user: str,
+        problem_id: int,
+        *,
+        mode: str,
+        model: str,
+        backend: str,
+        sampling: Mapping[str, Any] | None = None,
+        timings: Mapping[str, Any] | None = None,
+        status: str = "done",
+    ) -> int:
+        """Record one run of the model on a problem; return the attempt id."""
+        if mode not in MODES:
+            raise _bad_value("mode", mode, MODES)
+        if status not in STATUSES:
+            raise _bad_value("status", status, STATUSES)
+        _check_len(model=model, backend=backend)
+        with self._session(write=True) as s:
+            p = self._problem(s, user, problem_id)
+            a = Attempt(
+                mode=mode,
+                model=model,
+                backend=backend,
+                sampling=dict(sampling or {}),
+                timings=dict(timings or {}),
+                status=status,
+            )
+            p.attempts.append(a)
+            s.flush()
+            return a.id
+
+    def update_attempt(
+        self,
+        user: str,
+        attempt_id: int,
+        *,
+        status: str | None = None,
+        timings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set an attempt's status and/or merge new timings (e.g. when streaming finishes)."""
+        if status is not None and status not in STATUSES:
+            raise _bad_value("status", status, STATUSES)
+        with self._session(write=True) as s:
+            a = self._attempt(s, user, attempt_id)
+            if status is not None:
+                a.status = status
+            if timings:
+                a.timings = {**(a.timings or {}), **dict(timings)}
+
+    def add_candidates(
+        self, user: str, attempt_id: int, candidates: Sequence[Any], *, chosen: int | None = None
+    ) -> list[int]:
+        """Save candidate solutions (dataclasses or mappings with text, thinking, answer, reward,
+        tokens and optionally index, chosen, group, agreement). ``chosen`` marks one by index."""
+        with self._session(write=True) as s:
+            a = self._attempt(s, user, attempt_id)
+            start = len(a.candidates)
+            rows = []
+            for i, c in enumerate(candidates):
+                if dataclasses.is_dataclass(c) and not isinstance(c, type):
+                    c = dataclasses.asdict(c)
+                index = int(_field(c, "index", start + i))
+                reward = _field(c, "reward")
+                group = _field(c, "group", _field(c, "group_id"))
+                agreement = _field(c, "agreement")
+                row = Candidate(
+                    index=index,
+                    text=_text(_field(c, "text")),
+                    thinking=_text(_field(c, "thinking")),
+                    answer=_text(_field(c, "answer")),
+                    reward=None if reward is None else float(reward),
+                    tokens=int(_field(c, "tokens", 0) or 0),
+                    chosen=bool(_field(c, "chosen", False)) if chosen is None else index == chosen,
+                    group_id=None if group is None else int(group),
+                    agreement=None if agreement is None else float(agreement),
+                )
+                a.candidates.append(row)
+                rows.append(row)
+            s.flush()
+            return [r.id for r in rows]
+
+    def add_message(
+        self, user: str, problem_id: int, role: str, content: str, *, attempt_id: int | None = None
+    ) -> int:
+        """Append a chat message to a problem's conversation; return its id."""
+        if role not in ROLES:
+            raise _bad_value("role", role, ROLES)
+        with self._session(write=True) as s:
+            p = self._problem(s, user, problem_id, lock=True)  # row lock orders concurrent appends
+            if attempt_id is not None and self._attempt(s, user, attempt_id).problem_id != p.id:
+                raise _not_found("attempt", f"attempt {attempt_id} is not on problem {problem_id}")
+            last = s.scalar(select(func.max(Message.position)).where(Message.problem_id == p.id))
+            m = Message(
+                problem_id=p.id,
+                attempt_id=attempt_id,
+                role=role,
+                content=_text(content),
+                position=0 if last is None else last + 1,
+            )
+            s.add(m)
+            s.flush()
+            return m.id
+
+    def add_feedback(self, user: str, attempt_id: int, up: bool, comment: str | None = None) -> int:
+        """Thumbs up (``up=True``) or down on an attempt, with an optional comment."""
+        with self._session(write=True) as s:
+            a = self._attempt(s, user, attempt_id)
+            f = Feedback(up=bool(up), comment=_opt_text(comment) or None)
+            a.feedback.append(f)
+            s.flush()
+            return f.id
+
+    # --- reads ---
+
+    def list_problems(self, user: str, limit: int = 20, offset: int = 0) -> list[ProblemSummary]:
+        """The user's problems, newest first."""
+        limit, offset = max(0, min(int(limit), 500)), max(0, int(offset))
+        with self._session() as s:
+            u = self._user(s, user, create=False)
+            if u is None:
+                return []
+            n_img = (
+                select(func.count(ProblemImage.id))
+                .where(ProblemImage.problem_id == Problem.id)
+                .scalar_subquery()
+            )
+            n_att = select(func.count(Attempt.id)).where(Attempt.problem_id == Problem.id).scalar_subquery()
+            rows = s.execute(
+                select(Problem, n_img, n_att)
+                .where(Problem.user_id == u.id)
+                .order_by(Problem.created_at.desc(), Problem.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [
+                ProblemSummary(
+                    p.id, p.subject, p.problem_type, p.question, p.lang, p.gold_answer, p.created_at, ni, na
+                )
+                for p, ni, na in rows
+            ]
+
+    def get_problem(self, user: str, problem_id: int) -> ProblemInfo:
+        """One problem with its images, attempts (with candidates and feedback) and messages, in order."""
+        with self._session() as s:
+            p = self._problem(s, user, problem_id)
+            return ProblemInfo(
+                id=p.id,
+                subject=p.subject,
+                problem_type=p.problem_type,
+                question=p.question,
+                lang=p.lang,
+                gold_answer=p.gold_answer,
+                created_at=p.created_at,
+                images=tuple(ImageInfo(i.sha256, self._abs(i.path), i.position) for i in p.images),
+                attempts=tuple(self._attempt_info(a) for a in p.attempts),
+                messages=tuple(
+                    MessageInfo(m.id, m.role, m.content, m.attempt_id, m.position, m.created_at)
+                    for m in p.messages
+                ),
+            )
+
+    @staticmethod
+    def _attempt_info(a: Attempt) -> AttemptInfo:
+        return AttemptInfo(
+            id=a.id,
+            mode=a.mode,
+            model=a.model,
+            backend=a.backend,
+            sampling=dict(a.sampling or {}),
+            timings=dict(a.timings or {}),
+            status=a.status,
+            created_at=a.created_at,
+            candidates=tuple(
+                CandidateInfo(
+                    c.id,
+                    c.index,
+                    c.text,
+                    c.thinking,
+                    c.answer,
+                    c.reward,
+                    c.tokens,
+                    c.chosen,
+                    c.group_id,
+                    c.agreement,
+                )
+                for c in a.candidates
+            ),
+            feedback=tuple(FeedbackInfo(f.id, f.up, f.comment, f.created_at) for f in a.feedback),
+        )
+
+    # --- deletes ---
+
+    def delete_problem(self, user: str, problem_id: int) -> None:
+        """Delete a problem with everything under it, and image files no problem uses any more."""
+        with self._session(write=True) as s:
+            p = self._problem(s, user, problem_id)
+            paths = {i.path for i in p.images}
+            s.delete(p)
+            s.flush()
+            still_used = set(
+                s.scalars(select(ProblemImage.path).where(ProblemImage.path.in_(paths))).all()
+                if paths
+                else []
+            )
+            # Unlink while still holding the write lock, so a concurrent add of the same photo in
+            # this process cannot insert its row between our check and the unlink.
+            for rel in paths - still_used:
+                self._unlink(rel)
+
+    def delete_user(self, user: str) -> int:
+        """Delete all of a user's history (and the user); return the number of problems removed."""
+        with self._session() as s:
+            u = self._user(s, user, create=False)
+            ids = list(s.scalars(select(Problem.id).where(Problem.user_id == u.id))) if u else []
+        for pid in ids:
+            self.delete_problem(user, pid)
+        with self._session(write=True) as s:
+            u = self._user(s, user, create=False)
+            if u is not None:
+                s.delete(u)
+        return len(ids)
+
+    # --- image paths ---
+
+    def _rel(self, path: Path) -> str:
+        """Paths inside ``image_dir`` are stored relative to it, so the data directory can move."""
+        try:
+            return path.resolve().relative_to(self.image_dir.resolve()).as_posix()
+        except ValueError:
+            return str(path.resolve())
+
+    def _abs(self, stored: str) -> Path:
+        p = Path(stored)
+        return p if p.is_absolute() else self.image_dir / p
+
+    def _unlink(self, stored: str) -> None:
+        path = self._abs(stored).resolve()
+        if not path.is_relative_to(self.image_dir.resolve()):
+            log.info("not deleting %s: outside the image directory", path)
+            return
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("could not delete image %s: %r", path, e)

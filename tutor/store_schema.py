@@ -1,0 +1,205 @@
+"""ORM schema of the history store (SQLAlchemy 2.0, typed ``Mapped[]``) and its engine setup.
+
+Used by ``tutor.store`` (the API the app calls) and by ``tutor/migrations/env.py`` (autogenerate
+compares these models with the migrations). The schema itself is owned by the Alembic revisions in
+``tutor/migrations/versions``: change a model here and add a revision there, in the same commit;
+``tests/tutor/test_migrations.py`` fails when the two drift apart.
+
+Constraint and index names follow ``NAMING`` so that migrations can refer to them on every backend.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+MAX_EXT_ID = 128
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ext_id: Mapped[str] = mapped_column(String(MAX_EXT_ID), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Problem(Base):
+    __tablename__ = "problems"
+    __table_args__ = (Index("ix_problems_user_created", "user_id", "created_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(32))
+    problem_type: Mapped[str | None] = mapped_column(String(32))
+    question: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str] = mapped_column(String(8))
+    gold_answer: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    images: Mapped[list[ProblemImage]] = relationship(
+        order_by="ProblemImage.position", passive_deletes=True, cascade="all, delete-orphan"
+    )
+    attempts: Mapped[list[Attempt]] = relationship(
+        order_by=lambda: [Attempt.created_at, Attempt.id], passive_deletes=True, cascade="all, delete-orphan"
+    )
+    messages: Mapped[list[Message]] = relationship(
+        order_by="Message.position", passive_deletes=True, cascade="all, delete-orphan"
+    )
+
+
+class ProblemImage(Base):
+    __tablename__ = "problem_images"
+    __table_args__ = (UniqueConstraint("problem_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(200))
+    backend: Mapped[str] = mapped_column(String(50))
+    sampling: Mapped[dict[str, Any]] = mapped_column(JSON)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    candidates: Mapped[list[Candidate]] = relationship(
+        order_by="Candidate.index", passive_deletes=True, cascade="all, delete-orphan"
+    )
+    feedback: Mapped[list[Feedback]] = relationship(
+        order_by=lambda: [Feedback.created_at, Feedback.id],
+        passive_deletes=True,
+        cascade="all, delete-orphan",
+    )
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("attempt_id", "idx"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column("idx", Integer)
+    text: Mapped[str] = mapped_column(Text)
+    thinking: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    reward: Mapped[float | None] = mapped_column(Float)
+    tokens: Mapped[int] = mapped_column(Integer)
+    chosen: Mapped[bool] = mapped_column(Boolean)
+    group_id: Mapped[int | None] = mapped_column(Integer)  # answer cluster (same final answer)
+    agreement: Mapped[float | None] = mapped_column(Float)  # share of candidates in that cluster
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("problem_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id", ondelete="CASCADE"), index=True)
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"), index=True)
+    up: Mapped[bool] = mapped_column(Boolean)
+    comment: Mapped[str | None] = mapped_column(Text)  # added in revision 0002
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+# --- engine -----------------------------------------------------------------------------------------
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; on SQLite: WAL, foreign keys, real transactions, a 30 s busy wait."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return create_engine(u, pool_pre_ping=True)
+    memory = u.database in (None, "", ":memory:")
+    if not memory:
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        u,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy, not the sqlite3 module, issue BEGIN
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last commits
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+    return engine
