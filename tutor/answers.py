@@ -39,11 +39,23 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from fractions import Fraction
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from tutor import mathcheck
 from tutor.errors import InputError
-from tutor.mathcheck import math_equal
+from tutor.mathcheck import (
+    CJK,
+    LETTERS,
+    choice_letters,
+    has_upper_choice,
+    looks_like_text,
+    math_equal,
+    number_latex,
+    numbers_equal,
+    parse_number,
+    text_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +76,7 @@ THINK_END = "</think>"
 # ----------------------------------------------------------------------------- extraction
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_CJK = "\u3400-\u9fff"
-_LETTERS = r"[\(（]?[A-Ga-g][\)）]?(?:\s*(?:[,，、;；/]|和|与|及|and)?\s*[\(（]?[A-Ga-g][\)）]?)*"
-_CHOICE_PHRASE = re.compile(r"(?:故|所以|因此|则|应|答案)?\s*选(?:项)?\s*(?:为|是)?\s*[:：]?\s*(?P<ans>" + _LETTERS + r")")
+_CHOICE_PHRASE = re.compile(r"(?:故|所以|因此|则|应|答案)?\s*选(?:项)?\s*(?:为|是)?\s*[:：]?\s*(?P<ans>" + LETTERS + r")")
 _PHRASES = [
     re.compile(r"(?:最终|最后的?)?答案\s*(?:应该?是|应为|是|为)\s*[:：]?\s*"),
     re.compile(r"(?:最终|最后的?)?答案\s*[:：]\s*"),
@@ -75,11 +85,14 @@ _PHRASES = [
     re.compile(r"(?i)\bthe\s+(?:correct\s+|final\s+)?answer\s+is\s*[:：]?\s*"),
     re.compile(r"(?i)\banswer\s*[:：]\s*"),
 ]
-_SENTENCE_END = re.compile(r"\n|。|\.\s+(?=[A-Z" + _CJK + r"])|(?<=[" + _CJK + r"])\.\s*")
+_SENTENCE_END = re.compile(
+    r"\n|。|\.\s+(?=[A-Z" + CJK + r"])|(?<=[" + CJK + r"])\.\s*"
+    r"|[,，]\s*(?=[" + CJK + r"]|[A-Za-z]{3,}\b)"
+)
 _BOLD_RE = re.compile(r"\*\*(.+?)\*\*")
 # sub-question markers: (1) （2） ① (I) (ii), or "1." / "2、" at a line start
 _SUBQ_RE = re.compile(
-    r"[\(（]\s*(?:[1-9]|1[0-9]|I{1,3}|IV|VI{0,3}|i{1,3}|iv|vi{0,3})\s*[\)）]|[①-⑩]"
+    r"(?<![A-Za-z0-9)\]}^_])[\(（]\s*(?:[1-9]|1[0-9]|I{1,3}|IV|VI{0,3}|i{1,3}|iv|vi{0,3})\s*[\)）]|[①-⑩]"
     r"|(?m:^\s*(?:[1-9][.、．](?!\d)|第[一二三四五六]问|Part\s*\(?[a-dA-D1-9]\)?[:：.]?))"
 )
 _GLUE_RE = re.compile(r"(?i)[\s$,，;；、:：.。]|\\q?quad|\\[,;!]|\\text\{[^{}]*\}|and|or|和|或|及|与|以及")
@@ -152,9 +165,7 @@ def _box_answers(answer: str, boxes: list[tuple[int, int, str]]) -> list[str]:
     """The boxed answers that make up the final answer: one per sub-question, or the last cluster."""
     marks = [m.start() for m in _SUBQ_RE.finditer(answer)]
     if len(marks) >= 2:
-        bounds = [0, *marks[1:], len(answer)] if marks[0] > boxes[0][0] else [*marks, len(answer)]
-        if bounds[0] != 0:
-            bounds = [0, *bounds[1:]]
+        bounds = [0, *marks[1:], len(answer)]  # any preamble belongs to the first sub-question
         per_section = []
         for lo, hi in zip(bounds, bounds[1:], strict=False):
             inside = [b for b in boxes if lo <= b[0] < hi]
@@ -258,9 +269,9 @@ _FULLWIDTH.update({ord(k): v for k, v in {
     "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "π": "\\pi ", "∞": "\\infty ", "∈": "\\in ",
     "√": "\\sqrt ",
 }.items()})
-_CJK_LEAD = re.compile(r"^[^=<>]*?[" + _CJK + r"][^=<>]*?(?:为|是|等于)\s*(?P<rest>.+)$")
-_CJK_CONJ = re.compile(r"\s*(?:或者|或|以及|及|和|与|且)\s*")
-_TRAIL_CJK = re.compile(r"^(?P<math>.*[0-9A-Za-z}\])|])\s*[" + _CJK + r"]{1,4}$")
+CJK_LEAD = re.compile(r"^[^=<>]*?[" + CJK + r"][^=<>]*?(?:为|是|等于)\s*(?P<rest>.+)$")
+CJK_CONJ = re.compile(r"\s*(?:或者|或|以及|及|和|与|且)\s*")
+_TRAILCJK = re.compile(r"^(?P<math>.*[0-9A-Za-z}\])|])\s*[" + CJK + r"]{1,4}$")
 
 
 def _has_anchor(s: str) -> bool:
@@ -284,16 +295,23 @@ def _clean(s: str) -> str:
     return s
 
 
+_SET_BUILDER = re.compile(r"^\\\{\s*[A-Za-z]\s*(?:\||\\mid|:)\s*(?P<cond>.+?)"
+                          r"(?:,\s*[A-Za-z]\s*\\in\s*(?:\\mathbb\{?R\}?|R))?\s*\\\}$")
+
+
 def _math_form(s: str) -> str:
-    """Chinese glue removed from a mathematical answer: lead-ins, 或/和, trailing units."""
-    m = _CJK_LEAD.match(s)
-    if m and not re.search(f"[{_CJK}]", m.group("rest")[:-4] or ""):
+    """Chinese glue removed from a mathematical answer: lead-ins, 或/和, trailing units, set-builder."""
+    m = CJK_LEAD.match(s)
+    if m and not re.search(f"[{CJK}]", m.group("rest")[:-4] or ""):
         s = m.group("rest")
-    m = _TRAIL_CJK.match(s)
+    m = _TRAILCJK.match(s)
     if m:
         s = m.group("math")
     if re.search(r"[0-9=<>]", s):
-        s = _CJK_CONJ.sub(", ", s)
+        s = CJK_CONJ.sub(", ", s)
+    m = _SET_BUILDER.match(s.strip())
+    if m:  # {x | x > 1} -> x > 1
+        s = m.group("cond")
     return s.strip()
 
 
@@ -332,148 +350,6 @@ def _split_commas(s: str) -> list[str]:
             cur.append(c)
     parts.append("".join(cur).strip())
     return [p for p in parts if p]
-
-
-# ----------------------------------------------------------------------------- choice letters
-
-_CHOICE_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf|rm)\s*\{([^{}]*)\}")
-
-
-def _choice_letters(s: str) -> frozenset[str] | None:
-    """Set of option letters in ``s`` (``AB``, ``B,A``, ``(C)``, ``选C``, ``C. 3``), or None."""
-    t = _CHOICE_WRAP.sub(r"\1", s).strip()
-    t = re.sub(r"^(?:选项|选|options?|choices?)\s*[:：]?\s*", "", t, flags=re.I)
-    m = re.match(r"^[\(（]?([A-G])[\)）]?\s*[.．:：、]\s*\S", t)
-    if m and not re.fullmatch(_LETTERS, t):
-        return frozenset(m.group(1))
-    if not re.fullmatch(_LETTERS, t):
-        return None
-    letters = re.findall(r"[A-Ga-g]", t)
-    return frozenset(c.upper() for c in letters) if letters else None
-
-
-def _has_upper_choice(s: str) -> bool:
-    t = _CHOICE_WRAP.sub(r"\1", s)
-    return bool(re.search(r"[A-G]", t))
-
-
-# ----------------------------------------------------------------------------- numbers
-
-_UNIT_ALIASES = {
-    "米": "m", "厘米": "cm", "毫米": "mm", "千米": "km", "公里": "km", "千克": "kg", "公斤": "kg", "克": "g",
-    "秒": "s", "分钟": "min", "小时": "h", "牛": "N", "牛顿": "N", "焦": "J", "焦耳": "J", "瓦": "W",
-    "瓦特": "W", "伏": "V", "伏特": "V", "安": "A", "安培": "A", "欧": "Ω", "欧姆": "Ω", "摩尔": "mol",
-    "升": "L", "毫升": "mL", "帕": "Pa", "赫兹": "Hz", "度": "°", "deg": "°", "^\\circ": "°", "^{\\circ}": "°",
-    "\\circ": "°", "℃": "°C", "^\\circC": "°C", "米/秒": "m/s", "千米/时": "km/h", "ohm": "Ω", "\\Omega": "Ω",
-}
-_ASCII_UNITS = (
-    "km/h|m/s\\^\\{?2\\}?|m/s²|m/s|N/m|J/mol|kg/m\\^\\{?3\\}?|g/mol|mol/L|cm\\^\\{?[23]\\}?|m\\^\\{?[23]\\}?|"
-    "cm²|cm³|m²|m³|km|cm|mm|kg|mg|mol|mL|ml|kW|kJ|kPa|MPa|Pa|Hz|eV|min|ohm|deg|rad|[mgsNJWVAΩLKhT]"
-)
-_UNIT_RE = re.compile(
-    r"\s*(?:\\[,;:!]|\\ |~)*\s*(?P<unit>"
-    r"\\(?:text|mathrm|rm|mbox)\s*\{[^{}]*\}(?:\s*\\?[/·]\s*\\(?:text|mathrm|rm)\s*\{[^{}]*\})*"
-    r"|\^\s*\{?\\circ\}?\s*[CF]?|°[CF]?|℃"
-    r"|[" + _CJK + r"]{1,4}(?:/[" + _CJK + r"]{1,3})?"
-    r"|(?:" + _ASCII_UNITS + r")(?![A-Za-z])"
-    r")\s*$"
-)
-_DEC = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
-_NUM_RES = [
-    re.compile(r"(?P<sign>[+-]?)\s*\\frac\s*\{\s*(?P<a>[+-]?(?:" + _DEC + r"))\s*\}\s*\{\s*(?P<b>[+-]?(?:" + _DEC + r"))\s*\}"),
-    re.compile(r"(?P<sign>[+-]?)\s*\\frac\s*(?P<a>\d)\s*(?P<b>\d)"),
-    re.compile(r"(?P<sign>[+-]?)\s*(?P<a>" + _DEC + r")\s*/\s*(?P<b>" + _DEC + r")"),
-    re.compile(r"(?P<sign>[+-]?)\s*(?P<m>" + _DEC + r")\s*(?:\\times|\\cdot|\*|x)\s*10\s*\^\s*\{?\s*(?P<e>[+-]?\d+)\s*\}?"),
-    re.compile(r"(?P<sign>[+-]?)\s*(?P<m>" + _DEC + r")[eE](?P<e>[+-]?\d+)"),
-    re.compile(r"(?P<sign>[+-]?)\s*(?P<m>" + _DEC + r")"),
-]
-
-
-def _to_fraction(s: str) -> Fraction:
-    return Fraction(s.replace(",", ""))
-
-
-def _number(s: str) -> tuple[list[Fraction], str | None] | None:
-    """Candidate values and unit of a plain number (``50%`` -> [1/2, 50]), or None if not a number."""
-    t = s.strip()
-    unit = None
-    pct = False
-    if re.search(r"(?:\\%|%)\s*$", t):
-        pct, t = True, re.sub(r"(?:\\%|%)\s*$", "", t).strip()
-    else:
-        m = _UNIT_RE.search(t)
-        if m and m.start() > 0:
-            unit, t = m.group("unit"), t[: m.start()].strip()
-            if re.search(r"(?:\\%|%)\s*$", t):
-                pct, t = True, re.sub(r"(?:\\%|%)\s*$", "", t).strip()
-    t = re.sub(r"\\[,;:!]|\\ |~|\{,\}", "", t).replace(" ", "")
-    for rx in _NUM_RES:
-        m = rx.fullmatch(t)
-        if not m:
-            continue
-        try:
-            if "a" in m.groupdict():
-                b = _to_fraction(m.group("b"))
-                if b == 0:
-                    return None
-                value = _to_fraction(m.group("a")) / b
-            elif "e" in m.groupdict() and m.groupdict().get("e") is not None:
-                exp = int(m.group("e"))
-                if abs(exp) > 400:
-                    return None
-                value = _to_fraction(m.group("m")) * Fraction(10) ** exp
-            else:
-                value = _to_fraction(m.group("m"))
-        except (ValueError, ZeroDivisionError):
-            return None
-        if m.group("sign") == "-":
-            value = -value
-        return ([value / 100, value] if pct else [value]), _canonical_unit(unit)
-    return None
-
-
-def _canonical_unit(unit: str | None) -> str | None:
-    if unit is None:
-        return None
-    u = _CHOICE_WRAP.sub(r"\1", unit).replace(" ", "").replace("\\", "\\")
-    u = u.replace("{", "").replace("}", "") if not u.startswith("^") else u
-    return _UNIT_ALIASES.get(u, _UNIT_ALIASES.get(unit.strip(), u))
-
-
-def _close(a: Fraction, b: Fraction, rel_tol: float) -> bool:
-    if a == b:
-        return True
-    return abs(a - b) <= Fraction(rel_tol) * max(abs(a), abs(b))
-
-
-def _numbers_equal(g: tuple[list[Fraction], str | None], p: tuple[list[Fraction], str | None],
-                   rel_tol: float) -> bool:
-    (gv, gu), (pv, pu) = g, p
-    known = set(_UNIT_ALIASES.values()) | {"m/s", "km/h"}
-    if gu and pu and gu != pu and gu in known and pu in known:
-        return False
-    return any(_close(a, b, rel_tol) for a in gv for b in pv)
-
-
-# ----------------------------------------------------------------------------- text
-
-_TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{([^{}]*)\}")
-
-
-def _text_key(s: str) -> str:
-    s = _TEXT_WRAP.sub(r"\1", s)
-    s = unicodedata.normalize("NFKC", s).casefold()
-    return "".join(c for c in s if not (c.isspace() or unicodedata.category(c)[0] in "PZ" or c in "$"))
-
-
-def _looks_like_text(s: str) -> bool:
-    t = _TEXT_WRAP.sub(r"\1", s)
-    if re.search(f"[{_CJK}]", t):
-        return True
-    if re.search(r"[\\=<>^_{}+*/0-9]", t):
-        return False
-    words = re.findall(r"[A-Za-z]+", t)
-    return bool(words) and (len(words) >= 2 or len(words[0]) >= 3)
 
 
 # ----------------------------------------------------------------------------- equivalence
@@ -520,13 +396,13 @@ def equivalent(gold: str, pred: str, *, kind: str = "auto", rel_tol: float = 1e-
 def _equivalent(g: str, p: str, kind: str, rel_tol: float, timeout: float) -> bool:
     # 1. choice letters
     if kind == "choice":
-        gl, pl = _choice_letters(g), _choice_letters(p)
+        gl, pl = choice_letters(g), choice_letters(p)
         return gl is not None and gl == pl
     if kind == "auto":
-        gl, pl = _choice_letters(g), _choice_letters(p)
-        if gl is not None and pl is not None and (_has_upper_choice(g) or _has_upper_choice(p)):
+        gl, pl = choice_letters(g), choice_letters(p)
+        if gl is not None and pl is not None and (has_upper_choice(g) or has_upper_choice(p)):
             return gl == pl
-        if gl is not None and _has_upper_choice(g) and len(g) <= 12 and re.fullmatch(r"[\sA-G,;、()（）]+", g):
+        if gl is not None and has_upper_choice(g) and len(g) <= 12 and re.fullmatch(r"[\sA-G,;、()（）]+", g):
             return False  # gold is clearly a choice, pred is not a letter set
     # 2. several blanks
     gb, pb = _split_blanks(g), _split_blanks(p)
@@ -540,29 +416,24 @@ def _equivalent(g: str, p: str, kind: str, rel_tol: float, timeout: float) -> bo
     if g == p or g.replace(" ", "") == p.replace(" ", ""):
         return True
     # 4. text
-    if kind == "text" or (kind == "auto" and _looks_like_text(g) and _looks_like_text(p)):
-        return _text_key(g) == _text_key(p) and bool(_text_key(g))
+    if kind == "text" or (kind == "auto" and looks_like_text(g) and looks_like_text(p)):
+        return text_key(g) == text_key(p) and bool(text_key(g))
     gm, pm = _math_form(g), _math_form(p)
     if gm.replace(" ", "") == pm.replace(" ", "") and gm:
         return True
     # 5. plain numbers
-    gn, pn = _number(gm), _number(pm)
+    gn, pn = parse_number(gm), parse_number(pm)
     if gn is not None and pn is not None:
-        return _numbers_equal(gn, pn, rel_tol)
-    if kind == "auto" and (_looks_like_text(g) or _looks_like_text(p)):
-        if re.search(f"[{_CJK}]", gm + pm):
-            return _text_key(g) == _text_key(p)
+        return numbers_equal(gn, pn, rel_tol)
+    if kind == "auto" and (looks_like_text(g) or looks_like_text(p)):
+        if re.search(f"[{CJK}]", gm + pm):
+            return text_key(g) == text_key(p)
     # 6. mathematics
     if gn is not None:
-        gm = _number_latex(gn)
+        gm = number_latex(gn)
     if pn is not None:
-        pm = _number_latex(pn)
+        pm = number_latex(pn)
     return math_equal(gm, pm, rel_tol=rel_tol, timeout=timeout)
-
-
-def _number_latex(n: tuple[list[Fraction], str | None]) -> str:
-    v = n[0][0]
-    return str(v.numerator) if v.denominator == 1 else f"\\frac{{{v.numerator}}}{{{v.denominator}}}"
 
 
 # ----------------------------------------------------------------------------- rewards
@@ -589,17 +460,6 @@ def _completion_text(c: Any) -> str:
     return "" if c is None else str(c)
 
 
-def _gold_answer(solution: str) -> str | None:
-    s = solution.strip()
-    if not s:
-        return None
-    if _has_anchor(s):
-        return extract_final(s)
-    if len(s) <= MAX_ANSWER_CHARS:
-        return s
-    return None
-
-
 def accuracy_reward(completions: list[Any], solutions: list[str] | None = None,
                     **kw: Any) -> list[float | None]:
     """1.0 when a completion's final answer matches its gold solution, 0.0 when not, None when the
@@ -616,23 +476,27 @@ def accuracy_reward(completions: list[Any], solutions: list[str] | None = None,
                          detail=f"{len(completions)} completions, "
                                 f"{None if solutions is None else len(solutions)} solutions")
     kinds = kw.get("answer_kind") or ["auto"] * len(completions)
-    rewards: list[float | None] = []
-    for comp, sol, kind in zip(completions, solutions, kinds, strict=False):
-        gold = _gold_answer(sol) if isinstance(sol, str) else None
+
+    def one(item: tuple[Any, Any, Any]) -> float | None:
+        comp, sol, kind = item
+        gold = extract_final(sol) if isinstance(sol, str) else None
         if gold is None:
             logger.warning("gold solution has no answer: %.80r", sol)
-            rewards.append(None)
-            continue
+            return None
         pred = extract_final(_completion_text(comp))
         if pred is None:
-            rewards.append(0.0)
-            continue
+            return 0.0
         try:
-            ok = equivalent(gold, pred, kind=kind if kind in KINDS else "auto")
+            return 1.0 if equivalent(gold, pred, kind=kind if kind in KINDS else "auto") else 0.0
         except InputError:
-            ok = False
-        rewards.append(1.0 if ok else 0.0)
-    return rewards
+            return 0.0
+
+    items = list(zip(completions, solutions, kinds, strict=False))
+    if len(items) <= 1:
+        return [one(i) for i in items]
+    # comparisons that reach math-verify run in parallel, one thread per pool worker
+    with ThreadPoolExecutor(max_workers=mathcheck.WORKERS, thread_name_prefix="reward") as ex:
+        return list(ex.map(one, items))
 
 
 def format_reward(completions: list[Any], **kw: Any) -> list[float]:

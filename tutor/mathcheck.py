@@ -1,7 +1,13 @@
-"""Symbolic answer comparison with math-verify, run in a process pool under our own timeout.
+"""Comparing two cleaned answers: cheap pure-Python checks, and math-verify in a process pool.
 
-``tutor.answers.equivalent`` decides the easy cases (choice letters, plain numbers, text) itself and
-sends only real mathematics here. math-verify's own timeouts use ``signal.alarm``, which fails off
+``tutor.answers.equivalent`` cleans the answers (phrases, ``$``, punctuation) and then uses this module.
+
+Cheap checks, in the calling process (no sympy): ``choice_letters`` (option letters as a set),
+``parse_number`` / ``numbers_equal`` (integers, decimals, fractions, ``3\\times10^{8}``, percentages,
+trailing units, relative tolerance), ``text_key`` / ``looks_like_text`` (text compared ignoring case,
+spaces and punctuation).
+
+Everything else goes to math-verify through ``math_equal``. math-verify's own timeouts use ``signal.alarm``, which fails off
 the main thread (the Gradio worker threads, a training loop's reward threads), so we switch them off
 (``parsing_timeout=None``, ``timeout_seconds=None``) and run every comparison in a small pool of
 worker processes instead, waiting on ``future.result(timeout=...)``. A worker that overruns is
@@ -33,7 +39,9 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from concurrent.futures.process import BrokenProcessPool
+from fractions import Fraction
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -42,6 +50,163 @@ WORKERS = max(1, int(os.environ.get("R1V_CHECK_WORKERS", "2")))
 STARTUP_TIMEOUT_S = 120.0  # first start imports sympy in each worker; not counted in a call's timeout
 
 _EQUATION_RE = re.compile(r"(?<![<>!=\\])=(?!=)")
+CJK = "\u3400-\u9fff"
+LETTERS = r"[\(（]?[A-Ga-g][\)）]?(?:\s*(?:[,，、;；/]|和|与|及|and)?\s*[\(（]?[A-Ga-g][\)）]?)*"
+
+
+# --------------------------------------------------------------------------- cheap checks: choice letters
+
+_CHOICE_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf|rm)\s*\{([^{}]*)\}")
+
+
+def choice_letters(s: str) -> frozenset[str] | None:
+    """Set of option letters in ``s`` (``AB``, ``B,A``, ``(C)``, ``选C``, ``C. 3``), or None."""
+    t = _CHOICE_WRAP.sub(r"\1", s).strip()
+    t = re.sub(r"^(?:选项|选|options?|choices?)\s*[:：]?\s*", "", t, flags=re.I)
+    m = re.match(r"^[\(（]?([A-G])[\)）]?\s*[.．:：、]\s*\S", t)
+    if m and not re.fullmatch(LETTERS, t):
+        return frozenset(m.group(1))
+    if not re.fullmatch(LETTERS, t):
+        return None
+    letters = re.findall(r"[A-Ga-g]", t)
+    return frozenset(c.upper() for c in letters) if letters else None
+
+
+def has_upper_choice(s: str) -> bool:
+    """Whether ``s`` holds an upper-case option letter (so ``c`` alone is not taken for a choice)."""
+    t = _CHOICE_WRAP.sub(r"\1", s)
+    return bool(re.search(r"[A-G]", t))
+
+
+# --------------------------------------------------------------------------- cheap checks: numbers
+
+_UNIT_ALIASES = {
+    "米": "m", "厘米": "cm", "毫米": "mm", "千米": "km", "公里": "km", "千克": "kg", "公斤": "kg", "克": "g",
+    "秒": "s", "分钟": "min", "小时": "h", "牛": "N", "牛顿": "N", "焦": "J", "焦耳": "J", "瓦": "W",
+    "瓦特": "W", "伏": "V", "伏特": "V", "安": "A", "安培": "A", "欧": "Ω", "欧姆": "Ω", "摩尔": "mol",
+    "升": "L", "毫升": "mL", "帕": "Pa", "赫兹": "Hz", "度": "°", "deg": "°", "^\\circ": "°", "^{\\circ}": "°",
+    "\\circ": "°", "℃": "°C", "^\\circC": "°C", "米/秒": "m/s", "千米/时": "km/h", "ohm": "Ω", "\\Omega": "Ω",
+}
+_ASCII_UNITS = (
+    "km/h|m/s\\^\\{?2\\}?|m/s²|m/s|N/m|J/mol|kg/m\\^\\{?3\\}?|g/mol|mol/L|cm\\^\\{?[23]\\}?|m\\^\\{?[23]\\}?|"
+    "cm²|cm³|m²|m³|km|cm|mm|kg|mg|mol|mL|ml|kW|kJ|kPa|MPa|Pa|Hz|eV|min|ohm|deg|rad|[mgsNJWVAΩLKhT]"
+)
+_UNIT_RE = re.compile(
+    r"\s*(?:\\[,;:!]|\\ |~)*\s*(?P<unit>"
+    r"\\(?:text|mathrm|rm|mbox)\s*\{[^{}]*\}(?:\s*\\?[/·]\s*\\(?:text|mathrm|rm)\s*\{[^{}]*\})*"
+    r"|\^\s*\{?\\circ\}?\s*[CF]?|°[CF]?|℃"
+    r"|[" + CJK + r"]{1,4}(?:/[" + CJK + r"]{1,3})?"
+    r"|(?:" + _ASCII_UNITS + r")(?![A-Za-z])"
+    r")\s*$"
+)
+_VARIABLE_LIKE_UNITS = set("mgsALKhT")
+_DEC = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
+_NUM_RES = [
+    re.compile(r"(?P<sign>[+-]?)\s*\\frac\s*\{\s*(?P<a>[+-]?(?:" + _DEC + r"))\s*\}\s*\{\s*(?P<b>[+-]?(?:" + _DEC + r"))\s*\}"),
+    re.compile(r"(?P<sign>[+-]?)\s*\\frac\s*(?P<a>\d)\s*(?P<b>\d)"),
+    re.compile(r"(?P<sign>[+-]?)\s*(?P<a>" + _DEC + r")\s*/\s*(?P<b>" + _DEC + r")"),
+    re.compile(r"(?P<sign>[+-]?)\s*(?P<m>" + _DEC + r")\s*(?:\\times|\\cdot|\*|x)\s*10\s*\^\s*\{?\s*(?P<e>[+-]?\d+)\s*\}?"),
+    re.compile(r"(?P<sign>[+-]?)\s*(?P<m>" + _DEC + r")[eE](?P<e>[+-]?\d+)"),
+    re.compile(r"(?P<sign>[+-]?)\s*(?P<m>" + _DEC + r")"),
+]
+
+
+def _to_fraction(s: str) -> Fraction:
+    return Fraction(s.replace(",", ""))
+
+
+def parse_number(s: str) -> tuple[list[Fraction], str | None] | None:
+    """Candidate values and unit of a plain number (``50%`` -> [1/2, 50]), or None if not a number."""
+    t = s.strip()
+    unit = None
+    pct = False
+    if re.search(r"(?:\\%|%)\s*$", t):
+        pct, t = True, re.sub(r"(?:\\%|%)\s*$", "", t).strip()
+    else:
+        m = _UNIT_RE.search(t)
+        if m and m.start() > 0:
+            unit, t = m.group("unit"), t[: m.start()].strip()
+            if unit in _VARIABLE_LIKE_UNITS and m.group(0)[:1] not in (" ", "\\", "~"):
+                return None  # "2m", "3g": a multiple of a variable unless written "2 m"
+            if re.search(r"(?:\\%|%)\s*$", t):
+                pct, t = True, re.sub(r"(?:\\%|%)\s*$", "", t).strip()
+    t = re.sub(r"\\[,;:!]|\\ |~|\{,\}", "", t).replace(" ", "")
+    for rx in _NUM_RES:
+        m = rx.fullmatch(t)
+        if not m:
+            continue
+        try:
+            if "a" in m.groupdict():
+                b = _to_fraction(m.group("b"))
+                if b == 0:
+                    return None
+                value = _to_fraction(m.group("a")) / b
+            elif "e" in m.groupdict() and m.groupdict().get("e") is not None:
+                exp = int(m.group("e"))
+                if abs(exp) > 400:
+                    return None
+                value = _to_fraction(m.group("m")) * Fraction(10) ** exp
+            else:
+                value = _to_fraction(m.group("m"))
+        except (ValueError, ZeroDivisionError):
+            return None
+        if m.group("sign") == "-":
+            value = -value
+        return ([value / 100, value] if pct else [value]), _canonical_unit(unit)
+    return None
+
+
+def _canonical_unit(unit: str | None) -> str | None:
+    if unit is None:
+        return None
+    u = _CHOICE_WRAP.sub(r"\1", unit).replace(" ", "").replace("\\", "\\")
+    u = u.replace("{", "").replace("}", "") if not u.startswith("^") else u
+    return _UNIT_ALIASES.get(u, _UNIT_ALIASES.get(unit.strip(), u))
+
+
+def _close_fraction(a: Fraction, b: Fraction, rel_tol: float) -> bool:
+    if a == b:
+        return True
+    return abs(a - b) <= Fraction(rel_tol) * max(abs(a), abs(b))
+
+
+def numbers_equal(g: tuple[list[Fraction], str | None], p: tuple[list[Fraction], str | None],
+                   rel_tol: float) -> bool:
+    """Parsed numbers agree within ``rel_tol``; known, different units (``m`` vs ``kg``) never do."""
+    (gv, gu), (pv, pu) = g, p
+    known = set(_UNIT_ALIASES.values()) | {"m/s", "km/h"}
+    if gu and pu and gu != pu and gu in known and pu in known:
+        return False
+    return any(_close_fraction(a, b, rel_tol) for a in gv for b in pv)
+
+
+# --------------------------------------------------------------------------- cheap checks: text
+
+_TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{([^{}]*)\}")
+
+
+def text_key(s: str) -> str:
+    """``s`` without ``\\text{}`` wrappers, case, spaces and punctuation (``增大。`` -> ``增大``)."""
+    s = _TEXT_WRAP.sub(r"\1", s)
+    s = unicodedata.normalize("NFKC", s).casefold()
+    return "".join(c for c in s if not (c.isspace() or unicodedata.category(c)[0] in "PZ" or c in "$"))
+
+
+def looks_like_text(s: str) -> bool:
+    """Whether ``s`` is words (Chinese, or English words) rather than mathematics."""
+    t = _TEXT_WRAP.sub(r"\1", s)
+    if re.search(f"[{CJK}]", t):
+        return True
+    if re.search(r"[\\=<>^_{}+*/0-9]", t):
+        return False
+    words = re.findall(r"[A-Za-z]+", t)
+    return bool(words) and (len(words) >= 2 or len(words[0]) >= 3)
+
+
+def number_latex(n: tuple[list[Fraction], str | None]) -> str:
+    """LaTeX of a parsed number (its first value), for math-verify."""
+    v = n[0][0]
+    return str(v.numerator) if v.denominator == 1 else f"\\frac{{{v.numerator}}}{{{v.denominator}}}"
 
 
 # --------------------------------------------------------------------------- worker side
@@ -143,7 +308,7 @@ def compare(gold: str, pred: str, rel_tol: float = 1e-4) -> bool:
         return False
     g, p = g_list[0], p_list[0]
     if isinstance(g, str) or isinstance(p, str):
-        return bool(verify(g_list, p_list, timeout_seconds=None))
+        return bool(verify(g_list, p_list, allow_set_relation_comp=True, timeout_seconds=None))
     if _EQUATION_RE.search(gold) and _EQUATION_RE.search(pred):
         is_rel = (sympy.core.relational.Relational, sympy.And, sympy.FiniteSet)
         if not (isinstance(g, is_rel) and isinstance(p, is_rel)):
@@ -155,7 +320,7 @@ def compare(gold: str, pred: str, rel_tol: float = 1e-4) -> bool:
         return _equations_equal(g, p, rel_tol)
     if _sets_of_different_size(g, p):
         return False
-    return bool(verify(g_list, p_list, timeout_seconds=None))
+    return bool(verify(g_list, p_list, allow_set_relation_comp=True, timeout_seconds=None))
 
 
 # --------------------------------------------------------------------------- caller side
@@ -171,8 +336,12 @@ class _Pool:
         self._executor: cf.ProcessPoolExecutor | None = None
 
     def _context(self):
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        return mp.get_context(method)
+        if "forkserver" in mp.get_all_start_methods():
+            ctx = mp.get_context("forkserver")
+            # workers fork from a server that has sympy loaded: a restart after a timeout is quick
+            ctx.set_forkserver_preload(["math_verify"])
+            return ctx
+        return mp.get_context("spawn")
 
     def executor(self) -> cf.ProcessPoolExecutor:
         with self._lock:
