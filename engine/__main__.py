@@ -1,0 +1,136 @@
+"""Command line for the engine.
+
+    python -m engine solve IMAGE... [--question TEXT] [--model PRESET|DIR] [--n N] [--json]
+    python -m engine convert SRC DST [--to native|original]
+    python -m engine build-tiny [--seed S]
+    python -m engine bench [--n 8] [--tokens 32]
+    python -m engine presets
+
+Bad input (a missing, empty, corrupt or non-image file, an n out of range, an unknown preset) is one
+line on stderr and exit status 2; an engine failure is one line and exit status 1. No tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from tutor.errors import EngineError, TutorError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from engine.core import MAX_N
+
+    p = argparse.ArgumentParser(prog="python -m engine", description="R1V Tutor engine")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("solve", help="solve a photographed problem and print the chosen solution")
+    s.add_argument("images", nargs="+", help="problem photos (JPEG, PNG, WebP, BMP, GIF, HEIC); up to 4")
+    s.add_argument("--question", default="", help="question text to go with the photos")
+    s.add_argument("--model", default="tiny-random", help="preset name or checkpoint directory")
+    s.add_argument("--n", type=int, default=1, help=f"number of candidates, 1..{MAX_N}")
+    s.add_argument("--json", action="store_true", help="print one JSON object (DESIGN.md shape)")
+    s.add_argument("--subject", default="math", choices=["math", "physics", "chemistry", "biology"])
+    s.add_argument("--type", dest="problem_type", default="auto",
+                   choices=["auto", "single_choice", "multiple_choice", "fill_blank", "free_response"])
+    s.add_argument("--lang", default="en", choices=["en", "zh"], help="reply language (and error messages)")
+    s.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's")
+    s.add_argument("--max-tiles", type=int, default=None, help="InternVL tiles per image (default: the preset's)")
+    s.add_argument("--temperature", type=float, default=0.6)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--quantization", default="preset", choices=["preset", "none", "nf4", "int8"])
+
+    c = sub.add_parser("convert", help="convert a checkpoint between InternVL-chat and native layouts")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--to", default="native", choices=["native", "original"])
+
+    b = sub.add_parser("build-tiny", help="build (or find) the cached tiny-random model")
+    b.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("presets", help="list the model presets")
+
+    from engine import bench
+
+    bench.add_arguments(sub.add_parser("bench", help="batched vs sequential candidates on tiny-random"))
+    return p
+
+
+def _solve(args) -> int:
+    from pathlib import Path
+
+    from engine.core import Engine, Sampling
+    from engine.presets import PRESETS, get_preset
+    from tutor.intake import load_images
+
+    Engine._check_n(args.n)
+    if args.model not in PRESETS and not Path(args.model).is_dir():
+        get_preset(args.model)  # "unknown preset; valid ones are ..."
+    images = load_images(args.images)  # every file checked before the model loads
+    quant = None if args.quantization == "none" else args.quantization
+    engine = Engine(args.model, quantization=quant)
+    sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    sol = engine.solve(images, args.question, n=args.n, sampling=sampling, subject=args.subject,
+                       problem_type=args.problem_type, lang=args.lang, max_tiles=args.max_tiles)
+    if args.json:
+        print(json.dumps(sol.to_json(), ensure_ascii=False))
+        return 0
+    best = sol.candidates[sol.chosen]
+    print(f"model: {sol.model}   candidates: {len(sol.candidates)}   chosen: {sol.chosen}")
+    print(f"answer: {sol.answer or '(none found)'}")
+    print(best.text or "(the model did not finish thinking: raise --max-new-tokens)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:  # progress bars of weight loading would clutter --json output on the terminal
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+    lang = getattr(args, "lang", "en")
+    try:
+        if args.cmd == "solve":
+            return _solve(args)
+        if args.cmd == "convert":
+            from engine.convert import convert_to_native, convert_to_original
+
+            out = (convert_to_native if args.to == "native" else convert_to_original)(args.src, args.dst)
+            print(out)
+            return 0
+        if args.cmd == "build-tiny":
+            from engine.tiny import tiny_path
+
+            print(tiny_path(args.seed))
+            return 0
+        if args.cmd == "presets":
+            from engine.presets import PRESETS
+
+            for p in PRESETS.values():
+                print(f"{p.name:16s} {p.description}")
+            return 0
+        if args.cmd == "bench":
+            from engine import bench
+
+            return bench.run(args)
+    except TutorError as e:
+        logging.getLogger("engine").debug("%s", e.detail)
+        print(f"error: {e.message(lang)}", file=sys.stderr)
+        return 1 if isinstance(e, EngineError) else 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    except Exception as e:  # the last line of defence: one line, no traceback
+        logging.getLogger("engine").debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected failure ({type(e).__name__}: {e})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
