@@ -54,6 +54,7 @@ from tutor.mathcheck import (
     number_latex,
     numbers_equal,
     parse_number,
+    strip_units,
     text_key,
 )
 
@@ -84,6 +85,7 @@ _PHRASES = [
     re.compile(r"(?i)final\s+answer\s*(?:is|:|：)\s*[:：]?\s*"),
     re.compile(r"(?i)\bthe\s+(?:correct\s+|final\s+)?answer\s+is\s*[:：]?\s*"),
     re.compile(r"(?i)\banswer\s*[:：]\s*"),
+    re.compile(r"(?i)\b(?:correct\s+)?(?:option|choice)\s+is\s*[:：]?\s*"),
 ]
 _SENTENCE_END = re.compile(
     r"\n|。|\.\s+(?=[A-Z" + CJK + r"])|(?<=[" + CJK + r"])\.\s*"
@@ -241,7 +243,7 @@ def _extract_all(text: str) -> list[str]:
     if boxes:
         items = [_tidy_extracted(b) for b in _box_answers(answer, boxes)]
         return [i for i in items if i]
-    phrase = _phrase_answer(answer)
+    phrase = _phrase_answer(answer.replace("**", ""))
     if phrase is not None:
         return [p for p in _split_subquestions(_tidy_extracted(phrase)) if p]
     lines = [ln for ln in answer.splitlines() if ln.strip()]
@@ -429,10 +431,8 @@ def _equivalent(g: str, p: str, kind: str, rel_tol: float, timeout: float) -> bo
         if re.search(f"[{CJK}]", gm + pm):
             return text_key(g) == text_key(p)
     # 6. mathematics
-    if gn is not None:
-        gm = number_latex(gn)
-    if pn is not None:
-        pm = number_latex(pn)
+    gm = number_latex(gn) if gn is not None else strip_units(gm)
+    pm = number_latex(pn) if pn is not None else strip_units(pm)
     return math_equal(gm, pm, rel_tol=rel_tol, timeout=timeout)
 
 

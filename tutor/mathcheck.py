@@ -111,6 +111,19 @@ _NUM_RES = [
 ]
 
 
+_TRAILING_UNIT_RE = re.compile(
+    r"(?:\s|\\[,;: ]|~)*\\(?:text|mathrm|mbox|rm)\s*\{[^{}]*\}(?:\^\{?\d\}?)?\s*$"
+    r"|\s+(?:" + _ASCII_UNITS + r")(?![A-Za-z])\s*$"
+)
+
+
+def strip_units(s: str) -> str:
+    """``s`` without a trailing unit (``2\\sqrt{2}\\,\\text{m}``, ``3\\pi cm``); bare one-letter
+    units stay unless separated by a space, since ``2m`` may be twice a variable ``m``."""
+    out = _TRAILING_UNIT_RE.sub("", s).strip()
+    return out if out and re.search(r"[0-9}]", out) else s
+
+
 def _to_fraction(s: str) -> Fraction:
     return Fraction(s.replace(",", ""))
 
@@ -230,9 +243,15 @@ def _sleep(seconds: float) -> bool:
 
 
 def _parse(text: str) -> list[Any]:
-    from math_verify import parse
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
-    return parse(f"${text}$", parsing_timeout=None)
+    # math-verify's unit stripping knows "c", "d", "m", "ab", "increase"...: "3ab" would read as 3.
+    # Units are removed on our side (strip_units) instead.
+    norm = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True,
+                               boxed="all", equations=False)
+    config = [LatexExtractionConfig(normalization_config=norm), ExprExtractionConfig()]
+    return parse(f"${text}$", extraction_config=config, parsing_timeout=None)
 
 
 def _as_number(expr: Any):
