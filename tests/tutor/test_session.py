@@ -1,0 +1,182 @@
+"""Tutoring modes: logic with a scripted model, and one end-to-end run on the real tiny engine."""
+
+import threading
+
+import pytest
+from PIL import Image, ImageDraw
+
+from engine.core import Candidate, Delta, Finished, Solution, choose_by_agreement
+from tutor.errors import InputError
+from tutor.intake import load_image
+from tutor.reasoning import split_reasoning
+from tutor.session import TurnResult, Tutor, parse_practice, strip_boxes
+from tutor.store import Store
+
+
+class ScriptedEngine:
+    """Plays back fixed model outputs (thinking</think>answer) through the engine's event protocol.
+    Used to test the tutor's own logic (verdicts, storage, parsing); the model path is tested elsewhere."""
+
+    name = "scripted"
+
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+        self.calls = []
+
+    def stream(self, images, messages=None, n=1, stop=None, **kw):
+        from tutor.answers import extract_final
+
+        self.calls.append({"images": list(images), "messages": messages, "n": n})
+        raws = [self.outputs.pop(0) for _ in range(n)]
+        cands = []
+        for i, raw in enumerate(raws):
+            yield Delta(i, raw)
+            r = split_reasoning(raw)
+            cands.append(Candidate(i, r.thinking, r.answer, extract_final(r.answer) or "", 10, "stop", r.truncated))
+        yield Finished(Solution(cands, choose_by_agreement(cands), self.name, 100, {"total_s": 0.1}))
+
+
+def _photo():
+    im = Image.new("RGB", (600, 300), "white")
+    ImageDraw.Draw(im).text((20, 20), "2x + 3 = 7", fill="black")
+    return load_image(im)
+
+
+def _last(events):
+    events = list(events)
+    assert isinstance(events[-1], TurnResult)
+    return events[-1], events[:-1]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'h.db'}", image_dir=tmp_path / "img")
+    yield s
+    s.close()
+
+
+def test_solve_saves_problem_attempt_candidates_and_messages(store):
+    eng = ScriptedEngine(["think</think>x = \\boxed{2}", "hm</think>\\boxed{3}", "ok</think>so \\boxed{2}"])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Solve 2x+3=7", lang="en")
+    res, deltas = _last(t.solve("u1", pid, n=3))
+    assert len(deltas) == 3 and res.answer == "2" and res.text == "x = \\boxed{2}"
+    p = store.get_problem("u1", pid)
+    (a,) = p.attempts
+    assert a.mode == "solve" and a.status == "done" and len(a.candidates) == 3
+    assert [c.chosen for c in a.candidates] == [True, False, False]
+    assert [m.role for m in p.messages] == ["user", "assistant"]
+    assert len(eng.calls[0]["images"]) == 1  # the stored photo went to the model
+
+
+def test_hint_ladder_climbs_and_never_shows_the_answer(store):
+    eng = ScriptedEngine(["s</think>\\boxed{2}", "h</think>Move 3 to the right: \\boxed{2}", "h</think>Now x = 2?"])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Solve", lang="en")
+    _last(t.solve("u1", pid))
+    r1, _ = _last(t.hint("u1", pid))
+    r2, _ = _last(t.hint("u1", pid))
+    assert (r1.hint_level, r2.hint_level) == (1, 2)
+    assert "\\boxed{2}" not in r1.text and "\\boxed{?}" in r1.text
+    assert r2.text == "Now x = …?"  # the known answer is masked where it is stated
+    prompt = eng.calls[2]["messages"][-1]["content"][-1]["text"]
+    assert "2" in prompt  # level 2 was asked for
+
+
+def test_check_correct_needs_no_model_and_wrong_asks_where(store):
+    eng = ScriptedEngine(["s</think>\\boxed{\\frac{1}{2}}", "The error is in step 2.</think>Step 2 is wrong. \\boxed{incorrect}"])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Find p", lang="en")
+    _last(t.solve("u1", pid))
+    ok, _ = _last(t.check("u1", pid, "0.5"))
+    assert ok.verdict == "correct" and len(eng.calls) == 1
+    bad, _ = _last(t.check("u1", pid, "1/3"))
+    assert bad.verdict == "incorrect" and "Step 2" in bad.text and len(eng.calls) == 2
+    assert "1/3" in eng.calls[1]["messages"][-1]["content"][-1]["text"]
+
+
+def test_check_cannot_tell_without_reference(store):
+    eng = ScriptedEngine(["thinking only, never finished", "x</think>no verdict here"])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Q", lang="zh")
+    _last(t.solve("u1", pid))
+    res, _ = _last(t.check("u1", pid, "5"))
+    assert res.verdict == "unknown" and res.text.startswith("无法判断")
+
+
+def test_check_refuses_empty_answer(store):
+    t = Tutor(ScriptedEngine([]), store)
+    pid = t.new_problem("u1", [_photo()], "Q", lang="en")
+    with pytest.raises(InputError):
+        list(t.check("u1", pid, "  "))
+
+
+def test_followup_keeps_images_and_turns(store):
+    eng = ScriptedEngine(["s</think>\\boxed{2}", "f</think>Because we subtract 3."])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Solve 2x+3=7", lang="en")
+    _last(t.solve("u1", pid))
+    res, _ = _last(t.followup("u1", pid, "Why subtract 3?"))
+    msgs = eng.calls[1]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
+    assert msgs[0]["content"][0] == {"type": "image"} and len(eng.calls[1]["images"]) == 1
+    assert res.text == "Because we subtract 3."
+    assert [m.role for m in store.get_problem("u1", pid).messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_practice_hides_solution_and_checks_reply(store):
+    from tutor.prompts import practice_markers
+
+    pm, sm = practice_markers("en")
+    eng = ScriptedEngine([f"t</think>{pm}\nSolve 3x = 15.\n{sm}\nDivide by 3: \\boxed{{5}}"])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Solve 2x+3=7", lang="en")
+    res, _ = _last(t.practice("u1", pid))
+    assert res.text == "Solve 3x = 15." and res.practice.answer == "5" and "Divide" not in res.text
+    assert t.answer_practice("u1", pid, res.attempt_id, "5").verdict == "correct"
+    wrong = t.answer_practice("u1", pid, res.attempt_id, "4")
+    assert wrong.verdict == "incorrect" and "Divide by 3" in wrong.text
+
+
+def test_other_users_cannot_use_a_problem(store):
+    from tutor.errors import StoreError
+
+    t = Tutor(ScriptedEngine(["s</think>\\boxed{1}"]), store)
+    pid = t.new_problem("alice", [_photo()], "Q", lang="en")
+    with pytest.raises(StoreError):
+        list(t.solve("mallory", pid))
+
+
+def test_engine_failure_keeps_the_question_and_marks_the_attempt(store):
+    class Broken:
+        name = "broken"
+
+        def stream(self, *a, **k):
+            raise RuntimeError("GPU on fire")
+            yield  # pragma: no cover
+
+    t = Tutor(Broken(), store)
+    pid = t.new_problem("u1", [_photo()], "Q", lang="en")
+    with pytest.raises(RuntimeError):
+        list(t.solve("u1", pid))
+    p = store.get_problem("u1", pid)
+    assert p.messages[0].content == "Q" and p.attempts[0].status == "error"
+
+
+def test_strip_boxes_and_parse_practice_edge_cases():
+    assert strip_boxes("a \\boxed{\\frac{1}{2}} b \\boxed{3") == "a \\boxed{?} b \\boxed{?}"
+    assert parse_practice("no markers at all", "en") is None
+
+
+def test_end_to_end_on_tiny_engine(store):
+    """The real model path: tiny-random through the tutor into the store."""
+    from engine.core import Engine, Sampling
+
+    eng = Engine("tiny-random")
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Solve 2x+3=7", lang="zh")
+    stop = threading.Event()
+    res, deltas = _last(t.solve("u1", pid, n=2, sampling=Sampling(max_new_tokens=6, seed=0), stop=stop))
+    assert deltas and res.solution.candidates[0].tokens >= 1
+    a = store.get_problem("u1", pid).attempts[0]
+    assert a.status == "done" and len(a.candidates) == 2 and a.model == "tiny-random"

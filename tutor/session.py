@@ -1,0 +1,315 @@
+"""Tutoring modes on top of the engine: solve, hints, check my answer, follow-up, practice.
+
+    from tutor.session import Tutor, TurnResult
+    tutor = Tutor(engine, store)                       # engine: engine.core.Engine (or the HTTP one)
+    pid = tutor.new_problem("u1", images, "求 x", subject="math", lang="zh")
+    for ev in tutor.solve("u1", pid, n=4):             # token deltas, then one TurnResult
+        ...
+    tutor.hint("u1", pid)            # next rung of the hint ladder; never the final answer
+    tutor.check("u1", pid, "x=2")    # correct / incorrect / cannot tell; explains a wrong answer
+    tutor.followup("u1", pid, "为什么取对数？")
+    tutor.practice("u1", pid); tutor.answer_practice("u1", pid, attempt_id, "5")
+
+Every mode streams: it yields the engine's delta events (objects with ``index`` and ``text``) as
+the model writes, then one ``TurnResult``. Each turn is saved in the store as it happens: the
+student's message first (so nothing they typed is lost if the model fails), then the attempt with
+its candidates and the tutor's reply; a failed or stopped run is saved with that status.
+
+The engine is duck-typed (anything with ``stream(images, messages=..., n=..., sampling=...,
+stop=...)`` yielding deltas and an event with ``.solution``), so this module stays free of torch.
+Verdicts never trust the model alone: ``check`` compares the student's answer with the chosen
+solution's final answer (or the problem's gold answer) through ``tutor.answers.equivalent``; the
+model is asked only to explain where wrong work went wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tutor.answers import equivalent, extract_final
+from tutor.errors import InputError
+from tutor.intake import IntakeImage, load_image
+from tutor.prompts import build_messages, practice_markers
+from tutor.store import ProblemInfo, Store
+
+log = logging.getLogger(__name__)
+
+VERDICTS = ("correct", "incorrect", "unknown")
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+@dataclass
+class PracticeProblem:
+    problem: str  # shown to the student
+    solution: str  # kept back until they answer
+    answer: str | None
+
+
+@dataclass
+class TurnResult:
+    mode: str
+    problem_id: int
+    attempt_id: int | None
+    text: str  # the reply to show (the chosen candidate's answer part, or the tutor's own words)
+    thinking: str = ""
+    answer: str | None = None
+    verdict: str | None = None  # check / practice answers: "correct" | "incorrect" | "unknown"
+    hint_level: int | None = None
+    practice: PracticeProblem | None = None
+    solution: Any = None  # the engine's Solution, when the model ran
+    extra: dict = field(default_factory=dict)
+
+
+def strip_boxes(text: str, placeholder: str = "?") -> str:
+    """Replace the content of every ``\\boxed{...}`` with ``placeholder`` (hints never give the answer)."""
+    out, i = [], 0
+    for m in _BOX.finditer(text):
+        if m.start() < i:
+            continue
+        depth, j = 1, m.end()
+        while j < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            j += 1
+        out.append(text[i:m.start()] + "\\boxed{" + placeholder + "}")
+        i = j
+    return "".join(out) + text[i:]
+
+
+def mask_answer(text: str, answer: str) -> str:
+    """Hide a known final answer where the text states it ("x = 2", "答案是 2"), keeping other uses
+    of the same characters ("2x") intact."""
+    pattern = re.compile(r"((?:=|\bis|为|是|:|：)\s*\$?\s*)" + re.escape(answer.strip()) + r"(?![\w.])")
+    return pattern.sub(lambda m: m.group(1) + "…", text)
+
+
+def parse_practice(text: str, lang: str) -> PracticeProblem | None:
+    """Split the practice mode's reply at its headers into problem and solution."""
+    p_mark, s_mark = practice_markers(lang)
+    if p_mark not in text or s_mark not in text:
+        return None
+    after = text.split(p_mark, 1)[1]
+    problem, _, solution = after.partition(s_mark)
+    problem, solution = problem.strip(), solution.strip()
+    if not problem:
+        return None
+    return PracticeProblem(problem, solution, extract_final(solution))
+
+
+def _words(lang: str) -> dict[str, str]:
+    zh = lang.startswith("zh")
+    return {
+        "correct": "回答正确！" if zh else "Correct!",
+        "incorrect": "答案不正确。" if zh else "Not correct.",
+        "unknown": "无法判断对错：参考解答没有给出明确的最终答案。" if zh
+        else "Cannot tell: the reference solution has no clear final answer.",
+        "hint": "提示" if zh else "Hint",
+        "my_answer": "我的答案：" if zh else "My answer: ",
+        "no_practice": "没能生成练习题，请再试一次。" if zh else "Could not make a practice problem; please try again.",
+        "photo": "（题目见图片）" if zh else "(problem in the photo)",
+    }
+
+
+class Tutor:
+    """The tutoring modes for one engine and one store (thread-safe as the two are)."""
+
+    def __init__(self, engine: Any, store: Store, *, backend: str = "transformers"):
+        self.engine, self.store, self.backend = engine, store, backend
+
+    # -- problems ---------------------------------------------------------------------------------
+
+    def new_problem(self, user: str, images: Sequence[IntakeImage], question: str = "", *,
+                    subject: str = "math", problem_type: str = "auto", lang: str = "zh",
+                    gold_answer: str | None = None) -> int:
+        """Validate and save a new problem (photos stored once by content hash); return its id."""
+        build_messages("solve", question=question, subject=subject, problem_type=problem_type, lang=lang,
+                       n_images=len(images))  # validates before anything is saved
+        pid = self.store.add_problem(user, question=question, subject=subject, problem_type=problem_type,
+                                     lang=lang, gold_answer=gold_answer, images=list(images))
+        self.store.add_message(user, pid, "user", question or _words(lang)["photo"])
+        return pid
+
+    def _images(self, p: ProblemInfo) -> list:
+        return [load_image(img.path).image for img in p.images]
+
+    def _reference(self, p: ProblemInfo) -> tuple[str | None, str]:
+        """(final answer, solution text) of the latest chosen solve candidate; the gold answer wins."""
+        for a in reversed(p.attempts):
+            if a.mode == "solve":
+                chosen = next((c for c in a.candidates if c.chosen), None)
+                if chosen is not None:
+                    return (p.gold_answer or chosen.answer or None), chosen.text
+        return p.gold_answer, ""
+
+    # -- running the model --------------------------------------------------------------------------
+
+    def _run(self, user: str, p: ProblemInfo, mode: str, messages: list[dict], images: list, *, n: int = 1,
+             sampling: Any = None, stop: threading.Event | None = None) -> Iterator[Any]:
+        """Stream the engine, then save the attempt and its candidates. Yields deltas; returns the solution."""
+        attempt = self.store.add_attempt(user, p.id, mode=mode, model=getattr(self.engine, "name", "?"),
+                                         backend=self.backend, sampling=_sampling_dict(sampling, n),
+                                         status="running")
+        solution = None
+        try:
+            kw = {"sampling": sampling} if sampling is not None else {}
+            for ev in self.engine.stream(images, messages=messages, n=n, stop=stop, **kw):
+                if hasattr(ev, "solution"):
+                    solution = ev.solution
+                else:
+                    yield ev
+        except GeneratorExit:  # the page went away or the student pressed Stop
+            self.store.update_attempt(user, attempt, status="stopped")
+            raise
+        except BaseException:
+            self.store.update_attempt(user, attempt, status="error")
+            raise
+        if solution is None:  # the consumer stopped early
+            self.store.update_attempt(user, attempt, status="stopped")
+            return attempt, None
+        self.store.add_candidates(user, attempt, solution.candidates, chosen=solution.chosen)
+        self.store.update_attempt(user, attempt, status="stopped" if solution.stopped else "done",
+                                  timings=solution.timings)
+        return attempt, solution
+
+    def _history(self, p: ProblemInfo) -> list[dict]:
+        return [{"role": m.role, "content": m.content} for m in p.messages if m.role in ("user", "assistant")]
+
+    # -- modes ------------------------------------------------------------------------------------
+
+    def solve(self, user: str, problem_id: int, *, n: int = 1, sampling: Any = None,
+              stop: threading.Event | None = None) -> Iterator[Any]:
+        """The worked solution: n candidates, the chosen one shown and saved."""
+        p = self.store.get_problem(user, problem_id)
+        messages = build_messages("solve", question=p.question, subject=p.subject,
+                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images))
+        attempt, sol = yield from self._run(user, p, "solve", messages, self._images(p), n=n, sampling=sampling,
+                                            stop=stop)
+        if sol is None:
+            return
+        best = sol.candidates[sol.chosen]
+        text = best.text or best.thinking
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        yield TurnResult("solve", p.id, attempt, text, best.thinking, best.answer or None, solution=sol)
+
+    def hint(self, user: str, problem_id: int, *, sampling: Any = None,
+             stop: threading.Event | None = None) -> Iterator[Any]:
+        """The next hint of the ladder (level = hints given so far + 1), with any boxed answer removed."""
+        p = self.store.get_problem(user, problem_id)
+        level = 1 + sum(1 for a in p.attempts if a.mode == "hint" and a.status == "done")
+        messages = build_messages("hint", question=p.question, subject=p.subject,
+                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images),
+                                  hint_level=level)
+        w = _words(p.lang)
+        self.store.add_message(user, p.id, "user", f"{w['hint']} {level}")
+        attempt, sol = yield from self._run(user, p, "hint", messages, self._images(p), sampling=sampling, stop=stop)
+        if sol is None:
+            return
+        best = sol.candidates[sol.chosen]
+        text = strip_boxes(best.text or best.thinking)
+        ref, _ = self._reference(p)
+        if ref:
+            text = mask_answer(text, ref)
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        yield TurnResult("hint", p.id, attempt, text, best.thinking, None, hint_level=level, solution=sol)
+
+    def check(self, user: str, problem_id: int, student_answer: str, work_images: Sequence[IntakeImage] = (), *,
+              sampling: Any = None, stop: threading.Event | None = None) -> Iterator[Any]:
+        """Correct / incorrect / cannot tell against the chosen solution; for a wrong answer (or photos of
+        the work) the model explains where the work went wrong."""
+        p = self.store.get_problem(user, problem_id)
+        student_answer = (student_answer or "").strip()
+        if not student_answer and not work_images:
+            raise InputError("empty_answer", "Please type your answer first.", "请先输入你的答案。")
+        w = _words(p.lang)
+        self.store.add_message(user, p.id, "user", w["my_answer"] + (student_answer or w["photo"]))
+        ref_answer, ref_text = self._reference(p)
+        given = extract_final(student_answer) or student_answer
+        if ref_answer and given:
+            verdict = "correct" if equivalent(ref_answer, given) else "incorrect"
+        else:
+            verdict = "unknown"
+        if verdict == "correct" and not work_images:
+            self.store.add_message(user, p.id, "assistant", w["correct"])
+            yield TurnResult("check", p.id, None, w["correct"], verdict=verdict, answer=ref_answer)
+            return
+        messages = build_messages("check", question=p.question, subject=p.subject,
+                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images),
+                                  student_answer=student_answer or None, reference=ref_text or ref_answer,
+                                  n_work_images=len(work_images))
+        images = self._images(p) + [im.image for im in work_images]
+        attempt, sol = yield from self._run(user, p, "check", messages, images, sampling=sampling, stop=stop)
+        if sol is None:
+            return
+        best = sol.candidates[sol.chosen]
+        if verdict == "unknown":  # no reference answer: fall back on the model's own boxed verdict
+            said = (best.answer or "").strip().lower()
+            verdict = said if said in ("correct", "incorrect") else "unknown"
+        text = f"{w[verdict]}\n\n{best.text or best.thinking}".strip()
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        yield TurnResult("check", p.id, attempt, text, best.thinking, ref_answer, verdict=verdict, solution=sol)
+
+    def followup(self, user: str, problem_id: int, message: str, *, sampling: Any = None,
+                 stop: threading.Event | None = None) -> Iterator[Any]:
+        """A conversation that keeps the photos and every earlier turn."""
+        p = self.store.get_problem(user, problem_id)
+        history = self._history(p)
+        messages = build_messages("followup", question=message, subject=p.subject, lang=p.lang,
+                                  n_images=len(p.images), history=history)
+        self.store.add_message(user, p.id, "user", message.strip())
+        attempt, sol = yield from self._run(user, p, "followup", messages, self._images(p), sampling=sampling,
+                                            stop=stop)
+        if sol is None:
+            return
+        best = sol.candidates[sol.chosen]
+        text = best.text or best.thinking
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        yield TurnResult("followup", p.id, attempt, text, best.thinking, best.answer or None, solution=sol)
+
+    def practice(self, user: str, problem_id: int, *, sampling: Any = None,
+                 stop: threading.Event | None = None) -> Iterator[Any]:
+        """A similar new problem; its solution and answer are kept back until the student answers."""
+        p = self.store.get_problem(user, problem_id)
+        messages = build_messages("practice", question=p.question, subject=p.subject,
+                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images))
+        attempt, sol = yield from self._run(user, p, "practice", messages, self._images(p), sampling=sampling,
+                                            stop=stop)
+        if sol is None:
+            return
+        best = sol.candidates[sol.chosen]
+        prac = parse_practice(best.text, p.lang)
+        text = prac.problem if prac else _words(p.lang)["no_practice"]
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        yield TurnResult("practice", p.id, attempt, text, best.thinking, None, practice=prac, solution=sol)
+
+    def answer_practice(self, user: str, problem_id: int, attempt_id: int, student_answer: str) -> TurnResult:
+        """Check the student's answer to a practice problem against the answer the model wrote with it."""
+        p = self.store.get_problem(user, problem_id)
+        a = next((a for a in p.attempts if a.id == attempt_id and a.mode == "practice"), None)
+        if a is None:
+            raise InputError("no_practice", "This practice problem was not found.", "找不到这道练习题。")
+        chosen = next((c for c in a.candidates if c.chosen), None)
+        prac = parse_practice(chosen.text, p.lang) if chosen else None
+        w = _words(p.lang)
+        given = extract_final(student_answer) or student_answer.strip()
+        if not given:
+            raise InputError("empty_answer", "Please type your answer first.", "请先输入你的答案。")
+        verdict = "unknown"
+        if prac and prac.answer:
+            verdict = "correct" if equivalent(prac.answer, given) else "incorrect"
+        self.store.add_message(user, p.id, "user", w["my_answer"] + student_answer.strip(), attempt_id=attempt_id)
+        text = w[verdict] + (f"\n\n{prac.solution}" if prac and verdict != "correct" else "")
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt_id)
+        return TurnResult("practice", p.id, attempt_id, text, verdict=verdict, answer=prac.answer if prac else None,
+                          practice=prac)
+
+
+def _sampling_dict(sampling: Any, n: int) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    d = asdict(sampling) if is_dataclass(sampling) else dict(sampling or {})
+    d["n"] = n
+    return d
