@@ -20,11 +20,15 @@ How ``equivalent(gold, pred)`` decides (``kind="auto"``), cheapest first:
 4. identical strings;
 5. plain numbers (integers, decimals, ``a/b``, ``\\frac{a}{b}``, ``3\\times10^{8}``, percentages,
    trailing units such as ``m/s``, ``\\text{kg}`` or ``米``) with a relative tolerance; ``50%`` equals
-   ``0.5`` and ``50``; units are ignored unless both sides carry known, different units;
+   ``0.5`` and ``50``; units are ignored (not converted) unless both sides carry known, different
+   units; a one-letter unit glued to the number (``2m``, ``3g``) is read as a variable, ``2 m`` as
+   a unit;
 6. text (Chinese, or English words) compared ignoring case, spaces and punctuation;
 7. everything else goes to math-verify in a worker process (``tutor.mathcheck``), with guards
    against its false positives. Equations are equal when they describe the same relation
    (``y=2x+1`` == ``2x+1=y`` == ``y-2x-1=0``); different equations never are. ``x=1`` matches ``1``.
+   Intervals match inequalities (``(1,2)`` == ``1<x<2``) and set-builder ``\\{x|x>1\\}``; finite
+   sets ("find all") must have the same elements, a subset or superset is wrong.
 
 Steps 1-6 never start the worker pool. ``kind`` forces one path: "choice", "number", "expr"
 (skips the text step) or "text".
