@@ -71,7 +71,6 @@ __all__ = [
     "extract_all",
     "extract_final",
     "format_reward",
-    "split_thinking",
 ]
 
 KINDS = ("auto", "choice", "number", "expr", "text")
@@ -102,22 +101,6 @@ _SUBQ_RE = re.compile(
     r"|(?m:^\s*(?:[1-9][.、．](?!\d)|第[一二三四五六]问|Part\s*\(?[a-dA-D1-9]\)?[:：.]?))"
 )
 _GLUE_RE = re.compile(r"(?i)[\s$,，;；、:：.。]|\\q?quad|\\[,;!]|\\text\{[^{}]*\}|and|or|和|或|及|与|以及")
-
-
-def split_thinking(text: str) -> tuple[str, str]:
-    """(thinking, answer) of a generated text.
-
-    The text starts inside the thinking (``<think>`` is pre-filled in the prompt), so everything
-    before the last ``</think>`` is thinking, everything after is the answer. A leading ``<think>``
-    is dropped if present. Without ``</think>`` the whole text is the answer (a server's reasoning
-    parser may already have split it off); callers holding raw model output should treat a missing
-    ``</think>`` as unfinished thinking (``format_reward`` does).
-    """
-    _require_str(text, "text")
-    if THINK_END in text:
-        thinking, _, answer = text.rpartition(THINK_END)
-        return thinking.lstrip().removeprefix("<think>").strip(), answer.strip()
-    return "", text.strip()
 
 
 def _boxes(text: str) -> list[tuple[int, int, str]]:

@@ -15,7 +15,6 @@ from tutor.answers import (
     extract_all,
     extract_final,
     format_reward,
-    split_thinking,
 )
 from tutor.errors import InputError, TutorError
 
@@ -104,12 +103,6 @@ def test_extract_all_order():
 
 def test_extract_ignores_boxes_in_thinking():
     assert extract_final(r"maybe \boxed{1} or \boxed{2}</think>The answer is \boxed{3}") == "3"
-
-
-def test_split_thinking():
-    assert split_thinking("a\nb</think>\n\\boxed{1}") == ("a\nb", "\\boxed{1}")
-    assert split_thinking("<think>x</think>y") == ("x", "y")
-    assert split_thinking("no tag") == ("", "no tag")
 
 
 def test_extract_rejects_non_text():

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tutor import answers
-from tutor.answers import equivalent, extract_all, extract_final, split_thinking
+from tutor.answers import equivalent, extract_all, extract_final
+from tutor.reasoning import split_reasoning
 
 
 @pytest.fixture(autouse=True)
@@ -124,8 +125,9 @@ def test_extraction_never_raises(text):
     result = extract_final(text)
     assert result is None or isinstance(result, str)
     assert isinstance(extract_all(text), list)
-    thinking, answer = split_thinking(text)
-    assert isinstance(thinking, str) and isinstance(answer, str)
+    r = split_reasoning(text)
+    assert isinstance(r.thinking, str) and isinstance(r.answer, str)
+    assert "</think>" not in r.answer
 
 
 @SETTINGS
