@@ -103,6 +103,21 @@ class Finished:
     solution: Solution
 
 
+def make_candidate(index: int, raw_text: str, tokens: int, finish_reason: str) -> Candidate:
+    """A candidate from raw model text (thinking, ``</think>``, answer): split, final answer extracted.
+
+    Shared by every backend (in process and HTTP), so all build candidates the same way.
+    """
+    from tutor.answers import extract_final
+
+    r = split_reasoning(raw_text)
+    return Candidate(
+        index=index, thinking=r.thinking, text=r.answer,
+        answer=(extract_final(r.answer) or "") if not r.truncated else "",
+        tokens=tokens, finish_reason=finish_reason, truncated=r.truncated,
+    )
+
+
 def choose_by_agreement(candidates: list[Candidate]) -> int:
     """Group candidates by equivalent final answers; pick the first member of the largest group.
 
@@ -287,8 +302,6 @@ class Engine:
         import torch
         from transformers import StoppingCriteriaList
 
-        from tutor.answers import extract_final
-
         lm, t0 = self.lm, time.perf_counter()
         tok = lm.tokenizer
         inputs = lm.processor(text=self.prompt_text(messages), images=images or None, return_tensors="pt",
@@ -338,12 +351,7 @@ class Engine:
             end = next((j for j, t in enumerate(row) if t in eos_ids), None)
             gen = row if end is None else row[: end + 1]
             reason = "stop" if end is not None else ("stopped" if stop.is_set() else "length")
-            r = split_reasoning(tok.decode(gen, skip_special_tokens=True))
-            candidates.append(Candidate(
-                index=i, thinking=r.thinking, text=r.answer,
-                answer=(extract_final(r.answer) or "") if not r.truncated else "",
-                tokens=len(gen), finish_reason=reason, truncated=r.truncated,
-            ))
+            candidates.append(make_candidate(i, tok.decode(gen, skip_special_tokens=True), len(gen), reason))
         chosen = choose_by_agreement(candidates)
         generated = sum(c.tokens for c in candidates)
         timings = {
