@@ -1,6 +1,7 @@
 """Command line for the engine.
 
     python -m engine solve IMAGE... [--question TEXT] [--model PRESET|DIR] [--n N] [--json]
+                           [--rerank STRATEGY] [--reward PRESET|DIR|none]
     python -m engine convert SRC DST [--to native|original]
     python -m engine build-tiny [--seed S]
     python -m engine bench [--n 8] [--tokens 32]
@@ -22,6 +23,7 @@ from tutor.errors import EngineError, TutorError
 
 def _parser() -> argparse.ArgumentParser:
     from engine.core import MAX_N
+    from engine.rerank import STRATEGIES
 
     p = argparse.ArgumentParser(prog="python -m engine", description="R1V Tutor engine")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=0.6)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--quantization", default="preset", choices=["preset", "none", "nf4", "int8"])
+    s.add_argument("--rerank", default="reward+vote", choices=list(STRATEGIES),
+                   help="how the shown candidate is chosen (engine.rerank)")
+    s.add_argument("--reward", default="none", help="reward model preset or directory, or none")
 
     c = sub.add_parser("convert", help="convert a checkpoint between InternVL-chat and native layouts")
     c.add_argument("src")
@@ -68,18 +73,28 @@ def _solve(args) -> int:
     Engine._check_n(args.n)
     if args.model not in PRESETS and not Path(args.model).is_dir():
         get_preset(args.model)  # "unknown preset; valid ones are ..."
+    reward = None if args.reward.lower() == "none" else args.reward
+    if reward is not None:
+        from engine.reward import resolve_reward
+
+        resolve_reward(reward)  # an unknown reward preset fails before any model loads
+    from engine.rerank import check_strategy
+
+    check_strategy(args.rerank, has_reward=reward is not None)
     images = load_images(args.images)  # every file checked before the model loads
     quant = None if args.quantization == "none" else args.quantization
     engine = Engine(args.model, quantization=quant)
     sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
     sol = engine.solve(images, args.question, n=args.n, sampling=sampling, subject=args.subject,
-                       problem_type=args.problem_type, lang=args.lang, max_tiles=args.max_tiles)
+                       problem_type=args.problem_type, lang=args.lang, max_tiles=args.max_tiles,
+                       rerank=args.rerank, reward=reward)
     if args.json:
         print(json.dumps(sol.to_json(), ensure_ascii=False))
         return 0
     best = sol.candidates[sol.chosen]
     print(f"model: {sol.model}   candidates: {len(sol.candidates)}   chosen: {sol.chosen}")
     print(f"answer: {sol.answer or '(none found)'}")
+    print(f"why: {sol.reason}")
     print(best.text or "(the model did not finish thinking: raise --max-new-tokens)")
     return 0
 
@@ -110,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "presets":
             from engine.presets import PRESETS
+            from engine.reward import REWARD_PRESETS
 
             for p in PRESETS.values():
                 print(f"{p.name:16s} {p.description}")
+            for r in REWARD_PRESETS.values():
+                print(f"{r.name:16s} (reward, --reward) {r.description}")
             return 0
         if args.cmd == "bench":
             from engine import bench

@@ -17,8 +17,10 @@ the next token. Sampling defaults are R1V2's model-card values (temperature 0.6,
 repetition penalty 1.05).
 
 Prompts come from ``tutor.prompts``; thinking/answer splitting from ``tutor.reasoning``; final
-answers from ``tutor.answers``. The chosen candidate here is the one whose final answer most
-candidates agree with; ``engine.rerank`` adds the reward model.
+answers from ``tutor.answers``. The chosen candidate comes from ``engine.rerank`` (``rerank=``,
+default ``reward+vote``), scored by the reward model given as ``reward=`` (a preset name such as
+``tiny-reward``, a checkpoint directory, or a loaded ``engine.reward.RewardScorer``; None: no
+scores, so ``reward+vote`` falls back to answer agreement).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Solution:
     prompt_tokens: int
     timings: dict = field(default_factory=dict)
     stopped: bool = False
+    strategy: str = ""  # the rerank strategy applied
+    reason: str = ""  # why ``chosen`` won (engine.rerank)
 
     @property
     def answer(self) -> str:
@@ -83,8 +87,11 @@ class Solution:
             "answer": self.answer,
             "chosen": self.chosen,
             "candidates": [
-                {k: asdict(c)[k] for k in ("thinking", "text", "answer", "reward", "tokens")} for c in self.candidates
+                {k: asdict(c)[k] for k in ("thinking", "text", "answer", "reward", "tokens", "group")}
+                for c in self.candidates
             ],
+            "strategy": self.strategy,
+            "reason": self.reason,
             "model": self.model,
             "timings": self.timings,
         }
@@ -119,30 +126,24 @@ def make_candidate(index: int, raw_text: str, tokens: int, finish_reason: str) -
 
 
 def choose_by_agreement(candidates: list[Candidate]) -> int:
-    """Group candidates by equivalent final answers; pick the first member of the largest group.
+    """The ``vote`` strategy of ``engine.rerank``: the first member of the largest group of equivalent
+    final answers. Sets ``group`` on each candidate (0 = largest)."""
+    from engine.rerank import rerank
 
-    Candidates with no answer form no group. Sets ``group`` on each candidate (0 = largest).
-    With no answers at all, the first candidate that finished its thinking, else 0.
-    """
-    from tutor.answers import equivalent
+    result = rerank(candidates, "vote", scores=None)
+    result.apply(candidates)
+    return candidates[result.chosen].index
 
-    groups: list[list[Candidate]] = []
-    for c in candidates:
-        if not c.answer:
-            continue
-        for g in groups:
-            if equivalent(g[0].answer, c.answer):
-                g.append(c)
-                break
-        else:
-            groups.append([c])
-    groups.sort(key=lambda g: (-len(g), g[0].index))
-    for gi, g in enumerate(groups):
-        for c in g:
-            c.group = gi
-    if groups:
-        return groups[0][0].index
-    return next((c.index for c in candidates if not c.truncated), 0)
+
+def _user_text(messages: list[dict]) -> str:
+    """The text of the last user turn: the prompt the reward model judges the responses against."""
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            content = msg["content"]
+            if isinstance(content, str):
+                return content
+            return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return ""
 
 
 def _as_pil(item):
@@ -217,6 +218,22 @@ class Engine:
         self.name = self.lm.name
         self._lock = threading.Lock()  # one generation at a time: the model and the torch RNG are shared
         self._running: set[threading.Event] = set()
+        self._rewards: dict[str, object] = {}  # loaded reward scorers by preset name or path
+
+    def reward_scorer(self, reward):
+        """None for no reward model; a preset name or directory is loaded once (same device type as the
+        model) and kept; anything else is taken as a loaded scorer (with ``.score``)."""
+        if reward is None or (isinstance(reward, str) and reward.lower() == "none"):
+            return None
+        if isinstance(reward, (str, Path)):
+            key = str(reward)
+            if key not in self._rewards:
+                from engine.reward import load_reward
+
+                device = "cuda" if getattr(self.lm.device, "type", "cpu") == "cuda" else "cpu"
+                self._rewards[key] = load_reward(reward, device=device)
+            return self._rewards[key]
+        return reward
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -230,15 +247,19 @@ class Engine:
 
     def stream(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
                messages: list[dict] | None = None, subject: str = "math", problem_type: str = "auto",
-               lang: str = "en", max_tiles: int | None = None,
-               stop: threading.Event | None = None) -> Iterator[Delta | Finished]:
+               lang: str = "en", max_tiles: int | None = None, stop: threading.Event | None = None,
+               rerank: str = "reward+vote", reward=None) -> Iterator[Delta | Finished]:
         """Yield ``Delta`` events as tokens arrive, then one ``Finished`` with the solution.
 
         ``messages`` (from ``tutor.prompts.build_messages``) overrides the default solve prompt built
         from ``question``, ``subject``, ``problem_type`` and ``lang``; its image parts are filled with
-        ``images`` in order.
+        ``images`` in order. ``rerank`` and ``reward`` choose the shown candidate (module docstring).
         """
+        from engine.rerank import check_strategy
         from tutor.prompts import build_messages
+
+        scorer = self.reward_scorer(reward)
+        check_strategy(rerank, has_reward=scorer is not None)
 
         sampling = sampling or Sampling()
         self._check_n(n)
@@ -249,7 +270,8 @@ class Engine:
         stop = stop or threading.Event()
         out: queue.Queue = queue.Queue()
         worker = threading.Thread(
-            target=self._run, args=(pil, messages, n, sampling, max_tiles or self.lm.max_tiles, stop, out),
+            target=self._run,
+            args=(pil, messages, n, sampling, max_tiles or self.lm.max_tiles, stop, out, rerank, scorer),
             daemon=True,
         )
         worker.start()
@@ -287,16 +309,33 @@ class Engine:
 
         return render_text_prompt(messages).replace("<image>", self.lm.processor.image_token)
 
-    def _run(self, images, messages, n, sampling, max_tiles, stop, out) -> None:
+    def _run(self, images, messages, n, sampling, max_tiles, stop, out, strategy="vote", scorer=None) -> None:
         try:
             with self._lock:
                 self._running.add(stop)
                 try:
-                    out.put(Finished(self._generate(images, messages, n, sampling, max_tiles, stop, out)))
+                    sol = self._generate(images, messages, n, sampling, max_tiles, stop, out)
+                    self._rerank(sol, images, messages, strategy, scorer)
+                    out.put(Finished(sol))
                 finally:
                     self._running.discard(stop)
         except BaseException as e:  # handed to the consumer's thread, never lost
             out.put(e if isinstance(e, (EngineError, InputError)) else _engine_error(e))
+
+    @staticmethod
+    def _rerank(sol: Solution, images, messages, strategy: str, scorer) -> None:
+        """Score the candidates (when there is a reward model) and choose one with ``engine.rerank``."""
+        from engine.rerank import rerank
+
+        scores = None
+        if scorer is not None and sol.candidates and not sol.stopped:  # a stopped run is not scored
+            t = time.perf_counter()
+            scores = scorer.score(images, _user_text(messages), sol.candidates)
+            sol.timings["reward_s"] = round(time.perf_counter() - t, 4)
+            sol.timings["total_s"] = round(sol.timings.get("total_s", 0) + sol.timings["reward_s"], 4)
+        result = rerank(sol.candidates, strategy, scores)
+        result.apply(sol.candidates)
+        sol.chosen, sol.strategy, sol.reason = sol.candidates[result.chosen].index, result.strategy, result.reason
 
     def _generate(self, images, messages, n, sampling, max_tiles, stop, out) -> Solution:
         import torch
@@ -352,7 +391,7 @@ class Engine:
             gen = row if end is None else row[: end + 1]
             reason = "stop" if end is not None else ("stopped" if stop.is_set() else "length")
             candidates.append(make_candidate(i, tok.decode(gen, skip_special_tokens=True), len(gen), reason))
-        chosen = choose_by_agreement(candidates)
+        chosen = 0  # set by _rerank
         generated = sum(c.tokens for c in candidates)
         timings = {
             "preprocess_s": round(t1 - t0, 4),
