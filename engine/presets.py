@@ -32,6 +32,8 @@ class Preset:
     max_tiles: int = 12  # InternVL tiling: at most this many 448 px tiles (+ a thumbnail)
     max_new_tokens: int = 16384  # reasoning runs long; the report evaluates with up to 64K
     seed: int = 0  # for source="tiny"
+    served_only: bool = False  # only a serving engine (SGLang / vLLM) loads it, never the in-process Engine
+    tp_size: int = 1  # GPUs per server replica (tensor parallelism) for `python -m engine serve`
     notes: dict = field(default_factory=dict)
 
 
@@ -49,6 +51,7 @@ PRESETS: dict[str, Preset] = {
         repo_id="Skywork/Skywork-R1V2-38B",
         layout="internvl_chat",
         description="Skywork-R1V2-38B in bf16 (about 72 GB of weights: 2 x 80 GB GPUs)",
+        tp_size=2,
         notes={"weights_gb": 72},
     ),
     "r1v2-38b-nf4": Preset(
@@ -62,6 +65,18 @@ PRESETS: dict[str, Preset] = {
             "adapter and lm_head in bf16 (about 32 GB of weights: one 40-48 GB GPU)"
         ),
         notes={"weights_gb": 32},
+    ),
+    "r1v2-38b-awq": Preset(
+        name="r1v2-38b-awq",
+        source="hub",
+        repo_id="Skywork/Skywork-R1V2-38B-AWQ",
+        layout="internvl_chat",
+        served_only=True,
+        description=(
+            "Skywork-R1V2-38B-AWQ (4-bit AWQ), served by SGLang or vLLM: `python -m engine serve` "
+            "(one GPU with more than 30 GB)"
+        ),
+        notes={"weights_gb": 30},
     ),
 }
 
