@@ -1,0 +1,275 @@
+"""Run bookkeeping shared by every stage: accelerate setup, freezing, optimizer, the step loop,
+metrics JSONL, tqdm, checkpoints and resume.
+
+    run = Run(cfg, stage="sft")                       # prints + saves the resolved config
+    model, processor = load_policy(cfg)
+    names = apply_trainable(model, cfg.trainable)     # freeze everything else
+    run.setup(model, extra_state={"bco": running})    # optimizer, scheduler, accelerate.prepare, resume
+    run.loop(step_fn)                                  # step_fn(step) -> {"loss": float, ...}
+
+Scale-out is accelerate's: the same code runs under ``accelerate launch -m training STAGE ...`` with
+DDP, FSDP2 or DeepSpeed ZeRO-3 (configs in ``training/recipes/full``). A checkpoint is
+``accelerator.save_state`` (model, optimizer, scheduler, RNG of every process, and each stage's
+extra state such as the BCO delta or the sample buffer) plus ``config.yaml`` and
+``trainer_state.json``; ``resume=auto`` picks the newest one and the next step equals an
+uninterrupted run's (data order is a pure function of the step, see ``data.batch_indices``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training import config as config_mod
+from tutor.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Names for groups of parameters of the native InternVL class (and the reward model's head).
+PARTS = {
+    "vision": ("model.vision_tower.",),
+    "adapter": ("model.multi_modal_projector.",),
+    "llm": ("model.language_model.", "lm_head."),
+    "lm_head": ("lm_head.",),
+    "embeddings": ("model.language_model.embed_tokens.",),
+    "value_head": ("v_head.",),
+}
+
+
+def apply_trainable(model: torch.nn.Module, parts: list[str]) -> list[str]:
+    """Freeze every parameter except those of ``parts`` (names from ``PARTS``, ``all`` or a name
+    prefix). Returns the trainable parameter names; raises InputError if none matched."""
+    prefixes: list[str] = []
+    for p in parts:
+        prefixes += [""] if p == "all" else list(PARTS.get(p, (p,)))
+    names = []
+    for name, param in model.named_parameters():
+        on = any(name.startswith(pre) for pre in prefixes)
+        param.requires_grad_(on)
+        if on:
+            names.append(name)
+    if not names:
+        raise InputError("nothing_trainable", f"No parameters match trainable={parts}.",
+                         f"trainable={parts} 没有匹配到任何参数。")
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    log.info("trainable: %s (%d of %d parameters, %.2f%%)", parts, n_train, n_all, 100 * n_train / n_all)
+    return names
+
+
+def load_policy(cfg: config_mod.BaseConfig):
+    """The starting model (train mode, float32 on CPU / bf16 weights with bf16 mixed precision) and processor."""
+    from engine.loading import load_model
+
+    dtype = "bfloat16" if cfg.mixed_precision == "bf16" and torch.cuda.is_available() else "float32"
+    lm = load_model(cfg.model, quantization=None, device="cpu", dtype=dtype)
+    model = lm.model.train()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model, lm.processor
+
+
+class FrozenSnapshot:
+    """The reference policy as a copy of the *trainable* parameters only: ``forward`` runs the live
+    model with those swapped back (``torch.func.functional_call``). With adapter-only training the
+    reference then costs the adapter's memory, not a second 38B model. Single process or DDP; under
+    FSDP/ZeRO-3 give ``ref_model`` instead (a separately loaded frozen model)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def __call__(self, **kw):
+        return torch.func.functional_call(self.model, self.params, args=(), kwargs=kw, strict=False)
+
+
+class _Counter:
+    """The step counter as a checkpointed object."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.step = int(s["step"])
+
+
+class Run:
+    """One training run: output dir, metrics, accelerate, checkpoints."""
+
+    def __init__(self, cfg: config_mod.BaseConfig, stage: str):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.cfg, self.stage = cfg, stage
+        self.out = Path(cfg.output_dir)
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+        set_seed(cfg.seed)
+        self.counter = _Counter()
+        self.metrics_path = self.out / "metrics.jsonl"
+        self._tb = None
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            resolved = json.dumps(config_mod.to_dict(cfg), indent=2, ensure_ascii=False)
+            print(f"[training] {stage} config:\n{resolved}", flush=True)
+            config_mod.dump(cfg, self.out / "config.yaml")
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    def setup(self, model: torch.nn.Module, extra_state: dict[str, Any] | None = None):
+        """Optimizer (AdamW on trainable params), scheduler, ``accelerator.prepare``, then resume."""
+        from transformers import get_scheduler
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
+        # accelerate's prepared scheduler advances once per process on each step: scale to match
+        world = self.accelerator.num_processes
+        sched = get_scheduler(self.cfg.lr_scheduler, opt, num_warmup_steps=self.cfg.warmup_steps * world,
+                              num_training_steps=self.cfg.max_steps * world)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, opt, sched)
+        self.accelerator.register_for_checkpointing(self.counter)
+        self.extra_state = extra_state or {}
+        for obj in self.extra_state.values():
+            self.accelerator.register_for_checkpointing(obj)
+        self._maybe_resume()
+        return self.model
+
+    # ------------------------------------------------------------------------------- checkpoints
+
+    def checkpoints(self) -> list[Path]:
+        root = self.out / "checkpoints"
+        found = [p for p in root.glob("step-*") if (p / "trainer_state.json").exists()] if root.is_dir() else []
+        return sorted(found, key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+
+    def _maybe_resume(self) -> None:
+        r = self.cfg.resume
+        if not r:
+            return
+        if r == "auto":
+            found = self.checkpoints()
+            if not found:
+                log.info("resume=auto: no checkpoint under %s, starting fresh", self.out)
+                return
+            path = found[-1]
+        else:
+            path = Path(r)
+            if not (path / "trainer_state.json").exists():
+                raise InputError("bad_checkpoint", f"Not a training checkpoint: {path}", f"不是训练检查点：{path}")
+        self.accelerator.load_state(str(path))
+        log.info("resumed from %s at step %d", path, self.counter.step)
+        if self.is_main and self.metrics_path.exists():  # drop lines logged after the checkpoint
+            keep = [ln for ln in self.metrics_path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= self.counter.step]
+            self.metrics_path.write_text("".join(k + "\n" for k in keep))
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / "checkpoints" / f"step-{self.counter.step:06d}"
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(path))
+        if self.is_main:
+            config_mod.dump(self.cfg, path / "config.yaml")
+            (path / "trainer_state.json").write_text(json.dumps(
+                {"step": self.counter.step, "stage": self.stage, "max_steps": self.cfg.max_steps}))
+            keep = self.cfg.keep_checkpoints
+            if keep > 0:
+                for old in self.checkpoints()[:-keep]:
+                    shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def save_final(self, processor, save_fn: Callable[[Path, Any, dict], None] | None = None) -> Path:
+        """``output_dir/final``: the model (``save_pretrained``, or ``save_fn(path, model, state_dict)``),
+        the processor and the resolved config. The full state dict is gathered on every process
+        (needed under FSDP/ZeRO-3) and written by the main one."""
+        path = self.out / "final"
+        self.accelerator.wait_for_everyone()
+        state = self.accelerator.get_state_dict(self.model)
+        model = self.accelerator.unwrap_model(self.model)
+        if self.is_main:
+            if save_fn is not None:
+                save_fn(path, model, state)
+            else:
+                model.save_pretrained(path, state_dict=state, save_function=self.accelerator.save)
+            processor.save_pretrained(path)
+            config_mod.dump(self.cfg, path / "training_config.yaml")
+        return path
+
+    # -------------------------------------------------------------------------------------- loop
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with self.metrics_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if self.cfg.tensorboard:
+            if self._tb is None:
+                from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+                self._tb = SummaryWriter(str(self.out / "tb"))
+            for k, v in row.items():
+                if isinstance(v, int | float) and k != "step":
+                    self._tb.add_scalar(f"{self.stage}/{k}", v, row["step"])
+
+    def loop(self, step_fn: Callable[[int], dict[str, float]]) -> list[dict]:
+        """Run steps ``counter.step .. max_steps-1``. ``step_fn(step)`` does forward + backward for
+        the step's micro-batches and returns its metrics; here: clip, optimizer and scheduler step,
+        metrics line, checkpoint. Non-finite losses stop the run with a clear error."""
+        from tqdm.auto import tqdm
+
+        cfg, rows = self.cfg, []
+        bar = tqdm(total=cfg.max_steps, initial=self.counter.step, desc=self.stage, disable=not self.is_main)
+        while self.counter.step < cfg.max_steps:
+            step, t0 = self.counter.step, time.perf_counter()
+            parts = step_fn(step)
+            if not math.isfinite(parts.get("loss", 0.0)):
+                raise RuntimeError(f"{self.stage}: non-finite loss at step {step + 1}: {parts}")
+            grad_norm, lr = None, self.scheduler.get_last_lr()[0]
+            if parts.pop("_updated", True):
+                if cfg.max_grad_norm > 0:
+                    grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+                self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.counter.step += 1
+            row = {"step": self.counter.step, "lr": lr, **parts,
+                   "time_s": round(time.perf_counter() - t0, 4)}
+            if grad_norm is not None:
+                row["grad_norm"] = grad_norm
+            rows.append(row)
+            if self.counter.step % cfg.log_every == 0 or self.counter.step == cfg.max_steps:
+                self.log_metrics(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts.get('loss', float('nan')):.4f}")
+            if (cfg.save_every and self.counter.step % cfg.save_every == 0) or self.counter.step == cfg.max_steps:
+                self.save_checkpoint()
+        bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        return rows
+
+    def backward(self, loss: torch.Tensor, last: bool = True) -> None:
+        self.accelerator.backward(loss)
+
+    def no_sync(self, last: bool):
+        """Skip the gradient all-reduce on all but the last micro-batch of a step."""
+        import contextlib
+
+        return contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
