@@ -1,0 +1,572 @@
+"""The HTTP backend: candidate solutions from an OpenAI-compatible server (SGLang, vLLM, `transformers serve`).
+
+    from engine.http import HttpEngine
+    eng = HttpEngine("http://gpu-box:30000", api_key="...")   # /v1 is added when missing
+    eng.check()                       # health at start: raises EngineError saying what is wrong
+    sol = eng.solve([image], "Find x.", n=4)
+    for event in eng.stream([image], "Find x.", n=4):          # same events as engine.core.Engine
+        ...
+
+Same interface as :class:`engine.core.Engine`: ``stream`` yields ``Delta(index, text)`` with the raw
+model text of each candidate (thinking, then ``</think>``, then the answer) and ends with one
+``Finished(solution)``. A server that separates the reasoning (SGLang / vLLM with a reasoning parser)
+sends ``reasoning_content`` deltas; they are passed on as they come, and a ``</think>`` delta is
+inserted once the content starts, so consumers treat every backend alike. A server that does not
+separate it sends everything as content, ``</think>`` included. Candidates are built with
+``engine.core.make_candidate``, exactly as the in-process engine builds them.
+
+Requests: images are sent as base64 ``data:`` URLs in ``image_url`` parts (the server never fetches a
+URL); sampling maps to ``temperature``, ``top_p``, ``max_tokens``, ``seed`` and, in ``extra_body``,
+``repetition_penalty`` (and ``min_tokens``). Everything streams.
+
+Adapting to the server (each logged once, and shown by :meth:`HttpEngine.health`):
+- ``n``: sent as is; a server that answers fewer choices (``transformers serve`` ignores ``n`` with the
+  log line "Ignoring unsupported fields in the request: {'n'}") gets n parallel requests instead;
+- an ``extra_body`` field the server refuses with a 400/422 naming it is dropped and the request is
+  sent again; ``transformers serve`` refuses ``repetition_penalty`` but maps ``frequency_penalty`` f
+  to ``repetition_penalty = 1 + f``, so there the penalty goes as ``frequency_penalty``.
+
+Failures are ``EngineError`` with a message in Chinese and English: connection errors, 429 and 5xx
+are retried with exponential backoff (honouring ``Retry-After``) before giving up; other 4xx are not
+retried. A server that goes away in the middle of a stream raises :class:`ServerStreamError`, which
+keeps the text received so far (``partial``) and the candidates built from it. ``stop()`` (or the
+``stop`` event) closes the running streams; the solution then has ``stopped=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from engine.core import (
+    MAX_N,
+    Candidate,
+    Delta,
+    Finished,
+    Sampling,
+    Solution,
+    choose_by_agreement,
+    make_candidate,
+)
+from tutor.errors import EngineError, InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 16384
+MIN_IMAGE_TOKENS = 16  # the probe's image must add at least this many prompt tokens to count as "seen"
+
+
+class ServerStreamError(EngineError):
+    """The server went away in the middle of a stream. ``partial`` maps candidate index -> text so far;
+    ``candidates`` are built from it (finish_reason "error")."""
+
+    def __init__(self, code: str, en: str, zh: str, detail: str = "", *, partial: dict[int, str] | None = None,
+                 candidates: list[Candidate] | None = None):
+        super().__init__(code, en, zh, detail)
+        self.partial = partial or {}
+        self.candidates = candidates or []
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _api_url(base_url: str) -> str:
+    parts = urlsplit(str(base_url).strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(
+            "bad_server_url",
+            f"The server address must be an http(s) URL such as http://localhost:30000 (got {base_url!r}).",
+            f"服务器地址必须是 http(s) 网址，例如 http://localhost:30000（收到 {base_url!r}）。",
+        )
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _data_url(item, fmt: str) -> str:
+    from PIL import Image
+
+    from tutor.intake import IntakeImage, load_image
+
+    if isinstance(item, str) and item.startswith("data:image/"):
+        return item
+    if not isinstance(item, IntakeImage):
+        item = load_image(item.convert("RGB") if isinstance(item, Image.Image) else item)
+    return item.data_url(fmt)
+
+
+def to_openai_messages(messages: list[dict], image_urls: Sequence[str], max_tiles: int | None = None) -> list[dict]:
+    """``tutor.prompts`` messages -> OpenAI chat messages; image parts filled with ``image_urls`` in order."""
+    out, k = [], 0
+    for msg in messages:
+        content = msg["content"]
+        if isinstance(content, str):
+            out.append({"role": msg["role"], "content": content})
+            continue
+        parts = []
+        for p in content:
+            if p.get("type") == "image":
+                if k >= len(image_urls):
+                    break
+                image = {"url": image_urls[k]}
+                if max_tiles:
+                    image["max_dynamic_patch"] = max_tiles  # SGLang's InternVL reads it per image
+                parts.append({"type": "image_url", "image_url": image})
+                k += 1
+            else:
+                parts.append({"type": "text", "text": p["text"]})
+        out.append({"role": msg["role"], "content": parts})
+    n_slots = sum(1 for m in messages if not isinstance(m["content"], str) for p in m["content"]
+                  if p.get("type") == "image")
+    if n_slots != len(image_urls):
+        raise InputError(
+            "image_count_mismatch",
+            f"The prompt has room for {n_slots} image(s) but {len(image_urls)} were given.",
+            f"提示词中有 {n_slots} 个图片位置，但提供了 {len(image_urls)} 张图片。",
+        )
+    return out
+
+
+def _delta_text(delta, *names: str) -> str:
+    for name in names:
+        value = getattr(delta, name, None)
+        if value is None:
+            value = (getattr(delta, "model_extra", None) or {}).get(name)
+        if value:
+            return value
+    return ""
+
+
+@dataclass
+class _Request:
+    offset: int  # index of its first candidate
+    count: int  # choices asked for
+    seed: int | None
+
+
+class HttpEngine:
+    """Candidate solutions from an OpenAI-compatible server (see module docstring)."""
+
+    def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
+                 timeout: float = 600.0, connect_timeout: float = 5.0, max_retries: int = 3,
+                 backoff: float = 0.5, image_format: str = "png", max_new_tokens: int | None = None):
+        import httpx
+        import openai
+
+        self.base_url = _api_url(base_url)
+        self.api_key = api_key
+        self.max_retries, self.backoff, self.image_format = max_retries, backoff, image_format
+        self.max_new_tokens = max_new_tokens
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", max_retries=0,
+                                    timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        self._model = model
+        self._lock = threading.Lock()
+        self._running: set[threading.Event] = set()
+        self.native_n: bool | None = None  # does the server honour n? None: not known yet
+        self.dropped_fields: set[str] = set()  # extra_body fields the server refused
+        self.penalty_as_frequency = False  # transformers serve: repetition_penalty sent as frequency_penalty
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._model or self.base_url
+
+    @property
+    def model(self) -> str:
+        """The served model's id: the one given, else the first the server lists."""
+        if self._model is None:
+            self._model = self._list_models()[0]
+        return self._model
+
+    def health(self, probe: bool = True) -> dict:
+        """What the server is and whether it can serve us; never raises for a server problem.
+
+        Keys: ``ok``, ``url``, ``reachable``, ``models`` (served ids), ``model`` (the one used),
+        ``images`` (does an image reach the model?), ``n`` ("native" or "parallel requests"),
+        ``repetition_penalty`` (how it is sent), ``latency_s``, and when not ok ``problem`` (an error
+        code) with ``message``/``message_zh``. ``probe`` sends two one-token requests (text only, and
+        with a small image and n=2) to find out about images and ``n``.
+        """
+        info: dict = {"ok": False, "url": self.base_url, "reachable": False, "models": [], "model": self._model,
+                      "images": None, "n": None, "repetition_penalty": None}
+        t0 = time.perf_counter()
+        try:
+            info["models"] = self._list_models()
+            info["reachable"] = True
+            if self._model is None:
+                self._model = info["models"][0]
+            info["model"] = self._model
+            if self._model not in info["models"]:
+                raise EngineError(
+                    "wrong_model",
+                    f"The server at {self.base_url} serves {', '.join(info['models'])}, not {self._model}.",
+                    f"{self.base_url} 上的服务器提供的模型是 {', '.join(info['models'])}，而不是 {self._model}。",
+                )
+            if probe:
+                self._probe(info)
+                if info["images"] is False:
+                    raise EngineError(
+                        "no_image_input",
+                        f"The model {self._model} on {self.base_url} does not take images; serve a vision model.",
+                        f"{self.base_url} 上的模型 {self._model} 不接受图片输入，请部署视觉模型。",
+                    )
+            info["ok"] = True
+        except EngineError as e:
+            info.update(problem=e.code, message=e.en, message_zh=e.zh, detail=e.detail)
+        info["latency_s"] = round(time.perf_counter() - t0, 3)
+        return info
+
+    def check(self, probe: bool = True) -> dict:
+        """:meth:`health`, raising its problem as an EngineError; logs what the server is."""
+        info = self.health(probe)
+        if not info["ok"]:
+            raise EngineError(info["problem"], info["message"], info["message_zh"], info.get("detail", ""))
+        log.info("server %s: model %s, images %s, n %s, repetition_penalty %s", info["url"], info["model"],
+                 info["images"], info["n"], info["repetition_penalty"])
+        return info
+
+    def solve(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
+              **kw) -> Solution:
+        """All n candidates and the chosen one (blocking). Keyword arguments as for :meth:`stream`."""
+        for event in self.stream(images, question, n=n, sampling=sampling, **kw):
+            if isinstance(event, Finished):
+                return event.solution
+        raise EngineError("no_result", "The model returned nothing.", "模型没有返回结果。")  # pragma: no cover
+
+    def stream(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
+               messages: list[dict] | None = None, subject: str = "math", problem_type: str = "auto",
+               lang: str = "en", max_tiles: int | None = None,
+               stop: threading.Event | None = None) -> Iterator[Delta | Finished]:
+        """Yield ``Delta`` events as text arrives, then one ``Finished``; as ``Engine.stream``."""
+        from tutor.prompts import build_messages
+
+        if not isinstance(n, int) or not 1 <= n <= MAX_N:
+            raise InputError("bad_n", f"The number of candidates must be between 1 and {MAX_N} (got {n}).",
+                             f"候选解答的数量必须在 1 到 {MAX_N} 之间（收到 {n}）。")
+        sampling = sampling or Sampling()
+        urls = [_data_url(im, self.image_format) for im in images]
+        if messages is None:
+            messages = build_messages("solve", question=question, subject=subject, problem_type=problem_type,
+                                      lang=lang, n_images=len(urls))
+        chat = to_openai_messages(messages, urls, max_tiles)
+        stop = stop or threading.Event()
+        yield from _Run(self, chat, n, sampling, stop).events()
+
+    def stop(self) -> None:
+        """Stop every running generation: their streams are closed."""
+        for ev in list(self._running):
+            ev.set()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _list_models(self) -> list[str]:
+        try:
+            ids = [m.id for m in self.client.models.list()]
+        except Exception as e:
+            raise _map_error(e, self.base_url) from e
+        if not ids:
+            raise EngineError("no_model", f"The server at {self.base_url} serves no model yet (still loading?).",
+                              f"{self.base_url} 上的服务器还没有可用的模型（可能仍在加载）。")
+        return ids
+
+    def _probe(self, info: dict) -> None:
+        from PIL import Image
+
+        from tutor.intake import load_image
+
+        img = load_image(Image.new("RGB", (64, 64), "white")).data_url("png")
+        base = {"model": self._model, "max_tokens": 1, "temperature": 0.0}
+        text = [{"role": "user", "content": [{"type": "text", "text": "1+1="}]}]
+        r0 = self.create({**base, "messages": text, "extra_body": {"repetition_penalty": 1.05}})
+        vision = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": img}},
+                                                {"type": "text", "text": "1+1="}]}]
+        try:
+            r1 = self.create({**base, "messages": vision, "n": 2})
+        except EngineError as e:
+            if e.code != "server_rejected":
+                raise
+            info.update(images=False, image_error=e.detail)
+            return
+        p0, p1 = (r.usage.prompt_tokens if r.usage else None for r in (r0, r1))
+        info["images"] = None if p0 is None or p1 is None else p1 - p0 >= MIN_IMAGE_TOKENS
+        info["image_tokens"] = None if p0 is None or p1 is None else p1 - p0
+        self.native_n = len(r1.choices) >= 2
+        info["n"] = "native" if self.native_n else "parallel requests"
+        info["repetition_penalty"] = self._penalty_mode()
+
+    def _penalty_mode(self) -> str:
+        if self.penalty_as_frequency:
+            return "frequency_penalty (= repetition_penalty - 1)"
+        return "unsupported" if "repetition_penalty" in self.dropped_fields else "extra_body"
+
+    def create(self, kw: dict, cancel: threading.Event | None = None):
+        """``chat.completions.create`` with retries (connection errors, 429, 5xx) and field adaptation."""
+        import openai
+
+        kw = dict(kw, extra_body=dict(kw.get("extra_body") or {}))
+        self._adapt(kw)
+        attempt = 0
+        while True:
+            try:
+                return self.client.chat.completions.create(**kw)
+            except openai.APIStatusError as e:
+                if e.status_code in (400, 422) and self._refused_field(e, kw):
+                    continue
+                if e.status_code != 429 and e.status_code < 500:
+                    raise _map_error(e, self.base_url) from e
+                err = e
+            except openai.APIConnectionError as e:  # includes timeouts
+                err = e
+            if attempt >= self.max_retries:
+                raise _map_error(err, self.base_url) from err
+            delay = min(self.backoff * 2 ** attempt, 8.0)
+            retry_after = getattr(getattr(err, "response", None), "headers", {}).get("retry-after")
+            if retry_after and retry_after.replace(".", "", 1).isdigit():
+                delay = min(float(retry_after), 30.0)
+            attempt += 1
+            log.warning("server %s: %s; retry %d/%d in %.2fs", self.base_url, _short(err), attempt,
+                        self.max_retries, delay)
+            if cancel is not None and cancel.wait(delay):
+                raise _Cancelled()
+            if cancel is None:
+                time.sleep(delay)
+
+    def _adapt(self, kw: dict) -> None:
+        extra = kw["extra_body"]
+        for name in list(self.dropped_fields):
+            value = extra.pop(name, None)
+            if name == "repetition_penalty" and self.penalty_as_frequency and value is not None:
+                kw["frequency_penalty"] = value - 1.0
+
+    def _refused_field(self, e, kw: dict) -> bool:
+        """A 400/422 that names one of our extra_body fields: drop it (remember) and say to resend."""
+        body = (getattr(getattr(e, "response", None), "text", "") or str(e)).lower()
+        for name in list(kw["extra_body"]):
+            if name.lower() in body:
+                with self._lock:
+                    self.dropped_fields.add(name)
+                    if name == "repetition_penalty" and "unexpected fields in the request" in body:
+                        self.penalty_as_frequency = True  # transformers serve: 1 + frequency_penalty
+                log.warning("server %s refused the field %r; sending %s", self.base_url, name,
+                            "it as frequency_penalty" if self.penalty_as_frequency and name == "repetition_penalty"
+                            else "without it")
+                self._adapt(kw)
+                return True
+        return False
+
+    def _request_kwargs(self, chat: list[dict], count: int, sampling: Sampling, seed: int | None) -> dict:
+        from engine.presets import PRESETS
+
+        preset = PRESETS.get(self.model)
+        max_tokens = sampling.max_new_tokens or self.max_new_tokens or (
+            preset.max_new_tokens if preset else DEFAULT_MAX_TOKENS)
+        kw = {"model": self.model, "messages": chat, "stream": True, "stream_options": {"include_usage": True},
+              "max_tokens": max_tokens, "temperature": sampling.temperature,
+              "extra_body": {"repetition_penalty": sampling.repetition_penalty}}
+        if sampling.temperature > 0:
+            kw["top_p"] = sampling.top_p
+        if count > 1:
+            kw["n"] = count
+        if seed is not None:
+            kw["seed"] = seed
+        if sampling.min_new_tokens:
+            kw["extra_body"]["min_tokens"] = min(sampling.min_new_tokens, max_tokens)
+        return kw
+
+
+class _Run:
+    """One ``stream`` call: the requests (one with n, or n in parallel), their threads and the merge."""
+
+    def __init__(self, eng: HttpEngine, chat: list[dict], n: int, sampling: Sampling, stop: threading.Event):
+        self.eng, self.chat, self.n, self.sampling, self.stop = eng, chat, n, sampling, stop
+        self.cancel = threading.Event()  # tells the worker threads to close their streams
+        self.out: queue.Queue = queue.Queue()
+        self.texts = [""] * n
+        self.chunks = [0] * n
+        self.tokens: list[int | None] = [None] * n
+        self.finish: list[str | None] = [None] * n
+        self.prompt_tokens = 0
+        self.requests = 0
+        self.active = 0
+        self.streams: list = []
+
+    def _start(self, req: _Request) -> None:
+        self.requests += 1
+        self.active += 1
+        threading.Thread(target=self._work, args=(req,), daemon=True).start()
+
+    def events(self) -> Iterator[Delta | Finished]:
+        eng, n, seed = self.eng, self.n, self.sampling.seed
+        t0 = time.perf_counter()
+        first: float | None = None
+        eng._running.add(self.stop)
+        try:
+            if n == 1 or eng.native_n is not False:
+                self._start(_Request(0, n, seed))
+            else:
+                self._parallel(0, n, seed)
+            while self.active:
+                try:
+                    kind, *rest = self.out.get(timeout=0.05)
+                except queue.Empty:
+                    if self.stop.is_set():
+                        break
+                    continue
+                if kind == "delta":
+                    i, text = rest
+                    first = first or time.perf_counter()
+                    self.texts[i] += text
+                    yield Delta(i, text)
+                elif kind == "end":
+                    self.active -= 1
+                    req, seen = rest
+                    if seen < req.count and not self.stop.is_set():  # the server ignored n
+                        if eng.native_n is not False:
+                            log.warning("server %s answered %d of n=%d choices: it ignores n; sending the other "
+                                        "candidates as parallel requests (and all n that way from now on)",
+                                        eng.base_url, seen, req.count)
+                        eng.native_n = False
+                        self._parallel(req.offset + seen, req.count - seen, None if seed is None else seed + seen)
+                    elif seen >= req.count and req.count > 1:
+                        eng.native_n = True
+                elif kind == "error":
+                    raise self._failure(rest[0])
+            stopped = self.stop.is_set()
+            lost = [i for i in range(n) if self.finish[i] is None]
+            if lost and not stopped:
+                raise self._failure(EngineError("server_lost", "", "", "stream ended without a finish reason"))
+            candidates = [
+                make_candidate(i, self.texts[i], self.tokens[i] or self.chunks[i], self.finish[i] or "stopped")
+                for i in range(n)
+            ]
+            total = time.perf_counter() - t0
+            generated = sum(c.tokens for c in candidates)
+            decode = total - ((first or t0) - t0)
+            timings = {"first_text_s": round((first or time.perf_counter()) - t0, 4), "total_s": round(total, 4),
+                       "generated_tokens": generated, "tokens_per_s": round(generated / max(decode, 1e-9), 1),
+                       "requests": self.requests, "server": eng.base_url}
+            yield Finished(Solution(candidates, choose_by_agreement(candidates), eng.name, self.prompt_tokens,
+                                    timings, stopped=stopped and any(c.finish_reason == "stopped" for c in candidates)))
+        finally:
+            self.cancel.set()
+            for s in list(self.streams):  # best effort: the workers also close theirs at the next chunk
+                try:
+                    s.close()
+                except Exception:  # pragma: no cover - closing a dead connection
+                    pass
+            eng._running.discard(self.stop)
+
+    def _parallel(self, offset: int, count: int, seed: int | None) -> None:
+        for j in range(count):
+            self._start(_Request(offset + j, 1, None if seed is None else seed + j))
+
+    def _failure(self, err: BaseException) -> EngineError:
+        self.cancel.set()
+        if isinstance(err, EngineError) and err.code != "server_lost":
+            return err
+        partial = {i: t for i, t in enumerate(self.texts) if t}
+        candidates = [make_candidate(i, t, self.tokens[i] or self.chunks[i], "error") for i, t in partial.items()]
+        got = sum(len(t) for t in partial.values())
+        return ServerStreamError(
+            "server_lost",
+            f"The model server at {self.eng.base_url} stopped answering in the middle of the reply "
+            f"({got} characters received, kept). Please try again.",
+            f"{self.eng.base_url} 上的模型服务器在回答中途断开（已收到 {got} 个字符并保留）。请重试。",
+            detail=_short(err), partial=partial, candidates=candidates,
+        )
+
+    def _work(self, req: _Request) -> None:
+        seen: set[int] = set()
+        try:
+            kw = self.eng._request_kwargs(self.chat, req.count, self.sampling, req.seed)
+            stream = self.eng.create(kw, self.cancel)
+            self.streams.append(stream)
+            reasoning = [False] * req.count
+            closed = [False] * req.count
+            for chunk in stream:
+                if self.cancel.is_set():
+                    break
+                usage = getattr(chunk, "usage", None)
+                if usage is not None:
+                    self.prompt_tokens = self.prompt_tokens or usage.prompt_tokens or 0
+                    if req.count == 1 and usage.completion_tokens:
+                        self.tokens[req.offset] = usage.completion_tokens
+                for ch in chunk.choices or []:
+                    if not 0 <= ch.index < req.count:
+                        continue
+                    i = req.offset + ch.index
+                    seen.add(ch.index)
+                    rc = _delta_text(ch.delta, "reasoning_content", "reasoning") if ch.delta else ""
+                    content = (ch.delta.content or "") if ch.delta else ""
+                    if rc:
+                        reasoning[ch.index] = True
+                        self.chunks[i] += 1
+                        self.out.put(("delta", i, rc))
+                    if content:
+                        if reasoning[ch.index] and not closed[ch.index]:
+                            closed[ch.index] = True
+                            self.out.put(("delta", i, "</think>"))
+                        self.chunks[i] += 1
+                        self.out.put(("delta", i, content))
+                    if ch.finish_reason:
+                        self.finish[i] = "length" if ch.finish_reason == "length" else "stop"
+            if self.cancel.is_set():
+                stream.close()
+        except _Cancelled:
+            pass
+        except Exception as e:
+            if not self.cancel.is_set():
+                if not isinstance(e, EngineError):
+                    log.warning("stream from %s broke: %s", self.eng.base_url, _short(e))
+                    e = EngineError("server_lost", "", "", _short(e))
+                self.out.put(("error", e))
+                return
+        self.out.put(("end", req, len(seen)))
+
+
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"[:500]
+
+
+def _map_error(e: BaseException, url: str) -> EngineError:
+    """An openai/httpx exception -> EngineError with a message for the page."""
+    import openai
+
+    detail = _short(e)
+    if isinstance(e, EngineError):
+        return e
+    if isinstance(e, openai.APITimeoutError):
+        return EngineError("server_timeout", f"The model server at {url} did not answer in time. Please try again.",
+                           f"{url} 上的模型服务器响应超时，请重试。", detail)
+    if isinstance(e, openai.APIConnectionError):
+        return EngineError(
+            "server_unreachable",
+            f"Cannot reach the model server at {url}. Check the address and that the server is running "
+            "(python -m engine serve ...).",
+            f"无法连接 {url} 上的模型服务器。请检查地址，并确认服务器已启动（python -m engine serve ...）。", detail)
+    if isinstance(e, openai.APIStatusError):
+        status = e.status_code
+        if status in (401, 403):
+            return EngineError("server_unauthorized", f"The model server at {url} refused the API key ({status}).",
+                               f"{url} 上的模型服务器拒绝了 API 密钥（{status}）。", detail)
+        if status == 429:
+            return EngineError("server_busy", "The model server is busy (too many requests). Please try again soon.",
+                               "模型服务器繁忙（请求过多），请稍后再试。", detail)
+        if status >= 500:
+            return EngineError("server_error", f"The model server at {url} failed ({status}). Please try again.",
+                               f"{url} 上的模型服务器出错（{status}），请重试。", detail)
+        return EngineError("server_rejected", f"The model server at {url} rejected the request ({status}).",
+                           f"{url} 上的模型服务器拒绝了请求（{status}）。", detail)
+    return EngineError("server_error", f"Talking to the model server at {url} failed.",
+                       f"与 {url} 上的模型服务器通信失败。", detail)
