@@ -94,6 +94,22 @@ class FrozenSnapshot:
         return torch.func.functional_call(self.model, self.params, args=(), kwargs=kw, strict=False)
 
 
+def reference_policy(ref_model: str, model: torch.nn.Module, accelerator=None):
+    """The frozen reference: a ``FrozenSnapshot`` of ``model``'s trainable parameters when
+    ``ref_model`` is empty, else that preset/checkpoint loaded frozen (prepared by accelerate in
+    evaluation mode when running distributed, so ZeRO-3/FSDP shard it too)."""
+    if not ref_model:
+        return FrozenSnapshot(model)
+    from engine.loading import load_model
+
+    ref = load_model(ref_model, quantization=None, device="cpu",
+                     dtype=str(next(model.parameters()).dtype).removeprefix("torch.")).model.eval()
+    ref.requires_grad_(False)
+    if accelerator is not None and accelerator.num_processes > 1:
+        return accelerator.prepare_model(ref, evaluation_mode=True)
+    return ref.to(accelerator.device if accelerator is not None else "cpu")
+
+
 class _Counter:
     """The step counter as a checkpointed object."""
 
