@@ -6,6 +6,8 @@
     python -m engine build-tiny [--seed S]
     python -m engine bench [--n 8] [--tokens 32]
     python -m engine presets
+    python -m engine solve IMAGE... --server URL [--api-key KEY]   (an SGLang / vLLM / transformers server)
+    python -m engine serve --model PRESET [--engine sglang|vllm|transformers] [--replicas N] [--dry-run]
 
 Bad input (a missing, empty, corrupt or non-image file, an n out of range, an unknown preset) is one
 line on stderr and exit status 2; an engine failure is one line and exit status 1. No tracebacks.
@@ -46,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--rerank", default="reward+vote", choices=list(STRATEGIES),
                    help="how the shown candidate is chosen (engine.rerank)")
     s.add_argument("--reward", default="none", help="reward model preset or directory, or none")
+    s.add_argument("--server", default=None, help="OpenAI-compatible server URL (SGLang/vLLM): use it, not --model")
+    s.add_argument("--api-key", default=None, help="API key for --server")
+
+    from engine import serve
+
+    serve.add_arguments(sub.add_parser("serve", help="start (or print, --dry-run) a serving engine for a preset"))
 
     c = sub.add_parser("convert", help="convert a checkpoint between InternVL-chat and native layouts")
     c.add_argument("src")
@@ -71,7 +79,7 @@ def _solve(args) -> int:
     from tutor.intake import load_images
 
     Engine._check_n(args.n)
-    if args.model not in PRESETS and not Path(args.model).is_dir():
+    if args.server is None and args.model not in PRESETS and not Path(args.model).is_dir():
         get_preset(args.model)  # "unknown preset; valid ones are ..."
     reward = None if args.reward.lower() == "none" else args.reward
     if reward is not None:
@@ -83,7 +91,13 @@ def _solve(args) -> int:
     check_strategy(args.rerank, has_reward=reward is not None)
     images = load_images(args.images)  # every file checked before the model loads
     quant = None if args.quantization == "none" else args.quantization
-    engine = Engine(args.model, quantization=quant)
+    if args.server:
+        from engine.http import HttpEngine
+
+        engine = HttpEngine(args.server, api_key=args.api_key)
+        engine.check()  # not reachable, wrong model, no image input: said before any solve
+    else:
+        engine = Engine(args.model, quantization=quant)
     sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
     sol = engine.solve(images, args.question, n=args.n, sampling=sampling, subject=args.subject,
                        problem_type=args.problem_type, lang=args.lang, max_tiles=args.max_tiles,
@@ -132,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in REWARD_PRESETS.values():
                 print(f"{r.name:16s} (reward, --reward) {r.description}")
             return 0
+        if args.cmd == "serve":
+            from engine import serve
+
+            return serve.main(args)
         if args.cmd == "bench":
             from engine import bench
 

@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.core import (
@@ -169,6 +170,7 @@ class HttpEngine:
         self._model = model
         self._lock = threading.Lock()
         self._running: set[threading.Event] = set()
+        self._rewards: dict[str, object] = {}
         self.native_n: bool | None = None  # does the server honour n? None: not known yet
         self.dropped_fields: set[str] = set()  # extra_body fields the server refused
         self.penalty_as_frequency = False  # transformers serve: repetition_penalty sent as frequency_penalty
@@ -243,11 +245,19 @@ class HttpEngine:
 
     def stream(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
                messages: list[dict] | None = None, subject: str = "math", problem_type: str = "auto",
-               lang: str = "en", max_tiles: int | None = None,
-               stop: threading.Event | None = None) -> Iterator[Delta | Finished]:
-        """Yield ``Delta`` events as text arrives, then one ``Finished``; as ``Engine.stream``."""
+               lang: str = "en", max_tiles: int | None = None, stop: threading.Event | None = None,
+               rerank: str = "reward+vote", reward=None) -> Iterator[Delta | Finished]:
+        """Yield ``Delta`` events as text arrives, then one ``Finished``; as ``Engine.stream``.
+
+        ``rerank`` and ``reward`` choose the shown candidate as in ``Engine.stream``: the reward model
+        (FACTS.md: SGLang's reward serving is text-only) scores in this process.
+        """
+        from engine.core import Engine, _as_pil
+        from engine.rerank import check_strategy
         from tutor.prompts import build_messages
 
+        scorer = self.reward_scorer(reward)
+        check_strategy(rerank, has_reward=scorer is not None)
         if not isinstance(n, int) or not 1 <= n <= MAX_N:
             raise InputError("bad_n", f"The number of candidates must be between 1 and {MAX_N} (got {n}).",
                              f"候选解答的数量必须在 1 到 {MAX_N} 之间（收到 {n}）。")
@@ -258,7 +268,25 @@ class HttpEngine:
                                       lang=lang, n_images=len(urls))
         chat = to_openai_messages(messages, urls, max_tiles)
         stop = stop or threading.Event()
-        yield from _Run(self, chat, n, sampling, stop).events()
+        for event in _Run(self, chat, n, sampling, stop).events():
+            if isinstance(event, Finished):
+                pil = [_as_pil(im) for im in images] if scorer is not None else []
+                Engine._rerank(event.solution, pil, messages, rerank, scorer)
+            yield event
+
+    def reward_scorer(self, reward):
+        """None for no reward model; a preset name or directory is loaded once and kept; anything else
+        is taken as a loaded scorer (with ``.score``)."""
+        if reward is None or (isinstance(reward, str) and reward.lower() == "none"):
+            return None
+        if isinstance(reward, (str, Path)):
+            key = str(reward)
+            if key not in self._rewards:
+                from engine.reward import load_reward
+
+                self._rewards[key] = load_reward(reward)
+            return self._rewards[key]
+        return reward
 
     def stop(self) -> None:
         """Stop every running generation: their streams are closed."""
