@@ -23,8 +23,8 @@ Strategies (``STRATEGIES``):
 
 Rules shared by every strategy but ``first``: a candidate that was truncated (never closed its
 thinking) or has no final answer is *ineligible*, and loses to any eligible one; only when none is
-eligible does the strategy choose among all (by reward when there are scores, else the first one
-that finished its thinking). Ties are broken the same way everywhere: larger group, then the lower
+eligible does the strategy choose among all: those that finished their thinking first, then by
+reward when there are scores, else the first. Ties are broken the same way everywhere: larger group, then the lower
 candidate index. A NaN score counts as the lowest. Groups are numbered 0, 1, ... in the strategy's
 order (0 = the group of the winner for ``vote`` and ``reward+vote``; by size for the others).
 """
@@ -174,16 +174,20 @@ def rerank(candidates: Sequence, strategy: str = DEFAULT_STRATEGY, scores: Seque
     n = len(candidates)
     pool = [i for i in range(n) if eligible[i]] or list(range(n))
     note = "" if any(eligible) else " (no candidate has a final answer, so all were considered)"
+
+    def by_reward(i: int) -> tuple:  # finished beats truncated (only matters with no eligible one)
+        return (not candidates[i].truncated, _key(scores[i]), -i)
     if applied == "first":
         chosen = 0
         reason = "first: no reranking, the first sample is shown"
     elif applied == "reward":
-        chosen = max(pool, key=lambda i: (_key(scores[i]), -i))
+        chosen = max(pool, key=by_reward)
         reason = f"reward: candidate {chosen} has the highest reward score ({scores[chosen]:.3f}) of {len(pool)}{note}"
     elif not groups:  # vote or reward+vote, nothing to agree on
         if scores is not None:
-            chosen = max(pool, key=lambda i: (_key(scores[i]), -i))
-            reason = f"{applied}: no candidate has a final answer; candidate {chosen} has the highest reward"
+            chosen = max(pool, key=by_reward)
+            reason = (f"{applied}: no candidate has a final answer; candidate {chosen} has the highest reward"
+                      " of those that finished their thinking, if any")
         else:
             chosen = next((i for i in range(n) if not candidates[i].truncated), 0)
             reason = f"{applied}: no candidate has a final answer; candidate {chosen} is the first that finished"
