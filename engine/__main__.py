@@ -6,6 +6,7 @@
     python -m engine build-tiny [--seed S]
     python -m engine bench [--n 8] [--tokens 32]
     python -m engine presets
+    python -m engine plan --model r1v2-38b-nf4 --gpu L4 --n 8 --max-tokens 16384
     python -m engine solve IMAGE... --server URL [--api-key KEY]   (an SGLang / vLLM / transformers server)
     python -m engine serve --model PRESET [--engine sglang|vllm|transformers] [--replicas N] [--dry-run]
 
@@ -65,9 +66,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the model presets")
 
-    from engine import bench
+    from engine import bench, plan
 
     bench.add_arguments(sub.add_parser("bench", help="batched vs sequential candidates on tiny-random"))
+    plan.add_arguments(sub.add_parser("plan", help="GPU memory and decode-speed planner for a preset"))
     return p
 
 
@@ -154,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             from engine import bench
 
             return bench.run(args)
+        if args.cmd == "plan":
+            from engine import plan
+
+            return plan.run(args)
     except TutorError as e:
         logging.getLogger("engine").debug("%s", e.detail)
         print(f"error: {e.message(lang)}", file=sys.stderr)
