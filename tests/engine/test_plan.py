@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.plan import GiB, R1V2_38B, kv_bytes_per_token, params, plan, shape_from_config, weight_bytes
+from engine.plan import R1V2_38B, GiB, kv_bytes_per_token, params, plan, shape_from_config, weight_bytes
 
 
 def test_kv_cache_per_token_is_256_kib_for_qwq32b():
