@@ -143,8 +143,23 @@ class GRPOConfig(BaseConfig):
         "help": "Buffered samples older than this many steps are dropped."})
 
 
-STAGE_CONFIGS: dict[str, type[BaseConfig]] = {
-    "sft": SFTConfig, "mpo": MPOConfig, "reward": RewardConfig, "grpo": GRPOConfig,
+@dataclass
+class AssembleConfig:
+    """Stage ``assemble``: join a vision tower and a language model with a new MLP adapter."""
+
+    vision: str = field(default="", metadata={
+        "help": "Vision tower: local dir or hub id (native InternVLVisionModel or original InternViT). "
+                "Empty: build tiny parts."})
+    llm: str = field(default="", metadata={"help": "Reasoning LM (Qwen2 causal LM): local dir or hub id."})
+    output_dir: str = field(default="runs/tiny-assembled", metadata={"help": "Where the checkpoint goes."})
+    seed: int = field(default=0, metadata={"help": "Seed of the new adapter's initialisation."})
+    downsample_ratio: float = field(default=0.5, metadata={"help": "Pixel shuffle ratio (0.5: 1024 -> 256 tokens)."})
+    max_tiles: int = field(default=12, metadata={"help": "max_patches of the saved processor (R1V2: 12)."})
+    dtype: str = field(default="float32", metadata={"help": "Saved dtype: float32 or bfloat16 (full size)."})
+
+
+STAGE_CONFIGS: dict[str, type] = {
+    "assemble": AssembleConfig, "sft": SFTConfig, "mpo": MPOConfig, "reward": RewardConfig, "grpo": GRPOConfig,
 }
 
 
@@ -211,6 +226,8 @@ def build_config(stage: str, values: dict[str, Any]) -> BaseConfig:
 
 def validate(cfg: BaseConfig) -> None:
     """Range checks that would otherwise fail deep inside a run."""
+    if not isinstance(cfg, BaseConfig):
+        return
     checks = [
         (cfg.max_steps >= 1, "max_steps must be at least 1", "max_steps 至少为 1"),
         (cfg.batch_size >= 1 and cfg.grad_accum >= 1, "batch_size and grad_accum must be >= 1",
