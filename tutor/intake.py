@@ -4,7 +4,7 @@ Every photo of a problem passes through here before it reaches a prompt or the h
 
     from tutor.intake import load_image, load_images
 
-    img = load_image(Path("problem.heic"))      # or raw bytes, or a str path, or a PIL image
+    img = load_image(Path("problem.heic"))      # or bytes, a str path, a data: URL, a PIL image
     img.image          # PIL.Image in mode RGB, EXIF orientation applied, longest side <= 2048
     img.sha256         # content hash (see below)
     img.save(data_dir() / "images")             # -> <dir>/<sha[:2]>/<sha>.png (stored once)
@@ -203,6 +203,8 @@ def _read(data: bytes | bytearray | memoryview | str | Path, limits: IntakeLimit
     """The raw file bytes, with existence, emptiness and size checked (size before reading)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
+    elif isinstance(data, str) and data.startswith("data:"):
+        return _read(_from_data_url(data, limits), limits)
     elif isinstance(data, (str, Path)):
         path = Path(data)
         try:
@@ -224,6 +226,19 @@ def _read(data: bytes | bytearray | memoryview | str | Path, limits: IntakeLimit
     if len(raw) > limits.max_bytes:
         raise _err("image_too_large", f"{len(raw)} bytes > {limits.max_bytes}", limits)
     return raw
+
+
+def _from_data_url(url: str, limits: IntakeLimits) -> bytes:
+    """The bytes of a ``data:[<mime>];base64,<data>`` URL (what a browser canvas hands over)."""
+    head, sep, payload = url.partition(",")
+    if not sep or not head.endswith(";base64"):
+        raise _err("image_bad_input", f"not a base64 data URL: {head[:60]!r}")
+    if len(payload) * 3 // 4 > limits.max_bytes + 3:  # refuse before decoding
+        raise _err("image_too_large", f"data URL of {len(payload)} chars", limits)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except ValueError as e:
+        raise _err("image_bad_input", f"bad base64: {e}") from e
 
 
 def _open(raw: bytes, limits: IntakeLimits) -> Image.Image:
@@ -334,9 +349,9 @@ def load_image(
 ) -> IntakeImage:
     """Check and normalise one uploaded image; raise :class:`InputError` on any bad input.
 
-    ``data`` is the file's bytes, a path (``str`` or ``Path``, as Gradio hands over uploads), or an
-    already decoded PIL image. ``lang`` is the student's language, used for the log line of a
-    refusal (the error itself carries both languages).
+    ``data`` is the file's bytes, a path (``str`` or ``Path``, as Gradio hands over uploads), a
+    base64 ``data:`` URL, or an already decoded PIL image. ``lang`` is the student's language, used
+    for the log line of a refusal (the error itself carries both languages).
     """
     limits = limits or DEFAULT_LIMITS
     try:

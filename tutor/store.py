@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,6 +60,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MODES = ("solve", "hint", "check", "followup", "practice")
 STATUSES = ("running", "done", "error", "stopped")
 ROLES = ("user", "assistant", "system")
+MIGRATION_LOCK_KEY = 0x52315654  # PostgreSQL advisory lock held while migrating
 
 # --- results ------------------------------------------------------------------------------------
 
@@ -247,7 +248,11 @@ class Store:
         self._write_lock = threading.RLock()
         self._image_dir = Path(image_dir) if image_dir is not None else None
         if migrate:
-            self.upgrade()
+            try:
+                self.upgrade()
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     @property
     def image_dir(self) -> Path:
@@ -258,8 +263,13 @@ class Store:
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision``."""
         try:
-            with self._write_lock, self.engine.begin() as conn:
-                command.upgrade(alembic_config(conn), revision)
+            with self._write_lock, self.engine.connect() as conn:
+                # One migrator at a time, also across processes (several app workers starting).
+                conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+                with conn.begin():
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                    command.upgrade(alembic_config(conn), revision)
         except SQLAlchemyError as e:
             log.exception("database migration failed")
             raise _db_error(e) from e
@@ -275,7 +285,7 @@ class Store:
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
-        lock = self._write_lock if write else threading.Lock()  # a fresh lock: no waiting on reads
+        lock = self._write_lock if write else nullcontext()
         try:
             with lock, self._Session.begin() as s:
                 if write and self._sqlite:

@@ -324,6 +324,17 @@ def test_bad_input_type():
     assert refusal(12345).code == "image_bad_input"
 
 
+def test_data_url_input():
+    img = load_image(encode(halves(), "PNG"))
+    again = load_image(img.data_url())
+    assert again.sha256 == img.sha256 and again.format == "PNG"
+    assert refusal("data:image/png;base64,!!!notbase64").code == "image_bad_input"
+    assert refusal("data:text/plain,hello").code == "image_bad_input"
+    assert refusal("data:image/png;base64,").code == "image_empty"
+    big = "data:image/png;base64," + "A" * 4000
+    assert refusal(big, limits=IntakeLimits(max_bytes=1000)).code == "image_too_large"
+
+
 def test_too_many_images():
     one = encode(halves(), "PNG")
     assert len(load_images([one] * 4)) == 4

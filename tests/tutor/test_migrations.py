@@ -7,6 +7,8 @@ command-line config must work. On SQLite always, on PostgreSQL when ``R1V_TEST_P
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,17 @@ def test_command_line_config(tmp_path, monkeypatch):
     assert {"users", "problems", "problem_images", "attempts", "candidates", "messages", "feedback"} <= set(
         inspect(make_engine(url)).get_table_names()
     )
+
+
+def test_concurrent_first_start(db_url, tmp_path):
+    """Several workers opening a fresh database at once: one migrates, the others find it done."""
+    barrier = threading.Barrier(4)
+
+    def start(i: int) -> int:
+        barrier.wait()
+        with Store(db_url, image_dir=tmp_path) as store:
+            return store.add_problem(f"user{i}", question=f"q{i}")
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(start, range(4)))
+    assert len(set(ids)) == 4 and current(db_url) == "0002"

@@ -52,7 +52,8 @@ def pg_schema_url() -> Iterator[str]:
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    # lock_timeout: a test waiting on a lock fails after 20 s instead of hanging the run
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema} -clock_timeout=20s"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -376,7 +377,7 @@ def test_unreachable_database_is_a_store_error():
     assert info.value.code == "db_error" and CJK.search(info.value.zh)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.text(max_size=300), answer=st.text(max_size=40))
 def test_text_round_trips(store, content, answer):
     """Property: any Unicode text comes back as it went in (NUL removed, which PostgreSQL refuses)."""
