@@ -31,10 +31,8 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +51,9 @@ from tutor.store_schema import (  # noqa: F401 - Base and make_engine are part o
     User,
     make_engine,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,8 @@ def _db_error(e: Exception) -> StoreError:
 
 def alembic_config(connection: Any = None) -> Config:
     """An Alembic config built in code (no alembic.ini needed), optionally bound to a connection."""
+    from alembic.config import Config  # imported here: alembic is slow to import and needed once
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = connection
@@ -262,6 +265,8 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision``."""
+        from alembic import command as alembic_command
+
         try:
             with self._write_lock, self.engine.connect() as conn:
                 # One migrator at a time, also across processes (several app workers starting).
@@ -269,7 +274,7 @@ class Store:
                 with conn.begin():
                     if conn.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-                    command.upgrade(alembic_config(conn), revision)
+                    alembic_command.upgrade(alembic_config(conn), revision)
         except SQLAlchemyError as e:
             log.exception("database migration failed")
             raise _db_error(e) from e
