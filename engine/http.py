@@ -171,6 +171,7 @@ class HttpEngine:
         self._lock = threading.Lock()
         self._running: set[threading.Event] = set()
         self._rewards: dict[str, object] = {}
+        self._probed: dict | None = None  # what the probe found (images, n, penalty), kept
         self.native_n: bool | None = None  # does the server honour n? None: not known yet
         self.dropped_fields: set[str] = set()  # extra_body fields the server refused
         self.penalty_as_frequency = False  # transformers serve: repetition_penalty sent as frequency_penalty
@@ -194,8 +195,9 @@ class HttpEngine:
         Keys: ``ok``, ``url``, ``reachable``, ``models`` (served ids), ``model`` (the one used),
         ``images`` (does an image reach the model?), ``n`` ("native" or "parallel requests"),
         ``repetition_penalty`` (how it is sent), ``latency_s``, and when not ok ``problem`` (an error
-        code) with ``message``/``message_zh``. ``probe`` sends two one-token requests (text only, and
-        with a small image and n=2) to find out about images and ``n``.
+        code), ``error``/``error_zh`` (the message for the page) and ``detail``. ``probe`` sends two
+        one-token requests (text only, and with a small image and n=2) to learn about images and ``n``
+        (once per engine; later calls reuse what it found and only list the models).
         """
         info: dict = {"ok": False, "url": self.base_url, "reachable": False, "models": [], "model": self._model,
                       "images": None, "n": None, "repetition_penalty": None}
@@ -213,7 +215,10 @@ class HttpEngine:
                     f"{self.base_url} 上的服务器提供的模型是 {', '.join(info['models'])}，而不是 {self._model}。",
                 )
             if probe:
-                self._probe(info)
+                if self._probed is None:  # once per engine: a page that polls health costs one GET
+                    self._probe(info)
+                    self._probed = {k: info.get(k) for k in ("images", "image_tokens", "n", "repetition_penalty")}
+                info.update(self._probed)
                 if info["images"] is False:
                     raise EngineError(
                         "no_image_input",
@@ -222,7 +227,7 @@ class HttpEngine:
                     )
             info["ok"] = True
         except EngineError as e:
-            info.update(problem=e.code, message=e.en, message_zh=e.zh, detail=e.detail)
+            info.update(problem=e.code, error=e.en, error_zh=e.zh, detail=e.detail)
         info["latency_s"] = round(time.perf_counter() - t0, 3)
         return info
 
@@ -230,7 +235,7 @@ class HttpEngine:
         """:meth:`health`, raising its problem as an EngineError; logs what the server is."""
         info = self.health(probe)
         if not info["ok"]:
-            raise EngineError(info["problem"], info["message"], info["message_zh"], info.get("detail", ""))
+            raise EngineError(info["problem"], info["error"], info["error_zh"], info.get("detail", ""))
         log.info("server %s: model %s, images %s, n %s, repetition_penalty %s", info["url"], info["model"],
                  info["images"], info["n"], info["repetition_penalty"])
         return info

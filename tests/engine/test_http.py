@@ -152,7 +152,7 @@ def test_wrong_url_fails_fast_with_a_clear_message():
     t0 = time.perf_counter()
     info = eng.health()
     assert not info["ok"] and not info["reachable"] and info["problem"] == "server_unreachable"
-    assert "Cannot reach" in info["message"] and "无法连接" in info["message_zh"]
+    assert "Cannot reach" in info["error"] and "无法连接" in info["error_zh"]
     with pytest.raises(EngineError) as err:
         eng.solve([_image()], "x", sampling=SHORT)
     assert err.value.code == "server_unreachable"
@@ -194,7 +194,7 @@ def _sse(texts: list[str], finish: bool = True, field: str = "content") -> list[
 class _Stub:
     """Answers POST /v1/chat/completions from a script: (status, chunks) per request, the last repeated."""
 
-    def __init__(self, script: list[tuple[int, object]], headers: dict | None = None):
+    def __init__(self, script: list[tuple[int, object]], headers: dict | None = None, image_tokens: int = 256):
         self.script, self.bodies, self.headers = script, [], headers or {}
         stub = self
 
@@ -202,8 +202,28 @@ class _Stub:
             def log_message(self, *a):
                 pass
 
+            def _json(self, obj):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(obj).encode())
+
+            def do_GET(self):  # /v1/models
+                self._json({"object": "list", "data": [{"id": "stub", "object": "model", "created": 0,
+                                                         "owned_by": "test"}]})
+
             def do_POST(self):
-                stub.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not body.get("stream"):  # health probe: one token; images add image_tokens
+                    has_image = "image_url" in json.dumps(body["messages"])
+                    self._json({"id": "p", "object": "chat.completion", "created": 0, "model": "stub",
+                                "choices": [{"index": i, "finish_reason": "length",
+                                             "message": {"role": "assistant", "content": "2"}}
+                                            for i in range(body.get("n", 1))],
+                                "usage": {"prompt_tokens": 10 + image_tokens * has_image, "completion_tokens": 1,
+                                          "total_tokens": 11}})
+                    return
+                stub.bodies.append(body)
                 status, payload = stub.script[min(len(stub.bodies), len(stub.script)) - 1]
                 self.send_response(status)
                 for k, v in stub.headers.items():
@@ -234,8 +254,8 @@ class _Stub:
 def stub():
     made = []
 
-    def make(script, headers=None):
-        made.append(_Stub(script, headers))
+    def make(script=(), headers=None, image_tokens=256):
+        made.append(_Stub(list(script), headers, image_tokens))
         return made[-1]
 
     yield make
@@ -324,3 +344,24 @@ def test_a_stream_cut_off_without_finish_is_server_lost(stub):
     with pytest.raises(ServerStreamError) as err:
         HttpEngine(s.url, model="stub").solve([], "Q", sampling=SHORT)
     assert err.value.partial == {0: "partial text"} and err.value.candidates[0].truncated
+
+
+def test_health_of_a_native_n_vision_server(stub):
+    s = stub()
+    eng = HttpEngine(s.url)
+    info = eng.health()
+    assert info["ok"] and info["model"] == "stub" and info["images"] and info["n"] == "native"
+    assert info["repetition_penalty"] == "extra_body" and eng.native_n is True
+
+
+def test_health_says_wrong_model(stub):
+    info = HttpEngine(stub().url, model="r1v2-38b-awq").health()
+    assert not info["ok"] and info["reachable"] and info["problem"] == "wrong_model"
+    assert "stub" in info["error"] and "r1v2-38b-awq" in info["error_zh"]
+
+
+def test_health_says_no_image_input(stub):
+    eng = HttpEngine(stub(image_tokens=0).url)
+    with pytest.raises(EngineError) as err:
+        eng.check()
+    assert err.value.code == "no_image_input" and "images" in err.value.message("en")
