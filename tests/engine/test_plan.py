@@ -65,3 +65,21 @@ def test_shape_from_tiny_config():
     s = shape_from_config(tiny_config(build_tokenizer()))
     assert (s.llm_layers, s.kv_heads, s.vit_patches, s.image_tokens_per_tile) == (2, 2, 1025, 256)
     assert plan("tiny-random", gpu="T4", shape=s).fits
+
+
+def test_gpu_check_script_runs_on_a_tiny_shape(tmp_path):
+    """bench/gpu_check.py's code path (build, decode timing, NF4 swap, table) on a tiny shape on CPU."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "gc.json"
+    r = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny", "--prompt", "16", "--new", "4",
+                        "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(row["quant"], row["n"]) for row in rows} == {("bf16", 1), ("bf16", 8), ("nf4", 1), ("nf4", 8)}
+    assert all(row["tokens_per_s"] > 0 for row in rows)
+    assert r.stdout.strip().splitlines()[-5].startswith("quant")  # the table comes last
