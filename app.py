@@ -1,15 +1,545 @@
-"""R1V Tutor web app (Gradio). Placeholder until the web-app issue lands: prints how to solve from
-the command line."""
+"""R1V Tutor web app (Gradio 6): photo in, reasoning and worked answer out.
 
+    python app.py [--model PRESET] [--server URL] [--n N] [--host H] [--port P] [--share]
+
+(all flags and their R1V_* environment variables: ``webui/config.py``). In a test or a notebook::
+
+    from app import build_app, launch_kwargs
+    demo = build_app(engine=my_engine, store=my_store)
+    demo.queue().launch(prevent_thread_lock=True, **launch_kwargs())
+
+Layout and wiring only: tutoring logic is in ``tutor/`` (``tutor.session.Tutor``), models in
+``engine/``, and the page's pure helpers (strings, message building, tables) in ``webui/``. A visitor
+is identified by an id kept in the browser (``gr.BrowserState``) or by their Hugging Face login on a
+Space with OAuth; every store call is scoped to that id. No handler ever lets an exception reach the
+page: a ``TutorError`` becomes its message in the page language, anything else a generic message and
+a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
 import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from tutor import settings
+from tutor.errors import TutorError
+from tutor.examples import load_examples
+from tutor.intake import load_image, load_images
+from tutor.render import export_problem_html
+from tutor.session import TurnResult, Tutor
+from tutor.store import Store
+from webui import view
+from webui.config import AppConfig, LazyEngine, make_engine, parse_config
+from webui.i18n import choices, lang_from_header, norm_lang, t
+
+log = logging.getLogger("r1v.app")
+
+CSS = """
+#r1v-answer {font-size: 1.1em}
+#r1v-ask-btn, #r1v-stop-btn {min-width: 6em}
+@media (max-width: 640px) { .gradio-container {padding: 6px !important} }
+"""
+UPDATE_EVERY_S = 0.08  # at most ~12 page updates a second while streaming
 
 
-def main() -> int:
-    print(
-        "R1V Tutor: the web page is not built yet.\n"
-        "Solve a photographed problem from the command line:\n"
-        "  python -m engine solve assets/examples/<image> --model tiny-random --n 3 --json"
-    )
+def _secret() -> str:
+    """Key for the browser-stored visitor id: R1V_BROWSER_SECRET, else one kept in the data directory."""
+    if os.environ.get("R1V_BROWSER_SECRET"):
+        return os.environ["R1V_BROWSER_SECRET"]
+    path = settings.data_dir() / "browser_secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(16), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _hf_user(request: gr.Request | None) -> str | None:
+    """The Hugging Face login of the visitor, when the Space has OAuth on and they signed in."""
+    try:
+        info = request.request.session.get("oauth_info") if request is not None else None  # type: ignore[union-attr]
+        name = (info or {}).get("userinfo", {}).get("preferred_username")
+        return f"hf:{name}" if name else None
+    except Exception:  # noqa: BLE001 - no session middleware: OAuth is off
+        return None
+
+
+class TutorApp:
+    """Handlers of the page, sharing one engine, one store and one tutor."""
+
+    def __init__(self, engine: LazyEngine, store: Store, cfg: AppConfig):
+        from engine.core import Sampling
+
+        self.engine, self.store, self.cfg = engine, store, cfg
+        self.tutor = Tutor(engine, store, backend=engine.backend)
+        self.sampling = Sampling(max_new_tokens=cfg.max_new_tokens) if cfg.max_new_tokens else None
+        self.stops: dict[str, threading.Event] = {}
+        self.user_stopped: set[str] = set()
+        self.examples = load_examples()
+        self.export_dir = Path(tempfile.mkdtemp(prefix="r1v-export-"))
+
+    # -- identity, status -------------------------------------------------------------------------
+
+    @staticmethod
+    def user(visitor: Any, request: gr.Request | None) -> str:
+        hf = _hf_user(request)
+        if hf:
+            return hf
+        if isinstance(visitor, str) and visitor.strip():
+            return visitor.strip()[:100]
+        return f"anon-{getattr(request, 'session_hash', None) or uuid.uuid4().hex}"
+
+    def status_md(self, lang: str) -> str:
+        h = self.engine.health()
+        if not h.get("ok"):
+            health = t("health_bad", lang, msg=h.get("error_zh" if lang == "zh" else "error", "?"))
+        elif self.engine.kind == "http":
+            health = t("health_ok", lang)
+        else:
+            health = t("health_loaded" if h.get("loaded") else "health_lazy", lang)
+        lines = [t("status_model", lang, name=self.engine.name, backend=self.engine.backend) + f" · {health}"]
+        if "tiny-random" in self.engine.name:
+            lines.append(t("tiny_banner", lang))
+        return "\n\n".join(lines)
+
+    def history(self, user: str, lang: str) -> tuple[list, list[int]]:
+        items, ids = [], []
+        try:
+            for s in self.store.list_problems(user, limit=30):
+                p = self.store.get_problem(user, s.id)
+                thumb = str(p.images[0].path) if p.images and Path(p.images[0].path).exists() else None
+                items.append((thumb or _placeholder(), view.history_caption(s, view.latest_answer(p), lang)))
+                ids.append(s.id)
+        except TutorError as e:
+            gr.Warning(e.message(lang))
+        return items, ids
+
+    # -- streaming turns --------------------------------------------------------------------------
+
+    def _turn(self, gen: Iterator[Any], chat: list, lang: str, session: str, question: str = "") -> Iterator[dict]:
+        """Drive one tutor mode: stream into the chat, then show the finished turn. Yields field dicts."""
+        raw, tokens, t0, last = "", 0, time.perf_counter(), 0.0
+        result: TurnResult | None = None
+        for ev in gen:
+            if isinstance(ev, TurnResult):
+                result = ev
+                continue
+            tokens += 1
+            if getattr(ev, "index", 0) == 0:
+                raw += ev.text
+            now = time.perf_counter()
+            if now - last >= UPDATE_EVERY_S or tokens == 1:
+                last = now
+                yield {"chat": chat + view.stream_messages(raw, lang), "status": view.progress_text(raw, tokens, lang)}
+        secs = time.perf_counter() - t0
+        if result is None:  # stopped before the model finished
+            yield {"chat": chat + view.stream_messages(raw, lang), "status": t("stopped", lang)}
+            return
+        out: dict[str, Any] = {"chat": chat + view.result_messages(result.thinking, result.text, lang),
+                               "status": t("stopped" if session in self.user_stopped else "done", lang, secs=secs),
+                               "result": result}
+        sol = result.solution
+        if sol is not None and result.mode == "solve":
+            out["answer"] = view.answer_box(question, result.answer, lang)
+            out["cands"] = view.candidate_rows(sol.candidates, sol.chosen, lang)
+            out["why"] = view.explain_choice(sol.candidates, sol.chosen, lang)
+            out["many"] = len(sol.candidates) > 1
+        yield out
+
+    def run_mode(self, mode: str, visitor: Any, ui_lang: str, pid: int | None, chat: list | None,
+                 request: gr.Request, **kw: Any) -> Iterator[dict]:
+        """Any tutor mode on the current problem, with every failure turned into a page message."""
+        lang = norm_lang(ui_lang)
+        log.info("%s: start", mode)
+        chat = list(chat or [])
+        session = getattr(request, "session_hash", None) or uuid.uuid4().hex
+        self.stops[session] = threading.Event()
+        self.user_stopped.discard(session)
+        try:
+            user = self.user(visitor, request)
+            if mode == "ask":
+                images = load_images([*kw["photos"], *([kw["image"]] if kw["image"] is not None else [])], lang=lang)
+                if not images and not kw["question"].strip():
+                    gr.Warning(t("need_input", lang))
+                    yield {"status": t("need_input", lang)}
+                    return
+                pid = self.tutor.new_problem(user, images, kw["question"], subject=kw["subject"],
+                                             problem_type=kw["ptype"], lang=kw["reply_lang"])
+                p = self.store.get_problem(user, pid)
+                chat = view.user_messages(kw["question"], [str(i.path) for i in p.images])
+                yield {"pid": pid, "chat": chat, "answer": view.question_markdown(kw["question"], lang),
+                       "practice": None, "status": t("thinking_now", lang, tokens=0)}
+                mode = "solve"
+            elif pid is None:
+                gr.Warning(t("no_problem", lang))
+                yield {"status": t("no_problem", lang)}
+                return
+            stop = self.stops[session]
+            if mode == "solve":
+                chat += view.user_messages(t("regenerate", lang)) if kw.get("regen") else []
+                gen = self.tutor.solve(user, pid, n=int(kw.get("n") or 1), sampling=self.sampling, stop=stop)
+            elif mode == "hint":
+                chat += view.user_messages(t("hint", lang))
+                gen = self.tutor.hint(user, pid, sampling=self.sampling, stop=stop)
+            elif mode == "check":
+                work = load_images([kw["work"]], lang=lang) if kw.get("work") is not None else []
+                chat += view.user_messages(f"{t('my_answer', lang)}: {kw['answer']}")
+                gen = self.tutor.check(user, pid, kw["answer"], work, sampling=self.sampling, stop=stop)
+            elif mode == "followup":
+                if not kw["message"].strip():
+                    yield {"status": t("need_text", lang)}
+                    return
+                chat += view.user_messages(kw["message"])
+                gen = self.tutor.followup(user, pid, kw["message"], sampling=self.sampling, stop=stop)
+            else:  # practice
+                chat += view.user_messages(t("practice", lang))
+                gen = self.tutor.practice(user, pid, sampling=self.sampling, stop=stop)
+            question = self.store.get_problem(user, pid).question if mode == "solve" else ""
+            for out in self._turn(gen, chat, lang, session, question):
+                r = out.pop("result", None)
+                if r is not None:
+                    out["attempt"] = r.attempt_id
+                    if r.mode == "practice":
+                        out["practice"] = r.attempt_id if r.practice else None
+                    out["history"] = self.history(user, lang)
+                yield out
+        except TutorError as e:
+            log.info("refused: %s", e)
+            gr.Warning(e.message(lang))
+            yield {"status": "⚠️ " + e.message(lang)}
+        except Exception:
+            log.exception("handler %s failed", mode)
+            gr.Warning(t("error_generic", lang))
+            yield {"status": "⚠️ " + t("error_generic", lang)}
+        finally:
+            self.stops.pop(session, None)
+
+    def stop(self, request: gr.Request) -> None:
+        session = getattr(request, "session_hash", "")
+        ev = self.stops.get(session)
+        if ev is not None:
+            self.user_stopped.add(session)
+            ev.set()  # the engine ends its generation at the next token
+
+    # -- one-shot actions -------------------------------------------------------------------------
+
+    def answer_practice(self, visitor: Any, ui_lang: str, pid: int | None, att: int | None, answer: str,
+                        chat: list | None, request: gr.Request) -> tuple[list, str]:
+        lang = norm_lang(ui_lang)
+        chat = list(chat or [])
+        try:
+            if pid is None or att is None:
+                return chat, t("no_problem", lang)
+            r = self.tutor.answer_practice(self.user(visitor, request), pid, att, answer)
+            chat += view.user_messages(f"{t('my_answer', lang)}: {answer}") + view.result_messages("", r.text, lang)
+            return chat, t("verdict_" + (r.verdict or "unknown"), lang)
+        except TutorError as e:
+            gr.Warning(e.message(lang))
+            return chat, "⚠️ " + e.message(lang)
+        except Exception:
+            log.exception("answer_practice failed")
+            return chat, "⚠️ " + t("error_generic", lang)
+
+    def feedback(self, up: bool, visitor: Any, ui_lang: str, att: int | None, comment: str,
+                 request: gr.Request) -> tuple[str, str]:
+        lang = norm_lang(ui_lang)
+        if att is None:
+            return t("no_attempt", lang), comment
+        try:
+            self.store.add_feedback(self.user(visitor, request), att, up, comment.strip() or None)
+            return t("thanks", lang), ""
+        except TutorError as e:
+            return "⚠️ " + e.message(lang), comment
+        except Exception:
+            log.exception("feedback failed")
+            return "⚠️ " + t("error_generic", lang), comment
+
+    def reopen(self, visitor: Any, ui_lang: str, ids: list[int], evt: gr.SelectData, request: gr.Request):
+        lang = norm_lang(ui_lang)
+        try:
+            pid = ids[evt.index]
+            p = self.store.get_problem(self.user(visitor, request), pid)
+            return pid, view.problem_messages(p, lang), view.answer_box(p.question, view.latest_answer(p), lang), ""
+        except (TutorError, IndexError, TypeError) as e:
+            msg = e.message(lang) if isinstance(e, TutorError) else t("pick_first", lang)
+            return gr.skip(), gr.skip(), gr.skip(), "⚠️ " + msg
+
+    def delete(self, visitor: Any, ui_lang: str, pid: int | None, request: gr.Request):
+        lang = norm_lang(ui_lang)
+        user = self.user(visitor, request)
+        if pid is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), t("pick_first", lang)
+        try:
+            self.store.delete_problem(user, pid)
+        except TutorError as e:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "⚠️ " + e.message(lang)
+        items, ids = self.history(user, lang)
+        return items, ids, None, [], t("deleted", lang)
+
+    def export(self, visitor: Any, ui_lang: str, pid: int | None, request: gr.Request):
+        lang = norm_lang(ui_lang)
+        if pid is None:
+            return gr.update(visible=False), t("pick_first", lang)
+        try:
+            p = self.store.get_problem(self.user(visitor, request), pid)
+            images = [Path(i.path).read_bytes() for i in p.images if Path(i.path).exists()]
+            path = self.export_dir / f"r1v-problem-{pid}-{uuid.uuid4().hex[:8]}.html"
+            path.write_text(export_problem_html(view.export_payload(p, images)), encoding="utf-8")
+            return gr.update(value=str(path), visible=True), ""
+        except TutorError as e:
+            return gr.update(visible=False), "⚠️ " + e.message(lang)
+
+
+def _placeholder() -> str:
+    path = Path(tempfile.gettempdir()) / "r1v-no-photo.png"
+    if not path.exists():
+        from PIL import Image
+
+        Image.new("RGB", (96, 96), (235, 238, 245)).save(path)
+    return str(path)
+
+
+def _editor_image(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return value.get("composite") if value.get("composite") is not None else value.get("background")
+
+
+def _rotate(value: Any, angle: int) -> Any:
+    img = _editor_image(value)
+    if img is None:
+        return gr.skip()
+    img = img.rotate(angle, expand=True)
+    return {"background": img, "layers": [], "composite": img}
+
+
+def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | None = None) -> gr.Blocks:
+    """The page. ``engine``: any engine (default: chosen from ``cfg``, loaded lazily); ``store``:
+    default ``Store()`` on ``R1V_DB_URL``."""
+    cfg = cfg or AppConfig()
+    app = TutorApp(make_engine(cfg, engine), store or Store(), cfg)
+    L: list[tuple[Any, str, str]] = []  # (component, string key, attribute) relabelled with the language
+
+    def lab(comp: Any, key: str, attr: str = "label") -> Any:
+        L.append((comp, key, attr))
+        if attr != "value":
+            setattr(comp, attr, t(key, "zh"))  # the first render; on_load switches to the visitor's language
+        return comp
+
+    with gr.Blocks(title="R1V Tutor") as demo:
+        visitor = gr.BrowserState("", storage_key="r1v_visitor", secret=_secret())
+        lang_store = gr.BrowserState("", storage_key="r1v_ui_lang", secret=_secret())
+        pid, attempt, practice = gr.State(None), gr.State(None), gr.State(None)
+        hist_ids = gr.State([])
+        with gr.Row():
+            lab(gr.Markdown(f"## {t('title', 'zh')}\n{t('tagline', 'zh')}"), "header", "value")
+            ui_lang = gr.Radio([("中文", "zh"), ("English", "en")], value="zh", show_label=False,
+                               scale=0, min_width=160, elem_id="r1v-ui-lang")
+            if os.environ.get("OAUTH_CLIENT_ID"):
+                gr.LoginButton(scale=0)
+        banner = gr.Markdown(elem_id="r1v-status-banner")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                editor = lab(gr.ImageEditor(type="pil", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
+                                            layers=False, brush=False, eraser=False, height=340,
+                                            elem_id="r1v-photo"), "photo")
+                with gr.Row():
+                    rot_l = lab(gr.Button(t("rotate_left", "zh"), size="sm"), "rotate_left", "value")
+                    rot_r = lab(gr.Button(t("rotate_right", "zh"), size="sm"), "rotate_right", "value")
+                    add = lab(gr.Button(t("add_photo", "zh"), size="sm"), "add_photo", "value")
+                photos = lab(gr.Gallery(type="filepath", columns=4, height=110, interactive=False,
+                                        visible=True, elem_id="r1v-photos"), "photos")
+                clear = lab(gr.Button(t("clear_photos", "zh"), size="sm"), "clear_photos", "value")
+                question = lab(lab(gr.Textbox(lines=2, max_lines=8, elem_id="r1v-question"), "question"),
+                               "question_ph", "placeholder")
+                with gr.Row():
+                    subject = lab(gr.Dropdown(choices("subject", "zh"), value="math", min_width=120), "subject")
+                    ptype = lab(gr.Dropdown(choices("ptype", "zh"), value="auto", min_width=120), "ptype")
+                with gr.Row():
+                    reply_lang = lab(gr.Radio(choices("lang", "zh"), value="zh", min_width=120), "reply_lang")
+                    n = lab(gr.Slider(1, 8, value=cfg.n, step=1, min_width=120), "n")
+                with gr.Row():
+                    ask = lab(gr.Button(t("ask", "zh"), variant="primary", elem_id="r1v-ask-btn"), "ask", "value")
+                    stop = lab(gr.Button(t("stop", "zh"), variant="stop", elem_id="r1v-stop-btn"), "stop", "value")
+                gr.Examples([[str(e.image_path), e.subject, e.problem_type, e.lang] for e in app.examples],
+                            inputs=[editor, subject, ptype, reply_lang], label=f"{t('examples', 'zh')} / Examples",
+                            examples_per_page=8)
+            with gr.Column(scale=3, min_width=300):
+                chat = lab(gr.Chatbot(height=520, latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-chat",
+                                      feedback_options=None, buttons=["copy"]), "chat")
+                answer = gr.Markdown(latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-answer")
+                status = gr.Markdown(elem_id="r1v-status")
+                with lab(gr.Accordion(open=False, visible=False, elem_id="r1v-cands"), "candidates") as cand_box:
+                    cands = gr.Dataframe(headers=view.candidate_headers("zh"), interactive=False, wrap=True)
+                    why = gr.Markdown()
+                with lab(gr.Accordion(open=True), "tutor_tools"):
+                    with gr.Row():
+                        hint = lab(gr.Button(t("hint", "zh"), size="sm"), "hint", "value")
+                        prac = lab(gr.Button(t("practice", "zh"), size="sm"), "practice", "value")
+                        regen = lab(gr.Button(t("regenerate", "zh"), size="sm"), "regenerate", "value")
+                    with gr.Row(equal_height=False):
+                        my_answer = lab(lab(gr.Textbox(min_width=160), "my_answer"), "my_answer_ph", "placeholder")
+                        work = lab(gr.Image(type="pil", height=110, min_width=160, sources=("upload", "webcam")),
+                                   "work_photo")
+                    with gr.Row():
+                        check = lab(gr.Button(t("check", "zh"), size="sm"), "check", "value")
+                        ans_prac = lab(gr.Button(t("answer_practice", "zh"), size="sm", visible=False),
+                                       "answer_practice", "value")
+                    with gr.Row(equal_height=True):
+                        follow = lab(lab(gr.Textbox(scale=4, min_width=160), "followup"), "followup_ph",
+                                     "placeholder")
+                        send = lab(gr.Button(t("send", "zh"), scale=1, min_width=80), "send", "value")
+                with gr.Row(equal_height=True):
+                    lab(gr.Markdown(t("feedback", "zh")), "feedback", "value")
+                    up = gr.Button("👍", size="sm", scale=0, min_width=50)
+                    down = gr.Button("👎", size="sm", scale=0, min_width=50)
+                    comment = lab(gr.Textbox(scale=3, min_width=140, show_label=False), "comment", "placeholder")
+        with lab(gr.Accordion(open=False, elem_id="r1v-history"), "history"):
+            hist = gr.Gallery(columns=4, height=260, allow_preview=False, object_fit="contain",
+                              elem_id="r1v-history-list", show_label=False)
+            with gr.Row():
+                refresh = lab(gr.Button(t("refresh", "zh"), size="sm"), "refresh", "value")
+                delete = lab(gr.Button(t("delete", "zh"), size="sm", variant="stop"), "delete", "value")
+                export = lab(gr.Button(t("export", "zh"), size="sm"), "export", "value")
+            hist_msg = gr.Markdown()
+            export_file = gr.File(visible=False, interactive=False)
+
+        # -- wiring ---------------------------------------------------------------------------------
+        keys = {"chat": chat, "status": status, "answer": answer, "cands": cands, "why": why, "pid": pid,
+                "attempt": attempt, "practice": practice}
+        turn_outputs = [*keys.values(), cand_box, ans_prac, hist, hist_ids]
+
+        def to_updates(out: dict) -> dict:
+            upd = {keys[k]: v for k, v in out.items() if k in keys}
+            if "many" in out:
+                upd[cand_box] = gr.update(visible=out["many"])
+            if "practice" in out:
+                upd[ans_prac] = gr.update(visible=out["practice"] is not None)
+            if "history" in out:
+                upd[hist], upd[hist_ids] = out["history"]
+            return upd
+
+        def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
+            paths = [g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])]
+            for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=_editor_image(image),
+                                    photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k):
+                yield to_updates(out)
+
+        def mode_fn(mode: str):
+            def fn(visitor, ui_lang, pid_, chat_, k, ans, wk, msg, request: gr.Request):
+                for out in app.run_mode(mode, visitor, ui_lang, pid_, chat_, request, n=k, answer=ans or "",
+                                        work=wk, message=msg or "", regen=True):
+                    yield to_updates(out)
+            return fn
+
+        lim = cfg.engine_concurrency
+        ask.click(on_ask, [visitor, ui_lang, editor, photos, question, subject, ptype, reply_lang, n],
+                           turn_outputs, api_name="ask", concurrency_limit=lim, concurrency_id="engine")
+        mode_inputs = [visitor, ui_lang, pid, chat, n, my_answer, work, follow]
+        for btn, mode in ((hint, "hint"), (prac, "practice"), (regen, "solve"), (check, "check"), (send, "followup")):
+            btn.click(mode_fn(mode), mode_inputs, turn_outputs, api_name=mode if mode != "solve" else "regenerate",
+                      concurrency_limit=lim, concurrency_id="engine")
+        follow.submit(mode_fn("followup"), mode_inputs, turn_outputs, api_visibility="private",
+                      concurrency_limit=lim, concurrency_id="engine")
+        stop.click(app.stop, None, None, queue=False, api_name="stop")
+        ans_prac.click(app.answer_practice, [visitor, ui_lang, pid, practice, my_answer, chat], [chat, status])
+
+        def fb_up(visitor, ui_lang, att, text, request: gr.Request):
+            return app.feedback(True, visitor, ui_lang, att, text, request)
+
+        def fb_down(visitor, ui_lang, att, text, request: gr.Request):
+            return app.feedback(False, visitor, ui_lang, att, text, request)
+
+        fb_inputs = [visitor, ui_lang, attempt, comment]
+        up.click(fb_up, fb_inputs, [status, comment], api_name="feedback_up")
+        down.click(fb_down, fb_inputs, [status, comment], api_name="feedback_down")
+
+        rot_l.click(lambda v: _rotate(v, 90), editor, editor, api_visibility="private")
+        rot_r.click(lambda v: _rotate(v, -90), editor, editor, api_visibility="private")
+
+        def add_photo(value, gallery):
+            img = _editor_image(value)
+            if img is None:
+                return gr.skip(), gr.skip()
+            path = app.export_dir / f"photo-{uuid.uuid4().hex}.png"
+            load_image(img).image.save(path)
+            return [*(g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])), str(path)], None
+
+        add.click(add_photo, [editor, photos], [photos, editor], api_visibility="private")
+        clear.click(lambda: ([], None), None, [photos, editor], api_visibility="private")
+
+        def history_fn(visitor, ui_lang, request: gr.Request):
+            return app.history(app.user(visitor, request), norm_lang(ui_lang))
+
+        refresh.click(history_fn, [visitor, ui_lang], [hist, hist_ids], api_name="history")
+        hist.select(app.reopen, [visitor, ui_lang, hist_ids], [pid, chat, answer, hist_msg])
+        delete.click(app.delete, [visitor, ui_lang, pid], [hist, hist_ids, pid, chat, hist_msg])
+        export.click(app.export, [visitor, ui_lang, pid], [export_file, hist_msg])
+
+        # -- language and first load ----------------------------------------------------------------
+        labelled = [c for c, _, _ in L]
+
+        def relabel(lang: str) -> dict:
+            upd: dict[Any, dict] = {}
+            for comp, key, attr in L:
+                text = f"## {t('title', lang)}\n{t('tagline', lang)}" if key == "header" else t(key, lang)
+                upd.setdefault(comp, {})[attr] = text
+            for comp, kind in ((subject, "subject"), (ptype, "ptype"), (reply_lang, "lang")):
+                upd[comp]["choices"] = choices(kind, lang)
+            upd[cands] = {"headers": view.candidate_headers(lang)}
+            return {c: gr.update(**u) for c, u in upd.items()}
+
+        def set_lang(lang, visitor, request: gr.Request):
+            lang = norm_lang(lang)
+            items, ids = app.history(app.user(visitor, request), lang)
+            return {lang_store: lang, banner: app.status_md(lang), hist: items, hist_ids: ids, **relabel(lang)}
+
+        lang_outputs = [lang_store, banner, hist, hist_ids, cands, *labelled]
+        ui_lang.change(set_lang, [ui_lang, visitor], lang_outputs, api_visibility="private")
+
+        def on_load(visitor_id, stored_lang, request: gr.Request):
+            visitor_id = visitor_id or uuid.uuid4().hex
+            lang = norm_lang(stored_lang) if stored_lang else lang_from_header(request.headers.get("accept-language"))
+            items, ids = app.history(app.user(visitor_id, request), lang)
+            upd = relabel(lang)
+            upd[reply_lang] = gr.update(value=lang, choices=choices("lang", lang))
+            return {visitor: visitor_id, ui_lang: lang, lang_store: lang, banner: app.status_md(lang),
+                    hist: items, hist_ids: ids, **upd}
+
+        demo.load(on_load, [visitor, lang_store], [visitor, ui_lang, reply_lang, *lang_outputs],
+                  api_visibility="private")
+    demo.r1v = app  # type: ignore[attr-defined] - tests reach the store and engine through this
+    return demo
+
+
+def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None) -> dict:
+    """Arguments for ``demo.launch``: theme and css (Gradio 6 takes them here), upload limit, paths."""
+    cfg = cfg or AppConfig()
+    paths = [str(settings.data_dir()), tempfile.gettempdir()]
+    if store is not None:
+        paths.append(str(store.image_dir))
+    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": cfg.max_upload, "allowed_paths": paths,
+            "footer_links": ["api", "gradio"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("R1V_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_config(argv)
+    store = Store()
+    demo = build_app(store=store, cfg=cfg)
+    demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)
+    log.info("R1V Tutor: model %s, http://%s:%d", demo.r1v.engine.name, cfg.host, cfg.port)  # type: ignore[attr-defined]
+    demo.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share, **launch_kwargs(cfg, store))
     return 0
 
 

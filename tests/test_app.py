@@ -1,0 +1,275 @@
+"""The web app: pure page helpers (webui/), configuration, and the app launched in process on
+tiny-random and driven through gradio_client (streamed output, per-visitor history, page messages)."""
+
+from __future__ import annotations
+
+import re
+import string
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from tutor.errors import EngineError, TutorError
+from webui import view
+from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_model
+from webui.i18n import STRINGS, choices, lang_from_header, t
+
+EXAMPLE = "assets/examples/math-en-cubic-graph.jpg"
+
+# --------------------------------------------------------------------------------------- strings
+
+
+def test_every_string_has_both_languages_with_the_same_fields():
+    fmt = string.Formatter()
+    for key, (en, zh) in STRINGS.items():
+        assert en.strip() and zh.strip(), key
+        fields_en = {f for _, f, _, _ in fmt.parse(en) if f}
+        fields_zh = {f for _, f, _, _ in fmt.parse(zh) if f}
+        assert fields_en == fields_zh, key
+
+
+def test_language_choice_and_header():
+    assert t("ask", "zh") == "解题" and t("ask", "en-US") == "Solve"
+    assert t("done", "zh-CN", secs=1.25) == "完成，用时 1.2 秒。"
+    assert choices("subject", "en")[0] == ("Math", "math")
+    assert [v for _, v in choices("ptype", "zh")][0] == "auto"
+    assert lang_from_header("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert lang_from_header("en-GB,en;q=0.9") == "en"
+    assert lang_from_header("fr-FR,fr;q=0.9") == "en"
+    assert lang_from_header("") == "zh"
+
+
+# ---------------------------------------------------------------------------------- configuration
+
+
+def test_flags_win_over_environment():
+    env = {"R1V_MODEL": "r1v2-38b", "R1V_N": "4", "R1V_PORT": "9000", "R1V_MAX_NEW_TOKENS": "32"}
+    cfg = parse_config([], env)
+    assert (cfg.model, cfg.n, cfg.port, cfg.max_new_tokens, cfg.host) == ("r1v2-38b", 4, 9000, 32, "127.0.0.1")
+    cfg = parse_config(["--model", "tiny-random", "--n", "2", "--share", "--port", "7999"], env)
+    assert (cfg.model, cfg.n, cfg.share, cfg.port) == ("tiny-random", 2, True, 7999)
+    assert parse_config([], {"SPACE_ID": "me/tutor"}).host == "0.0.0.0"
+    assert parse_config([], {"R1V_SERVER": "http://x:30000"}).engine_concurrency == 8
+    assert parse_config([], {}).engine_concurrency == 1
+    with pytest.raises(SystemExit):
+        parse_config(["--n", "40"], {})
+
+
+def test_automatic_model_choice():
+    assert pick_model(AppConfig(server="http://s:1", model="tiny-random")) == ("http", "http://s:1")
+    assert pick_model(AppConfig(model="r1v2-38b")) == ("local", "r1v2-38b")
+    assert pick_model(AppConfig(), gpu_gb=80) == ("local", "r1v2-38b-nf4")
+    kind, name = pick_model(AppConfig(), gpu_gb=16)
+    assert kind == "local" and name in ("mini", "tiny-random")
+    assert pick_model(AppConfig(), gpu_gb=0)[1] in ("mini", "tiny-random")
+
+
+def test_missing_http_backend_is_a_clear_engine_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "engine.http", None)  # as if the module were not there
+    lazy = LazyEngine("http", "http://127.0.0.1:9")
+    assert lazy.backend == "http"
+    with pytest.raises(EngineError) as e:
+        list(lazy.stream([], messages=[]))
+    assert e.value.code == "engine_missing" and "engine.http" in e.value.message("en")
+    h = lazy.health()
+    assert h["ok"] is False and h["error_zh"]
+
+
+# ----------------------------------------------------------------------------------- view helpers
+
+
+def test_stream_messages_open_while_thinking_and_fold_at_the_answer():
+    thinking = view.stream_messages("Let $x=2$ so", "en")
+    assert len(thinking) == 1 and thinking[0]["metadata"]["status"] == "pending"
+    assert "$x=2$" in thinking[0]["content"]
+    done = view.stream_messages("Let x=2.</think>The answer is $\\boxed{2}$.", "zh")
+    assert [m.get("metadata", {}).get("status") for m in done] == ["done", None]
+    assert done[0]["metadata"]["title"] == t("thinking", "zh") and "\\boxed{2}" in done[1]["content"]
+    assert view.stream_messages("", "en")[0]["content"] == "…"
+
+
+def test_result_messages_for_a_reply_cut_off_while_thinking():
+    msgs = view.result_messages("still thinking", "still thinking", "en")
+    assert msgs[0]["metadata"]["status"] == "done"
+    assert msgs[1]["content"] == t("no_answer", "en")
+    assert view.result_messages("", "Correct!", "en") == [{"role": "assistant", "content": "Correct!"}]
+
+
+def test_answer_box_renders_plain_math_boxed():
+    assert "$\\boxed{x=2}$" in view.answer_markdown("x=2", "en")
+    assert "$\\boxed{\\frac{1}{2}}$" in view.answer_markdown("\\frac{1}{2}", "en")
+    assert "\\boxed" not in view.answer_markdown("二氧化碳", "zh")
+    assert t("no_final", "en") in view.answer_markdown("", "en")
+    box = view.answer_box("Solve $x^2=4$.", "2", "en")
+    assert box.startswith("**Problem:** Solve $x^2=4$.") and "$\\boxed{2}$" in box
+
+
+def _cand(i, answer, group=None, reward=None):
+    return SimpleNamespace(index=i, answer=answer, group=group, reward=reward, tokens=10 + i, finish_reason="stop")
+
+
+def test_candidate_table_and_why_chosen():
+    cands = [_cand(0, "3", 1), _cand(1, "2", 0), _cand(2, "2", 0), _cand(3, "")]
+    rows = view.candidate_rows(cands, 1, "en")
+    assert rows[1] == [2, "2", "", 1, 11, "stop", "✓"] and rows[3][1] == "—" and rows[0][-1] == ""
+    assert view.explain_choice(cands, 1, "en") == t("why_group", "en", i=2, k=2, n=4)
+    scored = [_cand(0, "2", 0, 0.5), _cand(1, "2", 0, 1.75), _cand(2, "5", 1, 3.0)]
+    assert view.candidate_rows(scored, 1, "en")[1][2] == "1.75"
+    assert "1.75" in view.explain_choice(scored, 1, "zh") and "3 个里有 2 个" in view.explain_choice(scored, 1, "zh")
+    assert view.explain_choice([_cand(0, "")], 0, "en") == t("why_none", "en", i=1)
+    assert view.candidate_headers("zh")[1] == "最终答案"
+
+
+def test_history_caption():
+    from datetime import datetime
+
+    s = SimpleNamespace(id=7, subject="physics", created_at=datetime(2026, 5, 1, 9, 30))
+    assert view.history_caption(s, "ABD", "en") == "#7 · Physics · ABD · 2026-05-01 09:30"
+    assert view.history_caption(s, None, "zh") == "#7 · 物理 · 2026-05-01 09:30"
+    assert "…" in view.history_caption(s, "x" * 40, "en")
+
+
+# ------------------------------------------------------------------- the page, through gradio_client
+
+
+@pytest.fixture(scope="module")
+def tiny_engine():
+    from engine.core import Engine
+
+    return Engine("tiny-random")
+
+
+@pytest.fixture(scope="module")
+def running(tiny_engine, tmp_path_factory):
+    """The app launched in process on tiny-random, with its own store; yields (url, demo, store)."""
+    from app import build_app, launch_kwargs
+    from tutor.store import Store
+
+    root = tmp_path_factory.mktemp("app")
+    store = Store(f"sqlite:///{root / 'r1v.db'}", image_dir=root / "images")
+    cfg = AppConfig(max_new_tokens=16)
+    demo = build_app(engine=tiny_engine, store=store, cfg=cfg)
+    demo.queue(max_size=8, default_concurrency_limit=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
+    yield url, demo, store
+    demo.close()
+    store.close()
+
+
+def _editor(path):
+    from gradio_client import handle_file
+
+    return {"background": handle_file(path), "layers": [], "composite": handle_file(path)}
+
+
+def _texts(chat):
+    out = []
+    for m in chat or []:
+        for part in m["content"]:
+            if part.get("type") == "text":
+                out.append(part["text"])
+    return out
+
+
+def test_submit_an_example_streams_and_is_stored_for_that_visitor_only(running):
+    from gradio_client import Client
+
+    url, demo, store = running
+    client = Client(url, verbose=False)
+    job = client.submit("visitor-A", "en", _editor(EXAMPLE), [], "Find $x$ if $x^2=4$.", "math", "auto", "en", 2,
+                        api_name="/ask")
+    outputs = list(job)
+    assert job.status().success
+    outputs = job.outputs()
+    # Streamed: the problem echo first, then a thinking block still open, then the finished turn.
+    assert len(outputs) >= 3
+    statuses = [m["metadata"]["status"] for o in outputs for m in o[0] if m.get("metadata")]
+    assert "pending" in statuses and statuses[-1] == "done"
+    chat, status, answer, cands = outputs[-1][:4]
+    assert chat[0]["role"] == "user" and chat[0]["content"][0]["type"] == "file"
+    assert "Find $x$ if $x^2=4$." in _texts(chat)
+    assert status.startswith("Done in"), status
+    assert answer.startswith("**Problem:** Find $x$")
+    assert len(cands["data"]) == 2 and sum(r[-1] == "✓" for r in cands["data"]) == 1
+
+    mine = store.list_problems("visitor-A")
+    assert len(mine) == 1 and mine[0].question == "Find $x$ if $x^2=4$." and mine[0].n_images == 1
+    p = store.get_problem("visitor-A", mine[0].id)
+    solve = [a for a in p.attempts if a.mode == "solve"]
+    assert solve and solve[-1].status == "done" and len(solve[-1].candidates) == 2
+    assert store.list_problems("visitor-B") == []
+    with pytest.raises(TutorError):
+        store.get_problem("visitor-B", mine[0].id)
+    gallery_b = client.predict("visitor-B", "en", api_name="/history")
+    gallery_a = client.predict("visitor-A", "en", api_name="/history")
+    assert gallery_b == [] and len(gallery_a) == 1 and gallery_a[0]["caption"].startswith(f"#{mine[0].id} · Math")
+
+
+def test_bad_input_becomes_a_page_message_not_a_traceback(running):
+    from gradio_client import Client
+
+    url, demo, store = running
+    client = Client(url, verbose=False)
+    out = client.predict("visitor-C", "zh", None, [], "", "math", "auto", "zh", 1, api_name="/ask")
+    assert t("need_input", "zh") in out[1]
+    out = client.predict("visitor-C", "en", None, [], "x" * 50_000, "math", "auto", "en", 1, api_name="/ask")
+    assert out[1].startswith("⚠️ ") and "Traceback" not in out[1] and re.search(r"long|characters", out[1])
+    assert store.list_problems("visitor-C") == []
+    out = client.predict("visitor-C", "en", [], 1, "", None, "", api_name="/hint")  # no problem in this session
+    assert t("no_problem", "en") in out[1]
+
+
+# -------------------------------------------------------------------------- stop reaches the engine
+
+
+class _SlowEngine:
+    """Streams one token every 10 ms until its stop event is set (then finishes as stopped)."""
+
+    name = "slow"
+
+    def __init__(self):
+        self.saw_stop = threading.Event()
+
+    def stream(self, images, *, messages=None, n=1, sampling=None, stop=None):
+        from engine.core import Candidate, Delta, Finished, Solution
+
+        for _ in range(2000):
+            if stop.is_set():
+                self.saw_stop.set()
+                break
+            yield Delta(0, "think ")
+            time.sleep(0.01)
+        c = Candidate(0, "think", "", "", 5, "stopped", True)
+        yield Finished(Solution([c], 0, self.name, 1, stopped=True))
+
+    def stop(self):
+        pass
+
+
+def test_stop_button_stops_the_engine(tmp_path):
+    from PIL import Image
+
+    from app import TutorApp
+    from tutor.store import Store
+
+    eng = _SlowEngine()
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", image_dir=tmp_path / "img")
+    tapp = TutorApp(make_engine(AppConfig(), eng), store, AppConfig())
+    req = SimpleNamespace(session_hash="s1", request=None)
+    img = Image.new("RGB", (200, 120), "white")
+    gen = tapp.run_mode("ask", "v1", "en", None, [], req, image=img, photos=[], question="", subject="math",
+                        ptype="auto", reply_lang="en", n=1)
+    seen = []
+    for out in gen:
+        seen.append(out)
+        if len(seen) == 3:
+            tapp.stop(req)  # what the Stop button calls
+    assert eng.saw_stop.is_set()
+    assert seen[-1]["status"] == t("stopped", "en")
+    p = store.get_problem("v1", store.list_problems("v1")[0].id)
+    assert p.attempts[-1].status == "stopped"
+    store.close()
