@@ -40,11 +40,14 @@ TRL ``ValueHead`` saved by LLaMA-Factory) and the scoring recipe (TRL
 ``attention_mask.sum() - 1``, i.e. the last token of a right-padded row) come from public scoring
 code that loads this checkpoint (the reward-bench pipeline for Skywork/Skywork-VL-Reward-7B) and
 from LLaMA-Factory's value-head loader; they were not checked against the downloaded files (no hub
-access here). Tested here, on a tiny checkpoint written in that layout (``engine.reward_tiny``), in
-both the current transformers key layout and the legacy one (``visual.*``, ``model.layers.*``) that
-checkpoints saved by transformers 4.4x use: loading, the head read from its own file, and the score
-equal to the head applied by hand to the last token's hidden state. Not verified: the real
-checkpoint's dtype of the head, its processor's pixel limits, and its scores.
+access here). Tested here on a tiny checkpoint written in that layout (``engine.reward_tiny``):
+backbone weights under the keys of the released Qwen2.5-VL checkpoints (``visual.*``,
+``model.layers.*``, ``lm_head.weight``; transformers 5 writes these and maps them onto its module
+tree when loading) plus the separate head file; loading, the head read from its own file, and the
+score equal to the head applied by hand to the last token's final hidden state. Not verified: that
+the real backbone files use exactly those keys, the dtype of the real head, the real processor's
+pixel limits and chat template (``processor.apply_chat_template`` of the checkpoint is used as is),
+and any real score.
 """
 
 from __future__ import annotations

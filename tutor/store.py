@@ -28,8 +28,6 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,16 +37,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tutor import settings
 from tutor.errors import StoreError
-from tutor.store_schema import (  # noqa: F401 - Base and make_engine are part of this module's API
+from tutor.store_schema import (
     MAX_EXT_ID,
     Attempt,
+    AttemptInfo,
     Base,
     Candidate,
+    CandidateInfo,
     Feedback,
+    FeedbackInfo,
+    ImageInfo,
+    ImageRef,
     Message,
+    MessageInfo,
     Problem,
     ProblemImage,
+    ProblemInfo,
+    ProblemSummary,
     User,
+    UserInfo,
     make_engine,
 )
 
@@ -57,109 +64,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "AttemptInfo",
+    "Base",
+    "CandidateInfo",
+    "FeedbackInfo",
+    "ImageInfo",
+    "ImageRef",
+    "MessageInfo",
+    "ProblemInfo",
+    "ProblemSummary",
+    "Store",
+    "UserInfo",
+    "alembic_config",
+    "make_engine",
+]
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MODES = ("solve", "hint", "check", "followup", "practice")
 STATUSES = ("running", "done", "error", "stopped")
 ROLES = ("user", "assistant", "system")
 MIGRATION_LOCK_KEY = 0x52315654  # PostgreSQL advisory lock held while migrating
-
-# --- results ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    id: int
-    ext_id: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image file already on disk, for :meth:`Store.add_problem` (an ``IntakeImage`` works too)."""
-
-    sha256: str
-    path: str | Path
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    sha256: str
-    path: Path
-    position: int
-
-
-@dataclass(frozen=True)
-class CandidateInfo:
-    id: int
-    index: int
-    text: str
-    thinking: str
-    answer: str
-    reward: float | None
-    tokens: int
-    chosen: bool
-    group: int | None
-    agreement: float | None
-
-
-@dataclass(frozen=True)
-class FeedbackInfo:
-    id: int
-    up: bool
-    comment: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class AttemptInfo:
-    id: int
-    mode: str
-    model: str
-    backend: str
-    sampling: dict[str, Any]
-    timings: dict[str, Any]
-    status: str
-    created_at: datetime
-    candidates: tuple[CandidateInfo, ...] = ()
-    feedback: tuple[FeedbackInfo, ...] = ()
-
-
-@dataclass(frozen=True)
-class MessageInfo:
-    id: int
-    role: str
-    content: str
-    attempt_id: int | None
-    position: int
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class ProblemSummary:
-    id: int
-    subject: str
-    problem_type: str | None
-    question: str
-    lang: str
-    gold_answer: str | None
-    created_at: datetime
-    n_images: int
-    n_attempts: int
-
-
-@dataclass(frozen=True)
-class ProblemInfo:
-    id: int
-    subject: str
-    problem_type: str | None
-    question: str
-    lang: str
-    gold_answer: str | None
-    created_at: datetime
-    images: tuple[ImageInfo, ...]
-    attempts: tuple[AttemptInfo, ...]
-    messages: tuple[MessageInfo, ...]
-
 
 # --- errors -------------------------------------------------------------------------------------
 
@@ -232,6 +157,14 @@ def _text(value: Any) -> str:
 
 def _opt_text(value: Any) -> str | None:
     return None if value is None else _text(value)
+
+
+def _as_id(value: Any, what: str) -> int:
+    """An id from the page (possibly a string); anything that is not one is simply not found."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _not_found(what, f"{what} id {value!r:.40}") from None
 
 
 def _field(item: Any, name: str, default: Any = None) -> Any:
@@ -327,6 +260,7 @@ class Store:
             return UserInfo(u.id, u.ext_id, u.created_at)
 
     def _problem(self, s: Session, user: str, problem_id: int, lock: bool = False) -> Problem:
+        problem_id = _as_id(problem_id, "problem")
         u = self._user(s, user, create=False)
         q = select(Problem).where(Problem.id == problem_id, Problem.user_id == (u.id if u else -1))
         p = s.scalar(q.with_for_update() if lock else q)
@@ -335,6 +269,7 @@ class Store:
         return p
 
     def _attempt(self, s: Session, user: str, attempt_id: int) -> Attempt:
+        attempt_id = _as_id(attempt_id, "attempt")
         u = self._user(s, user, create=False)
         a = s.scalar(
             select(Attempt)

@@ -1,15 +1,18 @@
-"""ORM schema of the history store (SQLAlchemy 2.0, typed ``Mapped[]``) and its engine setup.
+"""History store internals: ORM schema (SQLAlchemy 2.0, typed ``Mapped[]``), result records, engine.
 
 Used by ``tutor.store`` (the API the app calls) and by ``tutor/migrations/env.py`` (autogenerate
 compares these models with the migrations). The schema itself is owned by the Alembic revisions in
 ``tutor/migrations/versions``: change a model here and add a revision there, in the same commit;
 ``tests/tutor/test_migrations.py`` fails when the two drift apart.
 
-Constraint and index names follow ``NAMING`` so that migrations can refer to them on every backend.
+The result records (``ProblemInfo``, ``AttemptInfo`` ...) are the frozen dataclasses ``Store``
+returns instead of ORM objects. Constraint and index names follow ``NAMING`` so that migrations can
+refer to them on every backend.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,6 +172,104 @@ class Feedback(Base):
     up: Mapped[bool] = mapped_column(Boolean)
     comment: Mapped[str | None] = mapped_column(Text)  # added in revision 0002
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+# --- results: plain records returned by tutor.store ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    ext_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image file already on disk, for :meth:`Store.add_problem` (an ``IntakeImage`` works too)."""
+
+    sha256: str
+    path: str | Path
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    sha256: str
+    path: Path
+    position: int
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    id: int
+    index: int
+    text: str
+    thinking: str
+    answer: str
+    reward: float | None
+    tokens: int
+    chosen: bool
+    group: int | None
+    agreement: float | None
+
+
+@dataclass(frozen=True)
+class FeedbackInfo:
+    id: int
+    up: bool
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    id: int
+    mode: str
+    model: str
+    backend: str
+    sampling: dict[str, Any]
+    timings: dict[str, Any]
+    status: str
+    created_at: datetime
+    candidates: tuple[CandidateInfo, ...] = ()
+    feedback: tuple[FeedbackInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    id: int
+    role: str
+    content: str
+    attempt_id: int | None
+    position: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ProblemSummary:
+    id: int
+    subject: str
+    problem_type: str | None
+    question: str
+    lang: str
+    gold_answer: str | None
+    created_at: datetime
+    n_images: int
+    n_attempts: int
+
+
+@dataclass(frozen=True)
+class ProblemInfo:
+    id: int
+    subject: str
+    problem_type: str | None
+    question: str
+    lang: str
+    gold_answer: str | None
+    created_at: datetime
+    images: tuple[ImageInfo, ...]
+    attempts: tuple[AttemptInfo, ...]
+    messages: tuple[MessageInfo, ...]
 
 
 # --- engine -----------------------------------------------------------------------------------------

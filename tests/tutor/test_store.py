@@ -287,9 +287,14 @@ def test_message_cannot_point_at_attempt_of_other_problem(store):
     assert_not_found(store.add_message, "alice", p1, "assistant", "x", attempt_id=b_aid)
 
 
-def test_missing_ids(store):
+def test_missing_and_malformed_ids(store):
+    pid, aid = fill(store, "alice")
     assert_not_found(store.get_problem, "alice", 999_999)
     assert_not_found(store.add_feedback, "alice", 999_999, True)
+    assert_not_found(store.get_problem, "alice", "abc")
+    assert_not_found(store.get_problem, "alice", None)
+    assert store.get_problem("alice", str(pid)).id == pid  # ids from a page arrive as strings
+    assert store.add_feedback("alice", str(aid), False) > 0
 
 
 # --- deletion -----------------------------------------------------------------------------------
