@@ -134,6 +134,9 @@ class GRPOConfig(BaseConfig):
         "help": "Reward-model dir (from the reward stage: backbone + value_head.safetensors); empty = none."})
     reward_model_weight: float = field(default=0.0, metadata={"help": "Weight of the reward-model score."})
     rollout: str = field(default="hf", metadata={"help": "Rollout backend: hf (transformers generate) or vllm."})
+    rollout_model: str = field(default="", metadata={
+        "help": "Checkpoint the vLLM engine starts from, in the InternVL-chat layout it serves "
+                "(python -m engine convert SRC DST --to original); empty = model."})
     vllm_gpu_memory: float = field(default=0.3, metadata={"help": "vLLM gpu_memory_utilization (colocated)."})
     ssb: bool = field(default=True, metadata={"help": "Use the Selective Sample Buffer."})
     ssb_size: int = field(default=64, metadata={"help": "Most samples held in the buffer (oldest evicted)."})

@@ -104,6 +104,6 @@ class VLLMRollout:
 
 def make_rollout(cfg, model, collator: Collator) -> Rollout:
     if cfg.rollout == "vllm":
-        return VLLMRollout(cfg.model, collator, gpu_memory_utilization=cfg.vllm_gpu_memory,
+        return VLLMRollout(cfg.rollout_model or cfg.model, collator, gpu_memory_utilization=cfg.vllm_gpu_memory,
                            max_model_len=cfg.max_length, seed=cfg.seed)
     return HFRollout(model, collator)

@@ -153,8 +153,14 @@ class Run:
 
     def setup(self, model: torch.nn.Module, extra_state: dict[str, Any] | None = None):
         """Optimizer (AdamW on trainable params), scheduler, ``accelerator.prepare``, then resume."""
+        from accelerate.utils import DistributedType
         from transformers import get_scheduler
 
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED and self.cfg.grad_accum > 1:
+            # accelerate's DeepSpeed backward() also steps the engine: accumulate in DeepSpeed instead
+            raise InputError("bad_config_value", "Under DeepSpeed set grad_accum=1 and use the DeepSpeed "
+                             "config's gradient_accumulation_steps.",
+                             "在 DeepSpeed 下请设 grad_accum=1，并在 DeepSpeed 配置中设置 gradient_accumulation_steps。")
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         # accelerate's prepared scheduler advances once per process on each step: scale to match
@@ -260,7 +266,8 @@ class Run:
             grad_norm, lr = None, self.scheduler.get_last_lr()[0]
             if parts.pop("_updated", True):
                 if cfg.max_grad_norm > 0:
-                    grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+                    gn = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                    grad_norm = None if gn is None else float(gn)  # DeepSpeed clips inside its engine
                 self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)

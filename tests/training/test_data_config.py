@@ -107,3 +107,14 @@ def test_demo_dataset(tmp_path):
     assert all(p.chosen != p.rejected for p in pairs)
     prompts = load_records(paths["prompts"], "prompts")
     assert all(p.answer for p in prompts)
+
+
+def test_full_recipes_parse():
+    from pathlib import Path
+
+    full = Path(__file__).resolve().parents[2] / "training" / "recipes" / "full"
+    stages = {"r1v2-38b-assemble": "assemble", "r1v2-38b-sft": "sft", "r1v2-38b-mpo": "mpo",
+              "r1v2-38b-grpo": "grpo", "vl-reward": "reward"}
+    for name, stage in stages.items():
+        cfg = load_config(stage, full / f"{name}.yaml")
+        assert getattr(cfg, "mixed_precision", "bf16") == "bf16" or stage == "assemble"
