@@ -449,12 +449,10 @@ class _Run:
                 self._start(_Request(0, n, seed))
             else:
                 self._parallel(0, n, seed)
-            while self.active:
+            while self.active and not self.stop.is_set():
                 try:
                     kind, *rest = self.out.get(timeout=0.05)
                 except queue.Empty:
-                    if self.stop.is_set():
-                        break
                     continue
                 if kind == "delta":
                     i, text = rest
@@ -528,7 +526,8 @@ class _Run:
             reasoning = [False] * req.count
             closed = [False] * req.count
             for chunk in stream:
-                if self.cancel.is_set():
+                if self.cancel.is_set() or self.stop.is_set():
+                    self.cancel.set()
                     break
                 usage = getattr(chunk, "usage", None)
                 if usage is not None:

@@ -130,6 +130,19 @@ def test_stop_closes_the_stream(eng):
     assert sol.candidates[0].tokens < 300 and time.perf_counter() - t0 < 20
 
 
+def test_cli_solve_with_server(served, tmp_path, capsys):
+    from engine.__main__ import main
+
+    photo = tmp_path / "p.png"
+    _image().save(photo)
+    url = served.ensure()
+    assert main(["solve", str(photo), "--server", url, "--n", "2", "--max-new-tokens", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["candidates"]) == 2 and "tiny-random" in out["model"] and out["timings"]["requests"] == 2
+    assert main(["solve", str(photo), "--server", f"http://127.0.0.1:{_free_port()}", "--lang", "zh"]) == 1
+    assert capsys.readouterr().err.startswith("error: 无法连接")
+
+
 def test_server_killed_mid_stream_keeps_the_partial_text(served, eng):
     got = []
     with pytest.raises(ServerStreamError) as err:
@@ -365,3 +378,16 @@ def test_health_says_no_image_input(stub):
     with pytest.raises(EngineError) as err:
         eng.check()
     assert err.value.code == "no_image_input" and "images" in err.value.message("en")
+
+
+def test_stop_ends_a_fast_stream_at_once(stub):
+    s = stub([(200, {"chunks": _sse([f"t{i} " for i in range(300)])})])
+    eng = HttpEngine(s.url, model="stub")
+    events = []
+    for e in eng.stream([], "Q", sampling=SHORT):
+        events.append(e)
+        if isinstance(e, Delta):
+            eng.stop()
+    sol = events[-1].solution
+    assert len(events) == 2 and sol.stopped and sol.candidates[0].finish_reason == "stopped"
+    assert sol.candidates[0].thinking == "t0"
