@@ -101,6 +101,14 @@ def resolve(model: str | Path) -> tuple[Path, Preset | None]:
 
     if isinstance(model, str) and model in PRESETS:
         preset = PRESETS[model]
+        if preset.served_only:
+            raise InputError(
+                "served_only_preset",
+                f"The preset {preset.name} runs only in a serving engine. Start one with "
+                f"`python -m engine serve --model {preset.name}` and use --server URL.",
+                f"预设 {preset.name} 只能在推理服务中运行。请用 `python -m engine serve --model {preset.name}` "
+                "启动服务，再用 --server URL 连接。",
+            )
         if preset.source == "tiny":
             from engine.tiny import tiny_path
 

@@ -29,3 +29,14 @@ def test_nf4_loads_generates_and_keeps_skipped_modules(tiny_dir):
     torch.manual_seed(0)
     out = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=True)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 8
+
+
+def test_served_only_preset_is_refused_in_process():
+    import pytest
+
+    from engine.loading import load_model
+    from tutor.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        load_model("r1v2-38b-awq")
+    assert e.value.code == "served_only_preset" and "--server" in e.value.message("en")
