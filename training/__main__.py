@@ -6,9 +6,10 @@
     accelerate launch --config_file training/recipes/full/accelerate_fsdp2.yaml -m training mpo \\
         --config training/recipes/full/r1v2-38b-mpo.yaml
 
-STAGE is one of assemble, sft, mpo, reward, grpo. Settings: the stage's dataclass defaults (a tiny
-CPU job), then the YAML file, then the ``key=value`` overrides (``training.config``). Bad settings or
-data exit with status 2 and the message in English and Chinese.
+STAGE is one of assemble, sft, mpo, reward, grpo, eval (``training.eval``, which also takes
+``--key value`` flags). Settings: the stage's dataclass defaults (a tiny CPU job), then the YAML
+file, then the ``key=value`` overrides (``training.config``). Bad settings or data exit
+with status 2 and the message in English and Chinese.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def run_stage(stage: str, cfg) -> object:
         from training.mpo import train_mpo
 
         return train_mpo(cfg)
+    if stage == "eval":
+        from training.eval import run_eval
+
+        return run_eval(cfg)
     if stage == "reward":
         from training.reward import train_reward
 
@@ -50,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="YAML recipe (keys = the stage's config fields)")
     parser.add_argument("-h", "--help", action="store_true", help="show the stage's settings and exit")
     parser.add_argument("overrides", nargs="*", help="key=value settings that win over the YAML")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval"]:
+        from training.eval import flags_to_overrides
+
+        argv = flags_to_overrides(argv)
     args = parser.parse_intermixed_args(argv)
     if args.help:
         print(help_text(args.stage))

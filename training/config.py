@@ -161,8 +161,33 @@ class AssembleConfig:
     dtype: str = field(default="float32", metadata={"help": "Saved dtype: float32 or bfloat16 (full size)."})
 
 
+@dataclass
+class EvalConfig:
+    """Stage ``eval``: accuracy on a benchmark-format JSONL (``training.eval``): Pass@1 and best-of-n."""
+
+    model: str = field(default="tiny-random", metadata={"help": "Engine preset or checkpoint dir (unused with server)."})
+    server: str = field(default="", metadata={"help": "OpenAI-compatible server URL (engine.http); key in R1V_API_KEY."})
+    served_model: str = field(default="", metadata={"help": "Model name on the server; empty: the server's only one."})
+    data: str = field(default="assets/bench/sample.jsonl", metadata={
+        "help": "Benchmark JSONL: question, images (relative to the file), options, answer, answer_type, subject."})
+    out: str = field(default="runs/eval", metadata={"help": "Directory for results.md, results.json, samples.jsonl."})
+    n: int = field(default=4, metadata={"help": "Candidates per problem that each rerank strategy chooses among."})
+    k: int = field(default=1, metadata={"help": "Samples per problem that Pass@1 is averaged over."})
+    rerank: list[str] = field(default_factory=list, metadata={
+        "help": "Strategies to report (engine.rerank): first, vote, reward, reward+vote; empty: all that apply."})
+    reward: str = field(default="", metadata={"help": "Reward model (preset or dir) for the reward strategies."})
+    max_new_tokens: int = field(default=0, metadata={"help": "Most new tokens per sample (0: the preset's default)."})
+    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (R1V2 model card)."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
+    repetition_penalty: float = field(default=1.05, metadata={"help": "Repetition penalty."})
+    seed: int = field(default=0, metadata={"help": "Seed; problem i samples with seed + i."})
+    limit: int = field(default=0, metadata={"help": "Evaluate only the first N problems (0: all)."})
+    max_tiles: int = field(default=0, metadata={"help": "Most 448px tiles per image (0: the preset's)."})
+
+
 STAGE_CONFIGS: dict[str, type] = {
     "assemble": AssembleConfig, "sft": SFTConfig, "mpo": MPOConfig, "reward": RewardConfig, "grpo": GRPOConfig,
+    "eval": EvalConfig,
 }
 
 
