@@ -137,6 +137,8 @@ class TutorApp:
             if getattr(ev, "index", 0) == 0:
                 raw += ev.text
             now = time.perf_counter()
+            if tokens == 1:
+                log.debug("first token after %.2f s", now - t0)
             if now - last >= UPDATE_EVERY_S or tokens == 1:
                 last = now
                 yield {"chat": chat + view.stream_messages(raw, lang), "status": view.progress_text(raw, tokens, lang)}
@@ -159,7 +161,7 @@ class TutorApp:
                  request: gr.Request, **kw: Any) -> Iterator[dict]:
         """Any tutor mode on the current problem, with every failure turned into a page message."""
         lang = norm_lang(ui_lang)
-        log.info("%s: start", mode)
+        log.debug("%s: start", mode)
         chat = list(chat or [])
         session = getattr(request, "session_hash", None) or uuid.uuid4().hex
         self.stops[session] = threading.Event()
@@ -174,6 +176,7 @@ class TutorApp:
                     return
                 pid = self.tutor.new_problem(user, images, kw["question"], subject=kw["subject"],
                                              problem_type=kw["ptype"], lang=kw["reply_lang"])
+                log.debug("problem %d saved", pid)
                 p = self.store.get_problem(user, pid)
                 chat = view.user_messages(kw["question"], [str(i.path) for i in p.images])
                 yield {"pid": pid, "chat": chat, "answer": view.question_markdown(kw["question"], lang),
@@ -353,9 +356,9 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                                             layers=False, brush=False, eraser=False, height=340,
                                             elem_id="r1v-photo"), "photo")
                 with gr.Row():
-                    rot_l = lab(gr.Button(t("rotate_left", "zh"), size="sm"), "rotate_left", "value")
-                    rot_r = lab(gr.Button(t("rotate_right", "zh"), size="sm"), "rotate_right", "value")
-                    add = lab(gr.Button(t("add_photo", "zh"), size="sm"), "add_photo", "value")
+                    rot_l = lab(gr.Button(t("rotate_left", "zh"), size="sm", min_width=80), "rotate_left", "value")
+                    rot_r = lab(gr.Button(t("rotate_right", "zh"), size="sm", min_width=80), "rotate_right", "value")
+                    add = lab(gr.Button(t("add_photo", "zh"), size="sm", min_width=80), "add_photo", "value")
                 photos = lab(gr.Gallery(type="filepath", columns=4, height=110, interactive=False,
                                         visible=True, elem_id="r1v-photos"), "photos")
                 clear = lab(gr.Button(t("clear_photos", "zh"), size="sm"), "clear_photos", "value")
@@ -383,12 +386,12 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     why = gr.Markdown()
                 with lab(gr.Accordion(open=True), "tutor_tools"):
                     with gr.Row():
-                        hint = lab(gr.Button(t("hint", "zh"), size="sm"), "hint", "value")
-                        prac = lab(gr.Button(t("practice", "zh"), size="sm"), "practice", "value")
-                        regen = lab(gr.Button(t("regenerate", "zh"), size="sm"), "regenerate", "value")
+                        hint = lab(gr.Button(t("hint", "zh"), size="sm", min_width=80), "hint", "value")
+                        prac = lab(gr.Button(t("practice", "zh"), size="sm", min_width=80), "practice", "value")
+                        regen = lab(gr.Button(t("regenerate", "zh"), size="sm", min_width=80), "regenerate", "value")
                     with gr.Row(equal_height=False):
                         my_answer = lab(lab(gr.Textbox(min_width=160), "my_answer"), "my_answer_ph", "placeholder")
-                        work = lab(gr.Image(type="pil", height=110, min_width=160, sources=("upload", "webcam")),
+                        work = lab(gr.Image(type="pil", height=170, min_width=160, sources=("upload", "webcam")),
                                    "work_photo")
                     with gr.Row():
                         check = lab(gr.Button(t("check", "zh"), size="sm"), "check", "value")
@@ -398,11 +401,12 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                         follow = lab(lab(gr.Textbox(scale=4, min_width=160), "followup"), "followup_ph",
                                      "placeholder")
                         send = lab(gr.Button(t("send", "zh"), scale=1, min_width=80), "send", "value")
+                lab(gr.Markdown(t("feedback", "zh")), "feedback", "value")
                 with gr.Row(equal_height=True):
-                    lab(gr.Markdown(t("feedback", "zh")), "feedback", "value")
-                    up = gr.Button("👍", size="sm", scale=0, min_width=50)
-                    down = gr.Button("👎", size="sm", scale=0, min_width=50)
-                    comment = lab(gr.Textbox(scale=3, min_width=140, show_label=False), "comment", "placeholder")
+                    up = gr.Button("👍", size="sm", scale=0, min_width=56)
+                    down = gr.Button("👎", size="sm", scale=0, min_width=56)
+                    comment = lab(gr.Textbox(scale=3, min_width=140, show_label=False, container=False), "comment",
+                                  "placeholder")
         with lab(gr.Accordion(open=False, elem_id="r1v-history"), "history"):
             hist = gr.Gallery(columns=4, height=260, allow_preview=False, object_fit="contain",
                               elem_id="r1v-history-list", show_label=False)
@@ -443,11 +447,12 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 
         lim = cfg.engine_concurrency
         ask.click(on_ask, [visitor, ui_lang, editor, photos, question, subject, ptype, reply_lang, n],
-                           turn_outputs, api_name="ask", concurrency_limit=lim, concurrency_id="engine")
+                           turn_outputs, api_name="ask", concurrency_limit=lim, concurrency_id="engine",
+                           show_progress="minimal")
         mode_inputs = [visitor, ui_lang, pid, chat, n, my_answer, work, follow]
         for btn, mode in ((hint, "hint"), (prac, "practice"), (regen, "solve"), (check, "check"), (send, "followup")):
             btn.click(mode_fn(mode), mode_inputs, turn_outputs, api_name=mode if mode != "solve" else "regenerate",
-                      concurrency_limit=lim, concurrency_id="engine")
+                      concurrency_limit=lim, concurrency_id="engine", show_progress="minimal")
         follow.submit(mode_fn("followup"), mode_inputs, turn_outputs, api_visibility="private",
                       concurrency_limit=lim, concurrency_id="engine")
         stop.click(app.stop, None, None, queue=False, api_name="stop")
@@ -504,7 +509,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             return {lang_store: lang, banner: app.status_md(lang), hist: items, hist_ids: ids, **relabel(lang)}
 
         lang_outputs = [lang_store, banner, hist, hist_ids, cands, *labelled]
-        ui_lang.change(set_lang, [ui_lang, visitor], lang_outputs, api_visibility="private")
+        ui_lang.change(set_lang, [ui_lang, visitor], lang_outputs, api_visibility="private", show_progress="hidden")
 
         def on_load(visitor_id, stored_lang, request: gr.Request):
             visitor_id = visitor_id or uuid.uuid4().hex
@@ -516,7 +521,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     hist: items, hist_ids: ids, **upd}
 
         demo.load(on_load, [visitor, lang_store], [visitor, ui_lang, reply_lang, *lang_outputs],
-                  api_visibility="private")
+                  api_visibility="private", show_progress="hidden")
     demo.r1v = app  # type: ignore[attr-defined] - tests reach the store and engine through this
     return demo
 
