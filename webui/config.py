@@ -121,7 +121,16 @@ def pick_model(cfg: AppConfig, gpu_gb: float | None = None) -> tuple[str, str]:
     gpu_gb = gpu_memory_gb() if gpu_gb is None else gpu_gb
     if gpu_gb >= NF4_MIN_GPU_GB and "r1v2-38b-nf4" in PRESETS:
         return "local", "r1v2-38b-nf4"
-    return "local", "mini" if "mini" in PRESETS else "tiny-random"
+    return "local", "mini" if _mini_shipped(PRESETS) else "tiny-random"
+
+
+def _mini_shipped(presets: dict) -> bool:
+    """The ``mini`` preset exists and its checkpoint is really in the repository."""
+    from pathlib import Path
+
+    mini = presets.get("mini")
+    root = Path(__file__).resolve().parent.parent
+    return mini is not None and (root / mini.repo_id / "config.json").exists()
 
 
 def _gpu_wrap(fn: Any) -> Any:
