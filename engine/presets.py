@@ -45,6 +45,19 @@ PRESETS: dict[str, Preset] = {
         max_tiles=6,
         max_new_tokens=64,
     ),
+    "mini": Preset(
+        name="mini",
+        source="local",
+        repo_id="assets/mini",
+        description=(
+            "Mini-R1V: the R1V2 recipe in miniature, trained on a CPU (training/mini). Solves only its own "
+            "task family: addition with carries, ax+b=c, same-denominator fractions, f(x)=ax+b, and their "
+            "multiple-choice forms, from a clean photo of one or two lines (zh/en)"
+        ),
+        max_tiles=1,
+        max_new_tokens=128,
+        notes={"report": "assets/mini/REPORT.md", "reward": "assets/mini/reward"},
+    ),
     "r1v2-38b": Preset(
         name="r1v2-38b",
         source="hub",

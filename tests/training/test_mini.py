@@ -1,0 +1,189 @@
+"""Mini-R1V: the task generator (gold answers, worked solutions in R1V2's format, rendering, splits),
+the recipes, the ``mini`` preset, and the shipped checkpoint reading held-out photos it never saw."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from training.config import load_config
+from training.mini import tasks
+from tutor.answers import accuracy_reward, equivalent, extract_final, format_reward
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ROOT / "training" / "recipes" / "mini"
+ASSETS = ROOT / "assets" / "mini"
+
+
+# ------------------------------------------------------------------------------------ generator
+
+
+def _solve(p: tasks.Problem) -> str:
+    """An independent solver of the rendered statement (not the generator's own arithmetic)."""
+    import re
+    from fractions import Fraction
+
+    head = p.lines[0]
+    if m := re.search(r"(\d+)\+(\d+)$", head):
+        value = str(int(m[1]) + int(m[2]))
+    elif m := re.search(r"(\d+)/(\d+)\+(\d+)/(\d+)$", head):
+        f = Fraction(int(m[1]), int(m[2])) + Fraction(int(m[3]), int(m[4]))
+        value = str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+    elif m := re.search(r"(\d+)x\+(\d+)=(\d+)$", head):
+        value = str((int(m[3]) - int(m[2])) // int(m[1]))
+    else:
+        m = re.search(r"f\(x\)=(\d+)x\+(\d+).*f\((\d+)\)$", head)
+        value = str(int(m[1]) * int(m[3]) + int(m[2]))
+    if not p.choice:
+        return value
+    options = dict(re.findall(r"([ABCD])\.(\S+)", p.lines[1]))
+    right = [k for k, v in options.items() if v == value]
+    assert len(right) == 1, (p.lines, value)  # exactly one correct option
+    return right[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), lang=st.sampled_from(tasks.LANGS), kind=st.sampled_from(tasks.KINDS),
+       choice=st.booleans())
+def test_generated_problems_are_right_and_in_r1v2_format(seed, lang, kind, choice):
+    p = tasks.make_problem(random.Random(seed), lang=lang, kind=kind, choice=choice)
+    assert p.answer == _solve(p)
+    assert accuracy_reward([p.solution], [f"\\boxed{{{p.answer}}}"]) == [1.0]
+    assert format_reward([p.solution]) == [1.0]
+    assert not p.solution.startswith("<think>")  # the pre-fill is the prompt's, not the response's
+    assert p.statement in p.solution  # the reasoning restates what the photo shows
+    assert len(p.statement) < 48  # fits the reading head of the vision tower
+
+
+def test_a_wrong_answer_is_judged_wrong():
+    p = tasks.make_problem(random.Random(5), kind="add", choice=False)
+    wrong = p.solution.replace(f"\\boxed{{{p.answer}}}", f"\\boxed{{{int(p.answer) + 1}}}")
+    assert accuracy_reward([wrong], [f"\\boxed{{{p.answer}}}"]) == [0.0]
+
+
+def test_addition_always_carries_and_fractions_are_simplified():
+    rng = random.Random(0)
+    for _ in range(200):
+        p = tasks.make_problem(rng, kind="add", choice=False)
+        assert "carry" in p.solution or "进1" in p.solution
+        f = tasks.make_problem(rng, kind="fraction", choice=False)
+        if "/" in f.answer:
+            n, d = map(int, f.answer.split("/"))
+            import math
+
+            assert math.gcd(n, d) == 1
+
+
+def test_splits_differ_in_seed_and_rendering():
+    train = tasks.problems("train", 30)
+    test = tasks.problems("test", 30)
+    assert {p.statement for p, _ in train}.isdisjoint({p.statement for p, _ in test}) or \
+        [p.statement for p, _ in train] != [p.statement for p, _ in test]
+    assert tasks.RANGES["test"] != tasks.RANGES["train"]
+    assert tasks.problems("test", 5)[0][0].statement == tasks.problems("test", 5)[0][0].statement  # deterministic
+
+
+def test_render_is_a_224_tile_and_depends_on_the_seed():
+    import numpy as np
+
+    p = tasks.make_problem(random.Random(1), lang="zh", choice=True)
+    a = tasks.render(p, random.Random(7), split="test")
+    b = tasks.render(p, random.Random(8), split="test")
+    assert a.size == (tasks.IMAGE_SIZE, tasks.IMAGE_SIZE) and a.mode == "RGB"
+    assert np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).mean() > 1.0
+    assert np.asarray(a).std() > 5  # there is ink on the page
+
+
+def test_write_split_gives_training_records(tmp_path):
+    from training.data import load_records
+
+    path = tasks.write_split(tmp_path, "val", 3)
+    sft = load_records(path, "sft")
+    prompts = load_records(path, "prompts")
+    assert len(sft) == 3 and all(r.images[0].is_file() for r in sft)
+    assert "<image>" in sft[0].prompt_text() and sft[0].prompt_text().endswith("<think>\n")
+    assert prompts[0].answer == json.loads(path.read_text().splitlines()[0])["answer"]
+
+
+# ------------------------------------------------------------------------------------ recipes, preset
+
+
+@pytest.mark.parametrize("stage,recipe", [("assemble", "assemble"), ("sft", "sft-adapter"),
+                                          ("sft", "sft-adapter-llm"), ("mpo", "mpo"), ("reward", "reward"),
+                                          ("grpo", "grpo-ssb"), ("grpo", "grpo-nossb")])
+def test_recipes_load(stage, recipe):
+    cfg = load_config(stage, RECIPES / f"{recipe}.yaml")
+    assert getattr(cfg, "max_tiles", 1) == 1
+
+
+def test_grpo_recipes_differ_only_in_ssb():
+    a = vars(load_config("grpo", RECIPES / "grpo-ssb.yaml"))
+    b = vars(load_config("grpo", RECIPES / "grpo-nossb.yaml"))
+    assert {k for k in a if a[k] != b[k]} == {"ssb", "output_dir"}
+
+
+def test_mini_preset_points_at_the_shipped_checkpoint():
+    from engine.loading import resolve
+    from engine.presets import get_preset
+
+    preset = get_preset("mini")
+    assert preset.source == "local" and preset.max_tiles == 1
+    path, _ = resolve("mini")
+    assert (path / "config.json").is_file() and (path / "reward" / "value_head.safetensors").is_file()
+    size = sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file())
+    assert size < 30 * 2**20
+
+
+# ------------------------------------------------------------------------------------ shipped model
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from engine.loading import load_model
+
+    return load_model("mini")
+
+
+def test_shipped_mini_solves_held_out_photos_above_chance(shipped, tmp_path):
+    """Greedy answers to 24 fixed problems of the held-out test split (rendered with the test
+    split's shifted nuisance ranges and seeds the training never used). Chance is 0 for free
+    response and 1/4 for multiple choice; the shipped model must clearly beat it."""
+    from training.mini.evaluate import sample
+
+    path = tasks.write_split(tmp_path, "test", 24)
+    groups = sample(None, path, n=1, temperature=0.0, model=shipped.model, processor=shipped.processor)
+    correct = [g.correct[0] for g in groups]
+    texts = [g.texts[0] for g in groups]
+    assert sum(format_reward(texts)) >= 20, texts[:3]  # R1V2 format: reasoning, </think>, \boxed{}
+    assert sum(correct) / len(correct) >= 0.30, (sum(correct), texts[:3])
+
+
+def test_shipped_reward_model_prefers_the_right_solution(shipped):
+    """The shipped reward model scores a right worked solution above a wrong one, mostly."""
+    from training.data import Collator, Record
+    from training.reward import RewardModel
+    from tutor.prompts import build_messages
+
+    rm = RewardModel.from_pretrained(ASSETS / "reward")
+    collator = Collator(shipped.processor, max_length=512, max_tiles=1)
+    wins = 0
+    rng = random.Random(4)
+    for i in range(6):
+        p = tasks.make_problem(rng, choice=False)
+        img = Path(f"/tmp/mini-rm-test-{i}.png")
+        tasks.render(p, random.Random(i), split="test").save(img)
+        rec = Record(line=i, source="test", images=[img], messages=build_messages(
+            "solve", question="", problem_type=p.problem_type, lang=p.lang, n_images=1))
+        wrong_value = str(int(p.meta["value"].split("/")[0]) + 3)
+        wrong = p.solution.replace(f"\\boxed{{{p.answer}}}", f"\\boxed{{{wrong_value}}}")
+        assert not equivalent(p.answer, extract_final(wrong))
+        import torch
+
+        with torch.no_grad():
+            b = collator.completions([rec, rec], [collator.response_ids(p.solution), collator.response_ids(wrong)])
+            s = rm(b["input_ids"], b["attention_mask"], b["pixel_values"])
+        wins += int(s[0] > s[1])
+    assert wins >= 4

@@ -1,0 +1,295 @@
+"""``python -m training.mini``: the whole Mini-R1V recipe from scratch on a CPU, then the report card.
+
+    python -m training.mini                      # everything, into data/mini, then ship to assets/mini
+    python -m training.mini --out /tmp/m --no-ship --train-size 400   # a smaller run elsewhere
+    python -m training.mini --from-stage assemble                     # reuse data + stage-0 parts
+
+Stages (each timed; the commands run are recorded in report.json):
+  data      render train / val / test problems (``training.mini.tasks``)
+  stage0    tokenizer + language model (text-only worked solutions) and vision tower (reading),
+            the two in parallel processes (``training.mini.stage0``)
+  assemble  ``python -m training assemble`` (recipes/mini/assemble.yaml)
+  sft       adapter-only and adapter+LM runs from the same start and budget; the one better on
+            *val* continues (``python -m training sft``)
+  pairs     the chosen model samples 4 answers to train problems; right vs wrong by tutor.answers
+  mpo       ``python -m training mpo`` on those pairs
+  reward    ``python -m training reward`` (Bradley-Terry) on the same pairs
+  grpo      with SSB and without, same start, seed and budget (``python -m training grpo``)
+  eval      held-out test: one sample per stage; n = 8 with first / vote / reward / reward+vote
+  ship      final policy -> assets/mini, reward model -> assets/mini/reward; REPORT.md, report.json, PNG
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ROOT / "training" / "recipes" / "mini"
+ASSETS = ROOT / "assets" / "mini"
+STAGES = ("data", "stage0", "assemble", "sft", "pairs", "mpo", "reward", "grpo", "eval", "ship")
+
+log = logging.getLogger("training.mini")
+
+
+def _lm_job(out: str, steps: int, seed: int) -> dict:
+    import torch
+
+    from training.mini import stage0
+
+    torch.set_num_threads(1)
+    tok = stage0.train_tokenizer(vocab_size=2000)
+    return stage0.pretrain_lm(tok, Path(out) / "llm", steps=steps, batch=16, lr=3e-3, seed=seed)
+
+
+def _vision_job(out: str, steps: int, seed: int) -> dict:
+    import torch
+
+    from training.mini import stage0
+
+    torch.set_num_threads(1)
+    return stage0.pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=steps, batch=16, lr=2e-3, seed=seed)
+
+
+class Driver:
+    def __init__(self, args):
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.out / "report.json"
+        self.report = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.report.setdefault("seed", args.seed)
+        self.report.setdefault("stages", {})
+        self.report.setdefault("commands", [])
+
+    # ------------------------------------------------------------------ helpers
+
+    def save(self) -> None:
+        self.state_path.write_text(json.dumps(self.report, indent=2, ensure_ascii=False))
+
+    def stage(self, name: str, seconds: float, **metrics) -> None:
+        self.report["stages"][name] = {"wall_s": round(seconds, 1), **metrics}
+        self.save()
+        log.info("stage %s done in %.0f s: %s", name, seconds, {k: v for k, v in metrics.items() if k != "curve"})
+
+    def cli(self, stage: str, recipe: str, **overrides) -> float:
+        """Run ``python -m training STAGE --config RECIPE k=v ...``; returns its wall time."""
+        cmd = [sys.executable, "-m", "training", stage, "--config", str(RECIPES / recipe)]
+        cmd += [f"{k}={v}" for k, v in overrides.items()]
+        shown = " ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", "")
+        self.report["commands"].append(shown)
+        log.info("running: %s", shown)
+        t0 = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(self.args.threads)}
+        with open(self.out / f"{stage}-{Path(recipe).stem}.log", "w") as logf:
+            subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        return time.perf_counter() - t0
+
+    def p(self, *parts: str) -> str:
+        return str(self.out.joinpath(*parts))
+
+    def evaluate(self, name: str, model_dir: str, splits=("val", "test")) -> dict:
+        from training.mini import evaluate
+
+        model, processor = evaluate.load(model_dir)
+        res = {}
+        for split in splits:
+            groups = evaluate.sample(model_dir, self.p("data", f"{split}.jsonl"), n=1, seed=self.args.seed,
+                                     model=model, processor=processor)
+            res[split] = round(evaluate.accuracy(groups), 4)
+        self.report.setdefault("accuracy", {})[name] = res
+        self.save()
+        log.info("accuracy after %s: %s", name, res)
+        return res
+
+    # ------------------------------------------------------------------ stages
+
+    def run_data(self) -> None:
+        from training.mini.tasks import write_split
+
+        t0 = time.perf_counter()
+        sizes = {"train": self.args.train_size, "val": self.args.eval_size, "test": self.args.eval_size}
+        with ProcessPoolExecutor(2) as ex:
+            list(ex.map(write_split, [self.p("data")] * 3, list(sizes), list(sizes.values())))
+        self.stage("data", time.perf_counter() - t0, sizes=sizes)
+
+    def run_stage0(self) -> None:
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(2) as ex:
+            lm = ex.submit(_lm_job, str(self.out), self.args.lm_steps, self.args.seed)
+            vis = ex.submit(_vision_job, str(self.out), self.args.vision_steps, self.args.seed)
+            lm_m, vis_m = lm.result(), vis.result()
+        self.stage("stage0", time.perf_counter() - t0, lm=lm_m, vision=vis_m)
+
+    def run_assemble(self) -> None:
+        s = self.cli("assemble", "assemble.yaml", vision=self.p("vision"), llm=self.p("llm"),
+                     output_dir=self.p("assembled"), seed=self.args.seed)
+        self.stage("assemble", s)
+        self.evaluate("assembled", self.p("assembled"))
+
+    def run_sft(self) -> None:
+        runs = {"adapter": "sft-adapter.yaml", "adapter+llm": "sft-adapter-llm.yaml"}
+        val, walls = {}, {}
+        for name, recipe in runs.items():
+            out = self.p(Path(recipe).stem)
+            walls[name] = self.cli("sft", recipe, model=self.p("assembled"), data=self.p("data", "train.jsonl"),
+                                   output_dir=out, max_steps=self.args.sft_steps, seed=self.args.seed)
+            val[name] = self.evaluate(f"sft ({name})", out + "/final")["val"]
+        chosen = max(val, key=lambda k: (val[k], k == "adapter"))  # ties: R1V2's choice, adapter only
+        self.report["sft_choice"] = {"chosen": chosen, "by": "val accuracy", "val": val}
+        self.stage("sft", sum(walls.values()), per_run_wall_s={k: round(v, 1) for k, v in walls.items()},
+                   chosen=chosen)
+
+    def sft_model(self) -> tuple[str, str]:
+        chosen = self.report["sft_choice"]["chosen"]
+        name = "sft-adapter" if chosen == "adapter" else "sft-adapter-llm"
+        return self.p(name, "final"), "[adapter]" if chosen == "adapter" else "[adapter,llm]"
+
+    def run_pairs(self) -> None:
+        from training.mini import evaluate
+
+        t0 = time.perf_counter()
+        model_dir, _ = self.sft_model()
+        groups = evaluate.sample(model_dir, self.p("data", "train.jsonl"), n=4, seed=self.args.seed + 1,
+                                 temperature=1.0, top_p=1.0, limit=self.args.pair_prompts)
+        rng = random.Random(self.args.seed)
+        lines, own_chosen, gold_chosen, all_right = [], 0, 0, 0
+        train = {json.loads(x)["images"][0]: json.loads(x) for x in
+                 Path(self.p("data", "train.jsonl")).read_text(encoding="utf-8").splitlines() if x.strip()}
+        for g in groups:
+            right = [t for t, c in zip(g.texts, g.correct, strict=True) if c == 1.0]
+            wrong = [t for t, c in zip(g.texts, g.correct, strict=True) if c != 1.0]
+            if not wrong:
+                all_right += 1
+                continue
+            rel = str(g.record.images[0].relative_to(Path(self.p("data")).resolve()))
+            rec = train[rel]
+            if right:
+                chosen, own_chosen = rng.choice(right), own_chosen + 1
+            else:  # no right sample: the worked gold solution is the chosen side
+                chosen, gold_chosen = rec["response"], gold_chosen + 1
+            base = {k: rec[k] for k in ("question", "subject", "problem_type", "lang", "mode", "answer")}
+            lines.append(json.dumps({**base, "images": ["data/" + rel], "chosen": chosen.strip(),
+                                     "rejected": rng.choice(wrong).strip() or "</think>"}, ensure_ascii=False))
+        Path(self.p("pairs.jsonl")).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        acc = sum(sum(g.correct) for g in groups) / max(1, 4 * len(groups))
+        self.stage("pairs", time.perf_counter() - t0, prompts=len(groups), pairs=len(lines), own_chosen=own_chosen,
+                   gold_chosen=gold_chosen, all_right_groups=all_right, sample_accuracy=round(acc, 4))
+
+    def run_mpo(self) -> None:
+        model_dir, trainable = self.sft_model()
+        s = self.cli("mpo", "mpo.yaml", model=model_dir, data=self.p("pairs.jsonl"), output_dir=self.p("mpo"),
+                     trainable=trainable, max_steps=self.args.mpo_steps, seed=self.args.seed)
+        self.stage("mpo", s)
+        self.evaluate("mpo", self.p("mpo", "final"))
+
+    def run_reward(self) -> None:
+        model_dir, _ = self.sft_model()
+        s = self.cli("reward", "reward.yaml", model=model_dir, data=self.p("pairs.jsonl"),
+                     output_dir=self.p("reward"), max_steps=self.args.reward_steps, seed=self.args.seed)
+        rows = [json.loads(x) for x in Path(self.p("reward", "metrics.jsonl")).read_text().splitlines() if x]
+        self.stage("reward", s, final=rows[-1] if rows else {})
+
+    def run_grpo(self) -> None:
+        _, trainable = self.sft_model()
+        walls, shares = {}, {}
+        for name in ("grpo-ssb", "grpo-nossb"):
+            walls[name] = self.cli("grpo", f"{name}.yaml", model=self.p("mpo", "final"),
+                                   data=self.p("data", "train.jsonl"), output_dir=self.p(name), trainable=trainable,
+                                   reward_model=self.p("reward", "final"), max_steps=self.args.grpo_steps,
+                                   seed=self.args.seed)
+            rows = [json.loads(x) for x in Path(self.p(name, "metrics.jsonl")).read_text().splitlines() if x]
+            shares[name] = {"effective_share": [r.get("effective_share", 0.0) for r in rows],
+                            "effective_share_fresh": [r.get("effective_share_fresh", 0.0) for r in rows],
+                            "accuracy_reward": [r.get("accuracy", r.get("reward_accuracy", 0.0)) for r in rows]}
+            self.evaluate(name, self.p(name, "final"))
+        self.report["grpo_curves"] = shares
+        self.stage("grpo", sum(walls.values()), per_run_wall_s={k: round(v, 1) for k, v in walls.items()})
+
+    def final_choice(self) -> str:
+        acc = self.report["accuracy"]
+        cands = ["mpo", "grpo-ssb", "grpo-nossb"]
+        best = max(cands, key=lambda k: (acc[k]["val"], k == "grpo-ssb"))
+        self.report["final_choice"] = {"chosen": best, "by": "val accuracy"}
+        return self.p("mpo" if best == "mpo" else best, "final")
+
+    def run_eval(self) -> None:
+        from training.mini import evaluate
+
+        t0 = time.perf_counter()
+        final = self.final_choice()
+        groups = evaluate.sample(final, self.p("data", "test.jsonl"), n=8, seed=self.args.seed + 2)
+        scores = evaluate.reward_scores(self.p("reward", "final"), groups)
+        res = {f"n={n}": evaluate.rerank_accuracy(groups, scores, n) for n in (4, 8)}
+        res["single_sample_mean"] = round(sum(sum(g.correct) for g in groups) / (8 * len(groups)), 4)
+        self.report["rerank"] = res
+        self.stage("eval", time.perf_counter() - t0, model=final)
+
+    def run_ship(self) -> None:
+        from training.mini import report
+
+        t0 = time.perf_counter()
+        if not self.args.no_ship:
+            final = Path(self.final_choice())
+            if ASSETS.exists():
+                for p in ASSETS.iterdir():
+                    if p.name not in ("REPORT.md",):
+                        shutil.rmtree(p) if p.is_dir() else p.unlink()
+            ASSETS.mkdir(parents=True, exist_ok=True)
+            for f in final.iterdir():
+                if f.suffix in (".json", ".safetensors", ".jinja", ".txt") and f.name != "training_config.json":
+                    shutil.copy(f, ASSETS / f.name)
+            rdir = ASSETS / "reward"
+            rdir.mkdir(exist_ok=True)
+            for f in Path(self.p("reward", "final")).iterdir():
+                if f.suffix in (".json", ".safetensors", ".jinja", ".txt") and f.name != "training_config.json":
+                    shutil.copy(f, rdir / f.name)
+            self.report["shipped"] = {"policy": str(final), "size_mb": round(
+                sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file()) / 2**20, 2)}
+        self.stage("ship", time.perf_counter() - t0)
+        report.write(self.report, ASSETS if not self.args.no_ship else self.out)
+
+    def run(self) -> None:
+        start = STAGES.index(self.args.from_stage)
+        stop = STAGES.index(self.args.to_stage)
+        t0 = time.perf_counter()
+        for name in STAGES[start:stop + 1]:
+            getattr(self, f"run_{name}")()
+        self.report["total_wall_s"] = round(self.report.get("total_wall_s", 0) + time.perf_counter() - t0, 1)
+        self.save()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.mini", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "data" / "mini"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--from-stage", default="data", choices=STAGES)
+    ap.add_argument("--to-stage", default="ship", choices=STAGES)
+    ap.add_argument("--no-ship", action="store_true", help="write the report under --out, leave assets/ alone")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-size", type=int, default=1200)
+    ap.add_argument("--eval-size", type=int, default=200)
+    ap.add_argument("--lm-steps", type=int, default=450)
+    ap.add_argument("--vision-steps", type=int, default=400)
+    ap.add_argument("--sft-steps", type=int, default=150)
+    ap.add_argument("--pair-prompts", type=int, default=192)
+    ap.add_argument("--mpo-steps", type=int, default=60)
+    ap.add_argument("--reward-steps", type=int, default=60)
+    ap.add_argument("--grpo-steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Driver(args).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Stage 0 of Mini-R1V: the parts, pretrained separately before assembly (as R1V2 starts from a
+pretrained InternViT and a pretrained reasoning LM).
+
+    from training.mini import stage0
+    tok = stage0.train_tokenizer()                                   # BPE on the task corpus
+    stage0.pretrain_vision("runs/mini/data", "runs/mini/vision", steps=600)   # reads the photos
+    stage0.pretrain_lm(tok, "runs/mini/llm", steps=800)              # solves problems given as text
+
+- Tokenizer: byte-level BPE with single-digit pre-tokenization (as Qwen2's), trained on the
+  task corpus (prompts rendered by ``tutor.prompts`` + worked solutions), carrying the R1V2 special
+  tokens of ``engine.tiny`` (ChatML, image tokens, ``<think>``/``</think>``) and its chat template.
+- Vision tower: a native ``InternVLVisionModel`` (InternViT-300M style: LayerNorm, qkv bias) at
+  224 px with 16 px patches (196 patches, 49 tokens after InternVL's 0.5 pixel shuffle), trained
+  to *read* the rendered problem: a small head of learned per-position character queries
+  cross-attends over the 49 pixel-shuffled tokens (the very features the adapter will see) and
+  predicts the statement character by character. FACTS.md: trained end to end from scratch the
+  image features stay uninformative; trained alone the tower learns to read quickly.
+- Language model: a native ``Qwen2ForCausalLM`` trained on text-only conversations: the tutor's
+  prompt with the problem typed in, and the worked solution in R1V2's format as the response.
+
+Every function is deterministic from its seed and logs its loss curve; both return their metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.mini import tasks
+from tutor.prompts import build_messages, render_text_prompt
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 48
+PAD, UNK = 0, 1
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+# ------------------------------------------------------------------------------------ tokenizer
+
+
+def text_prompt(p: tasks.Problem, *, with_image: bool) -> str:
+    """The tutor's prompt for ``p``: the photo (``<image>``) or the problem typed in (text only)."""
+    if with_image:
+        msgs = build_messages("solve", question="", subject="math", problem_type=p.problem_type, lang=p.lang,
+                              n_images=1)
+    else:
+        msgs = build_messages("solve", question=p.statement, subject="math", problem_type=p.problem_type,
+                              lang=p.lang, n_images=0)
+    return render_text_prompt(msgs)
+
+
+def corpus(count: int = 3000, seed: int = 11) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        p = tasks.make_problem(rng)
+        out.append(text_prompt(p, with_image=rng.random() < 0.5) + p.solution + "<|im_end|>")
+    return out
+
+
+def train_tokenizer(vocab_size: int = 1024, seed: int = 11):
+    """BPE (digits split one by one) with the R1V2 special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, THINK_TOKENS
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + THINK_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus(seed=seed), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
+                              "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+# ------------------------------------------------------------------------------------ vision
+
+
+def vision_config(image_size: int = tasks.IMAGE_SIZE, patch: int = 16, hidden: int = 96, layers: int = 4):
+    from transformers import InternVLVisionConfig
+
+    return InternVLVisionConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                                intermediate_size=hidden * 2, use_qk_norm=False, norm_type="layer_norm",
+                                attention_bias=True, image_size=image_size, patch_size=patch,
+                                use_mean_pooling=True, layer_scale_init_value=0.1)
+
+
+def shuffled_tokens(vision: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """What InternVL's adapter sees: last hidden state, CLS dropped, pixel shuffle 0.5 -> (B, 49, 4h)."""
+    from transformers.models.internvl.modeling_internvl import InternVLModel
+
+    feats = vision(pixel_values=pixel_values).last_hidden_state[:, 1:, :]
+    b, n, h = feats.shape
+    side = int(n ** 0.5)
+    feats = InternVLModel.pixel_shuffle(None, feats.reshape(b, side, side, h), scale_factor=0.5)
+    return feats.reshape(b, -1, feats.shape[-1])
+
+
+class ReadingHead(nn.Module):
+    """Per-position character queries cross-attending over the pixel-shuffled tokens."""
+
+    def __init__(self, in_dim: int, n_chars: int, dim: int = 192, max_chars: int = MAX_CHARS, tokens: int = 49):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, dim)
+        self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)
+        self.queries = nn.Parameter(torch.randn(max_chars, dim) * 0.02)
+        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
+        self.out = nn.Linear(dim, n_chars)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        kv = self.proj(tokens) + self.pos
+        q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        h, _ = self.attn(q, kv, kv, need_weights=False)
+        h = self.norm(h + q)
+        return self.out(h + self.mlp(h))
+
+
+def load_images(jsonl: Path, limit: int | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """uint8 images (N, 3, 224, 224) and their records."""
+    import numpy as np
+    from PIL import Image
+
+    recs = [json.loads(x) for x in jsonl.read_text(encoding="utf-8").splitlines() if x.strip()][:limit]
+    arr = np.stack([np.asarray(Image.open(jsonl.parent / r["images"][0]).convert("RGB")) for r in recs])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), recs
+
+
+def normalize(u8: torch.Tensor) -> torch.Tensor:
+    """uint8 tiles -> the processor's pixel values (ImageNet mean/std; the tile is already 224 px)."""
+    return (u8.float() / 255.0 - MEAN) / STD
+
+
+def encode_text(texts: list[str], charset: dict[str, int]) -> torch.Tensor:
+    out = torch.full((len(texts), MAX_CHARS), PAD, dtype=torch.long)
+    for i, t in enumerate(texts):
+        ids = [charset.get(c, UNK) for c in t[:MAX_CHARS - 1]] + [2]  # 2 = end of text
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 600, batch: int = 32,
+                    lr: float = 1e-3, seed: int = 0, time_budget_s: float | None = None) -> dict:
+    """Train the vision tower + reading head on train.jsonl; report character/exact accuracy on val.
+
+    Saves the tower alone (``save_pretrained``: a native ``InternVLVisionModel``) to ``out_dir``."""
+    from transformers import InternVLVisionModel
+
+    data_dir, out = Path(data_dir), Path(out_dir)
+    torch.manual_seed(seed)
+    train_u8, train_recs = load_images(data_dir / "train.jsonl")
+    val_u8, val_recs = load_images(data_dir / "val.jsonl", limit=200)
+    chars = sorted({c for r in train_recs for c in r["statement"]})
+    charset = {c: i + 3 for i, c in enumerate(chars)}  # 0 pad, 1 unk, 2 end
+    y_train = encode_text([r["statement"] for r in train_recs], charset)
+    y_val = encode_text([r["statement"] for r in val_recs], charset)
+    vision = InternVLVisionModel(vision_config())
+    head = ReadingHead(4 * vision.config.hidden_size, len(charset) + 3)
+    params = list(vision.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    curve, t0 = [], time.perf_counter()
+    done = 0
+    for step in range(steps):
+        idx = torch.randint(0, len(train_u8), (batch,), generator=gen)
+        logits = head(shuffled_tokens(vision, normalize(train_u8[idx])))
+        y = y_train[idx]
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+        if step % 25 == 0 or step == steps - 1:
+            curve.append({"step": step + 1, "loss": round(loss.item(), 4), "time_s": round(time.perf_counter() - t0, 1)})
+            log.info("vision step %d loss %.4f", step + 1, loss.item())
+        if time_budget_s and time.perf_counter() - t0 > time_budget_s:
+            log.warning("vision pretraining stopped by its time budget at step %d", step + 1)
+            break
+    vision.eval()
+    head.eval()
+    with torch.no_grad():
+        pred = torch.cat([head(shuffled_tokens(vision, normalize(val_u8[i:i + 50]))).argmax(-1)
+                          for i in range(0, len(val_u8), 50)])
+    mask = y_val != PAD
+    char_acc = float(((pred == y_val) & mask).sum() / mask.sum())
+    exact = float(((pred == y_val) | ~mask).all(-1).float().mean())
+    out.mkdir(parents=True, exist_ok=True)
+    vision.save_pretrained(out)
+    metrics = {"steps": done, "val_char_accuracy": round(char_acc, 4), "val_exact_read": round(exact, 4),
+               "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
+    (out / "stage0_metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("vision: val char accuracy %.3f, exact %.3f", char_acc, exact)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------ language model
+
+
+def lm_config(tokenizer, hidden: int = 192, layers: int = 4):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
+                       num_hidden_layers=layers, num_attention_heads=hidden // 32, num_key_value_heads=2,
+                       max_position_embeddings=1024, tie_word_embeddings=False, bos_token_id=None,
+                       eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                       pad_token_id=tokenizer.pad_token_id, rope_theta=10000.0)
+
+
+def _lm_batch(tokenizer, problems: list[tasks.Problem]) -> dict:
+    rows, labels = [], []
+    for p in problems:
+        prompt = tokenizer(text_prompt(p, with_image=False), add_special_tokens=False)["input_ids"]
+        resp = tokenizer(p.solution + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        rows.append(prompt + resp)
+        labels.append([-100] * len(prompt) + resp)
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    lab = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, lb) in enumerate(zip(rows, labels, strict=True)):
+        ids[i, : len(r)], lab[i, : len(lb)], mask[i, : len(r)] = torch.tensor(r), torch.tensor(lb), 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+
+
+@torch.no_grad()
+def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens: int = 120) -> float:
+    """Greedy text-only accuracy on fresh problems (answers checked by ``tutor.answers``)."""
+    from tutor.answers import accuracy_reward
+
+    rng = random.Random(seed)
+    probs = [tasks.make_problem(rng) for _ in range(count)]
+    tokenizer.padding_side = "left"
+    enc = tokenizer([text_prompt(p, with_image=False) for p in probs], return_tensors="pt", padding=True,
+                    add_special_tokens=False)
+    model.eval()
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                         pad_token_id=tokenizer.pad_token_id)
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    tokenizer.padding_side = "right"
+    model.train()
+    rewards = accuracy_reward(texts, [f"\\boxed{{{p.answer}}}" for p in probs])
+    return sum(r or 0.0 for r in rewards) / count
+
+
+def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int = 32, lr: float = 2e-3,
+                seed: int = 0, time_budget_s: float | None = None) -> dict:
+    """Train the Qwen2 LM on text-only worked solutions (fresh problems every step); save it with
+    its tokenizer to ``out_dir``; return metrics including greedy text-only accuracy."""
+    from transformers import Qwen2ForCausalLM
+
+    out = Path(out_dir)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(lm_config(tokenizer)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    rng = random.Random(seed + 5)
+    curve, t0, done = [], time.perf_counter(), 0
+    for step in range(steps):
+        loss = model(**_lm_batch(tokenizer, [tasks.make_problem(rng) for _ in range(batch)])).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+        if step % 25 == 0 or step == steps - 1:
+            curve.append({"step": step + 1, "loss": round(loss.item(), 4), "time_s": round(time.perf_counter() - t0, 1)})
+            log.info("lm step %d loss %.4f", step + 1, loss.item())
+        if time_budget_s and time.perf_counter() - t0 > time_budget_s:
+            log.warning("LM pretraining stopped by its time budget at step %d", step + 1)
+            break
+    acc = lm_accuracy(model, tokenizer)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    metrics = {"steps": done, "text_only_greedy_accuracy": round(acc, 4),
+               "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
+    (out / "stage0_metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("lm: text-only greedy accuracy %.3f", acc)
+    return metrics

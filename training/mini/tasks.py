@@ -1,0 +1,300 @@
+"""The Mini-R1V task family: small gaokao-style math problems, their worked solutions, and photos of them.
+
+    from training.mini.tasks import make_problem, render, write_split
+    p = make_problem(random.Random(0), lang="en")        # Problem(kind, lang, lines, answer, ...)
+    p.statement            # 'Compute 47+38'  (what the photo shows, lines joined by a space)
+    p.solution             # 'Problem: Compute 47+38.\\nOnes: 7+8=15, ...</think>\\n\\nThe answer is \\\\boxed{85}.'
+    img = render(p, random.Random(1), split="train")      # a 224 x 224 PIL image of the problem
+    write_split("data/mini", "train", count=4000, seed=1)  # images + train.jsonl (training.data format)
+
+Kinds: multi-digit addition with carries (2 or 3 digits), linear equations ``ax+b=c``, fractions
+with a common denominator (the sum simplified), evaluating ``f(x)=ax+b``, and multiple-choice (选择题)
+variants of each (four options A-D, the gold answer is the letter). Chinese and English.
+
+Worked solutions use R1V2's format: they continue the assistant turn after the ``<think>\\n``
+pre-fill, restate the problem (so a model that reads the photo can reason from its own transcript),
+work it step by step, close ``</think>`` and box the final answer.
+
+Rendering: one 224 px square tile (the mini model's image size), varied fonts, size, position,
+rotation, perspective, lighting gradient, background tint, blur and noise. The splits differ in seed
+*and* in rendering: the held-out ``test`` split draws its nuisance parameters from shifted ranges
+(stronger rotation and perspective, other tints, more noise), so test accuracy is not measured on
+the training distribution. ``test`` is never used for any choice (model selection uses ``val``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = 224
+KINDS = ("add", "linear", "fraction", "function")
+LANGS = ("en", "zh")
+SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
+
+_FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/liberation")
+LATIN_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf",
+               "LiberationSans-Regular.ttf", "LiberationSerif-Regular.ttf", "LiberationMono-Regular.ttf")
+CJK_FONTS = ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+
+
+@dataclass
+class Problem:
+    """One generated problem: what the photo shows, the gold answer and a worked solution."""
+
+    kind: str
+    lang: str
+    lines: list[str]  # the text lines drawn in the photo
+    answer: str  # gold final answer (a number, a fraction, or a letter for multiple choice)
+    solution: str  # the assistant turn after the <think>\n pre-fill
+    choice: bool = False
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def statement(self) -> str:
+        return " ".join(self.lines)
+
+    @property
+    def problem_type(self) -> str:
+        return "single_choice" if self.choice else "auto"
+
+
+# ------------------------------------------------------------------------------------ problems
+
+_WORDS = {
+    "en": {"add": "Compute", "linear": "Solve", "fraction": "Compute", "find": "find", "problem": "Problem:",
+           "so": "So", "answer": "The answer is", "option": "which is option", "same": "Same denominator",
+           "simplify": "Simplify", "ones": "Ones", "tens": "Tens", "hundreds": "Hundreds", "carry": "carry 1",
+           "write": "write", "front": "Write the carry 1 in front."},
+    "zh": {"add": "计算", "linear": "解方程", "fraction": "计算", "find": "求", "problem": "题目：",
+           "so": "所以", "answer": "答案是", "option": "对应选项", "same": "分母相同", "simplify": "约分",
+           "ones": "个位", "tens": "十位", "hundreds": "百位", "carry": "进1", "write": "写",
+           "front": "最高位进1，写在最前面。"},
+}
+
+
+def _add(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str]]:
+    digits = rng.choice((2, 3))
+    lo, hi = 10 ** (digits - 1), 10 ** digits - 1
+    while True:
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        if any((a // 10**k) % 10 + (b // 10**k) % 10 >= 10 for k in range(digits)):
+            break  # at least one carry
+    total = a + b
+    steps, carry = [], 0
+    names = [w["ones"], w["tens"], w["hundreds"]]
+    for k in range(digits):
+        da, db = (a // 10**k) % 10, (b // 10**k) % 10
+        s = da + db + carry
+        expr = f"{da}+{db}" + ("+1" if carry else "")
+        if s >= 10:
+            tail = f", {w['write']} {s - 10}, {w['carry']}." if lang == "en" else f"，{w['write']}{s - 10}{w['carry']}。"
+        else:
+            tail = "." if lang == "en" else "。"
+        steps.append(f"{names[k]}: {expr}={s}{tail}" if lang == "en" else f"{names[k]}：{expr}={s}{tail}")
+        carry = 1 if s >= 10 else 0
+    if carry:
+        steps.append(w["front"])
+    head = f"{w['add']} {a}+{b}"
+    end = "." if lang == "en" else "。"
+    steps.append(f"{w['so']} {a}+{b}={total}{end}")
+    return head, str(total), steps
+
+
+def _linear(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str]]:
+    a, x, b = rng.randint(2, 9), rng.randint(1, 9), rng.randint(1, 9)
+    c = a * x + b
+    end = "." if lang == "en" else "。"
+    head = f"{w['linear']} {a}x+{b}={c}"
+    steps = [f"{a}x={c}-{b}={c - b}{end}", f"x={c - b}÷{a}={x}{end}"]
+    return head, str(x), steps
+
+
+def _fraction(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str], ]:
+    d = rng.randint(3, 9)
+    p, q = rng.randint(1, d - 1), rng.randint(1, d - 1)
+    s = p + q
+    g = math.gcd(s, d)
+    ans = str(s // g) if d // g == 1 else f"{s // g}/{d // g}"
+    end = "." if lang == "en" else "。"
+    sep = ": " if lang == "en" else "："
+    steps = [f"{w['same']} {d}{sep}{p}+{q}={s}, {s}/{d}{end}" if lang == "en" else
+             f"{w['same']} {d}{sep}{p}+{q}={s}，得 {s}/{d}{end}"]
+    if g > 1:
+        steps.append(f"{w['simplify']}{sep}{s}/{d}={ans}{end}")
+    head = f"{w['fraction']} {p}/{d}+{q}/{d}"
+    return head, ans, steps
+
+
+def _function(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str]]:
+    a, b, k = rng.randint(2, 9), rng.randint(1, 9), rng.randint(1, 9)
+    v = a * k + b
+    end = "." if lang == "en" else "。"
+    head = f"f(x)={a}x+{b}, {w['find']} f({k})" if lang == "en" else f"已知 f(x)={a}x+{b}，{w['find']} f({k})"
+    steps = [f"f({k})={a}×{k}+{b}={a * k}+{b}={v}{end}"]
+    return head, str(v), steps
+
+
+_MAKERS = {"add": _add, "linear": _linear, "fraction": _fraction, "function": _function}
+
+
+def _distractors(answer: str, rng: random.Random) -> list[str]:
+    """Three plausible wrong options (off by one, by ten, swapped digits...)."""
+    out: set[str] = set()
+    if "/" in answer:
+        n, d = (int(t) for t in answer.split("/"))
+        pool = [f"{n + 1}/{d}", f"{max(n - 1, 1)}/{d}", f"{n}/{d + 1}", f"{n + d}/{d}", f"{n}/{d * 2}"]
+    else:
+        v = int(answer)
+        pool = [str(v + 1), str(max(v - 1, 0)), str(v + 10), str(abs(v - 10)), str(v + 2), str(v * 2)]
+    rng.shuffle(pool)
+    for cand in pool:
+        if cand != answer and cand not in out:
+            out.add(cand)
+        if len(out) == 3:
+            break
+    return sorted(out)
+
+
+def make_problem(rng: random.Random, *, lang: str | None = None, kind: str | None = None,
+                 choice: bool | None = None) -> Problem:
+    """Draw one problem (kind, language and multiple-choice flag drawn too unless given)."""
+    lang = lang or rng.choice(LANGS)
+    kind = kind or rng.choice(KINDS)
+    choice = rng.random() < 0.3 if choice is None else choice
+    w = _WORDS[lang]
+    head, answer, steps = _MAKERS[kind](rng, w, lang)
+    lines = [head]
+    final = answer
+    if choice:
+        options = _distractors(answer, rng) + [answer]
+        rng.shuffle(options)
+        letter = "ABCD"[options.index(answer)]
+        lines.append(" ".join(f"{L}.{o}" for L, o in zip("ABCD", options, strict=True)))
+        steps.append(f"{answer}, {w['option']} {letter}." if lang == "en" else f"{answer}，{w['option']} {letter}。")
+        final = letter
+    statement = " ".join(lines)
+    intro = w["problem"] + (" " if lang == "en" else "") + statement + ("." if lang == "en" else "。")
+    think = "\n".join([intro, *steps])
+    tail = f"{w['answer']} \\boxed{{{final}}}" + ("." if lang == "en" else "。")
+    return Problem(kind=kind, lang=lang, lines=lines, answer=final, solution=f"{think}\n</think>\n\n{tail}",
+                   choice=choice, meta={"value": answer})
+
+
+# ------------------------------------------------------------------------------------ rendering
+
+
+def _font_path(lang: str, rng: random.Random) -> str:
+    if lang == "zh":
+        return rng.choice(CJK_FONTS)
+    name = rng.choice(LATIN_FONTS)
+    for d in _FONT_DIRS:
+        p = Path(d) / name
+        if p.exists():
+            return str(p)
+    return rng.choice(CJK_FONTS)  # the CJK fonts draw Latin text too
+
+
+@dataclass(frozen=True)
+class RenderRanges:
+    """Nuisance parameter ranges of a split (test is shifted: see the module docstring)."""
+
+    rotation: tuple[float, float] = (-4.0, 4.0)
+    perspective: float = 0.04
+    blur: tuple[float, float] = (0.0, 0.8)
+    noise: tuple[float, float] = (0.0, 8.0)
+    tint: tuple[int, int] = (200, 255)
+    light: float = 40.0
+
+
+RANGES = {
+    "train": RenderRanges(),
+    "val": RenderRanges(),
+    "test": RenderRanges(rotation=(-6.0, 6.0), perspective=0.06, blur=(0.3, 1.0), noise=(4.0, 12.0),
+                         tint=(185, 240), light=60.0),
+}
+
+
+def render(problem: Problem, rng: random.Random, *, split: str = "train"):
+    """A 224 x 224 RGB photo-like image of ``problem`` (PIL)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    r = RANGES.get(split, RANGES["train"])
+    big = IMAGE_SIZE * 2  # draw at 2x, then transform and downscale (anti-aliased like a photo)
+    bg = tuple(rng.randint(*r.tint) for _ in range(3))
+    ink = tuple(rng.randint(0, 70) for _ in range(3))
+    img = Image.new("RGB", (big, big), bg)
+    draw = ImageDraw.Draw(img)
+    path = _font_path(problem.lang, rng)
+    size = rng.randint(34, 44)
+    while True:
+        font = ImageFont.truetype(path, size)
+        widths = [draw.textbbox((0, 0), ln, font=font)[2] for ln in problem.lines]
+        if max(widths) <= big - 40 or size <= 18:
+            break
+        size -= 2
+    line_h = int(size * 1.5)
+    total_h = line_h * len(problem.lines)
+    x0 = rng.randint(16, max(16, big - 16 - max(widths)))
+    y0 = rng.randint(24, max(24, big - 24 - total_h))
+    for i, ln in enumerate(problem.lines):
+        draw.text((x0 + rng.randint(-4, 4), y0 + i * line_h), ln, font=font, fill=ink)
+    img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)  # anti-aliased, then the camera geometry
+    img = img.rotate(rng.uniform(*r.rotation), resample=Image.BILINEAR, fillcolor=bg)
+    n, p = IMAGE_SIZE, r.perspective * IMAGE_SIZE
+    quad = [rng.uniform(0, p), rng.uniform(0, p), rng.uniform(0, p), n - rng.uniform(0, p),
+            n - rng.uniform(0, p), n - rng.uniform(0, p), n - rng.uniform(0, p), rng.uniform(0, p)]
+    img = img.transform((n, n), Image.QUAD, quad, resample=Image.BILINEAR, fillcolor=bg)
+    blur = rng.uniform(*r.blur)
+    if blur > 0.05:
+        img = img.filter(ImageFilter.GaussianBlur(blur))
+    arr = np.asarray(img).astype(np.float32)
+    yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE] / IMAGE_SIZE
+    angle = rng.uniform(0, 2 * math.pi)
+    light = (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) * r.light
+    nprng = np.random.default_rng(rng.randrange(2**32))
+    arr = arr + light[..., None] + nprng.normal(0, rng.uniform(*r.noise), arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+# ------------------------------------------------------------------------------------ splits
+
+
+def problems(split: str, count: int, *, seed: int | None = None) -> list[tuple[Problem, int]]:
+    """``count`` problems of ``split`` with the seed of each one's rendering (deterministic)."""
+    rng = random.Random((seed if seed is not None else SPLIT_SEEDS[split]) * 7919)
+    return [(make_problem(rng), rng.randrange(2**31)) for _ in range(count)]
+
+
+def record(problem: Problem, image: str) -> dict:
+    """The ``training.data`` JSON record (an sft line with the gold answer for the other stages)."""
+    return {"images": [image], "question": "", "subject": "math", "problem_type": problem.problem_type,
+            "lang": problem.lang, "mode": "solve", "response": problem.solution, "answer": problem.answer,
+            "answer_kind": "auto", "id": f"{problem.kind}-{'mc' if problem.choice else 'fr'}",
+            "statement": problem.statement}
+
+
+def write_split(out_dir: str | Path, split: str, count: int, *, seed: int | None = None) -> Path:
+    """Render ``count`` problems of ``split`` into ``out_dir/split/`` and write ``out_dir/split.jsonl``."""
+    out = Path(out_dir)
+    (out / split).mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (p, rseed) in enumerate(problems(split, count, seed=seed)):
+        name = f"{split}/{i:05d}.png"
+        render(p, random.Random(rseed), split=split).save(out / name, optimize=False)
+        lines.append(json.dumps(record(p, name), ensure_ascii=False))
+    path = out / f"{split}.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log.info("wrote %d %s problems to %s", count, split, path)
+    return path
+
+
+def problem_dict(p: Problem) -> dict:
+    return asdict(p)
