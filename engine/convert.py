@@ -25,16 +25,11 @@ import logging
 import re
 from pathlib import Path
 
+from engine.tiny import IMAGE_TOKEN_ATTRS as IMAGE_TOKENS  # the tokenizer attributes InternVLProcessor reads
 from tutor.errors import InputError
 
 log = logging.getLogger(__name__)
 
-IMAGE_TOKENS = {
-    "start_image_token": "<img>",
-    "end_image_token": "</img>",
-    "context_image_token": "<IMG_CONTEXT>",
-    "video_token": "<video>",
-}
 
 # (original regex, native template) for one-to-one renames; qkv is split separately.
 _TO_NATIVE = [

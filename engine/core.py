@@ -207,22 +207,22 @@ class _StopOnEvent:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-class Engine:
-    """Candidate solutions from an in-process transformers model (see module docstring)."""
+class BaseEngine:
+    """What every backend shares: the blocking ``solve``, ``stop``, and reward scorers loaded once.
 
-    def __init__(self, model: str | Path = "tiny-random", *, quantization: str | None = "preset",
-                 device: str = "auto", loaded=None):
-        from engine.loading import load_model
+    A backend sets ``name`` and implements ``stream``; generations register their stop event in
+    ``_running`` while they run.
+    """
 
-        self.lm = loaded or load_model(model, quantization=quantization, device=device)
-        self.name = self.lm.name
-        self._lock = threading.Lock()  # one generation at a time: the model and the torch RNG are shared
+    reward_device = "cpu"  # where named reward models are loaded
+
+    def __init__(self):
         self._running: set[threading.Event] = set()
         self._rewards: dict[str, object] = {}  # loaded reward scorers by preset name or path
 
     def reward_scorer(self, reward):
-        """None for no reward model; a preset name or directory is loaded once (same device type as the
-        model) and kept; anything else is taken as a loaded scorer (with ``.score``)."""
+        """None for no reward model; a preset name or directory is loaded once and kept; anything else
+        is taken as a loaded scorer (with ``.score``)."""
         if reward is None or (isinstance(reward, str) and reward.lower() == "none"):
             return None
         if isinstance(reward, (str, Path)):
@@ -230,20 +230,45 @@ class Engine:
             if key not in self._rewards:
                 from engine.reward import load_reward
 
-                device = "cuda" if getattr(self.lm.device, "type", "cpu") == "cuda" else "cpu"
-                self._rewards[key] = load_reward(reward, device=device)
+                self._rewards[key] = load_reward(reward, device=self.reward_device)
             return self._rewards[key]
         return reward
 
-    # -- public API -------------------------------------------------------------------------------
-
     def solve(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
               **kw) -> Solution:
-        """All n candidates and the chosen one (blocking). Keyword arguments as for :meth:`stream`."""
+        """All n candidates and the chosen one (blocking). Keyword arguments as for ``stream``."""
         for event in self.stream(images, question, n=n, sampling=sampling, **kw):
             if isinstance(event, Finished):
                 return event.solution
         raise EngineError("no_result", "The model returned nothing.", "模型没有返回结果。")  # pragma: no cover
+
+    def stream(self, images: Sequence, question: str = "", **kw) -> Iterator[Delta | Finished]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every running generation at its next token."""
+        for ev in list(self._running):
+            ev.set()
+
+
+class Engine(BaseEngine):
+    """Candidate solutions from an in-process transformers model (see module docstring)."""
+
+    def __init__(self, model: str | Path = "tiny-random", *, quantization: str | None = "preset",
+                 device: str = "auto", loaded=None):
+        from engine.loading import load_model
+
+        super().__init__()
+        self.lm = loaded or load_model(model, quantization=quantization, device=device)
+        self.name = self.lm.name
+        self._lock = threading.Lock()  # one generation at a time: the model and the torch RNG are shared
+
+    @property
+    def reward_device(self) -> str:
+        """Reward models go on the same device type as the policy."""
+        return "cuda" if getattr(self.lm.device, "type", "cpu") == "cuda" else "cpu"
+
+    # -- public API -------------------------------------------------------------------------------
 
     def stream(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
                messages: list[dict] | None = None, subject: str = "math", problem_type: str = "auto",
@@ -286,11 +311,6 @@ class Engine:
         finally:
             stop.set()  # the consumer went away (or finished): end the generation
             worker.join(timeout=60)
-
-    def stop(self) -> None:
-        """Stop every running generation at its next token."""
-        for ev in list(self._running):
-            ev.set()
 
     # -- internals ----------------------------------------------------------------------------------
 

@@ -41,11 +41,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.core import (
     MAX_N,
+    BaseEngine,
     Candidate,
     Delta,
     Finished,
@@ -152,7 +152,7 @@ class _Request:
     seed: int | None
 
 
-class HttpEngine:
+class HttpEngine(BaseEngine):
     """Candidate solutions from an OpenAI-compatible server (see module docstring)."""
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
@@ -167,10 +167,9 @@ class HttpEngine:
         self.max_new_tokens = max_new_tokens
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", max_retries=0,
                                     timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        super().__init__()
         self._model = model
         self._lock = threading.Lock()
-        self._running: set[threading.Event] = set()
-        self._rewards: dict[str, object] = {}
         self._probed: dict | None = None  # what the probe found (images, n, penalty), kept
         self.native_n: bool | None = None  # does the server honour n? None: not known yet
         self.dropped_fields: set[str] = set()  # extra_body fields the server refused
@@ -240,14 +239,6 @@ class HttpEngine:
                  info["images"], info["n"], info["repetition_penalty"])
         return info
 
-    def solve(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
-              **kw) -> Solution:
-        """All n candidates and the chosen one (blocking). Keyword arguments as for :meth:`stream`."""
-        for event in self.stream(images, question, n=n, sampling=sampling, **kw):
-            if isinstance(event, Finished):
-                return event.solution
-        raise EngineError("no_result", "The model returned nothing.", "模型没有返回结果。")  # pragma: no cover
-
     def stream(self, images: Sequence, question: str = "", *, n: int = 1, sampling: Sampling | None = None,
                messages: list[dict] | None = None, subject: str = "math", problem_type: str = "auto",
                lang: str = "en", max_tiles: int | None = None, stop: threading.Event | None = None,
@@ -278,25 +269,6 @@ class HttpEngine:
                 pil = [_as_pil(im) for im in images] if scorer is not None else []
                 Engine._rerank(event.solution, pil, messages, rerank, scorer)
             yield event
-
-    def reward_scorer(self, reward):
-        """None for no reward model; a preset name or directory is loaded once and kept; anything else
-        is taken as a loaded scorer (with ``.score``)."""
-        if reward is None or (isinstance(reward, str) and reward.lower() == "none"):
-            return None
-        if isinstance(reward, (str, Path)):
-            key = str(reward)
-            if key not in self._rewards:
-                from engine.reward import load_reward
-
-                self._rewards[key] = load_reward(reward)
-            return self._rewards[key]
-        return reward
-
-    def stop(self) -> None:
-        """Stop every running generation: their streams are closed."""
-        for ev in list(self._running):
-            ev.set()
 
     def close(self) -> None:
         self.client.close()

@@ -43,7 +43,6 @@ QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
     "<|image_pad|>", "<|video_pad|>",
 ]
-THINK_TOKENS = ["<think>", "</think>"]
 
 # Qwen2.5-VL's chat layout, written here: a default system turn when none is given, ChatML turns,
 # one <|vision_start|><|image_pad|><|vision_end|> per image part (the processor expands the pad).
@@ -65,34 +64,19 @@ CHAT_TEMPLATE = (
 
 def build_tokenizer(vocab_size: int = 1200):
     """A byte-level BPE with the Qwen2.5-VL special tokens, trained on engine.tiny's small corpus."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from engine import tiny
 
-    from engine.tiny import _corpus
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=QWEN_SPECIAL_TOKENS + THINK_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+    return tiny.build_tokenizer(
+        vocab_size,
+        special_tokens=QWEN_SPECIAL_TOKENS,
         extra_special_tokens={
             "image_token": "<|image_pad|>",
             "video_token": "<|video_pad|>",
             "vision_bos_token": "<|vision_start|>",
             "vision_eos_token": "<|vision_end|>",
         },
+        chat_template=CHAT_TEMPLATE,
     )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
 
 
 def build_processor(tokenizer, *, min_pixels: int = 56 * 56, max_pixels: int = 448 * 448):

@@ -75,8 +75,22 @@ def _corpus() -> list[str]:
     return (en + zh + latex) * 20
 
 
-def build_tokenizer(vocab_size: int = 1200):
-    """Train a byte-level BPE with the R1V2 special tokens; return a PreTrainedTokenizerFast."""
+IMAGE_TOKEN_ATTRS = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+
+
+def build_tokenizer(vocab_size: int = 1200, *, special_tokens: list[str] | None = None,
+                    extra_special_tokens: dict[str, str] | None = None, chat_template: str = CHAT_TEMPLATE,
+                    corpus: list[str] | None = None):
+    """Train a byte-level BPE with the R1V2 special tokens; return a PreTrainedTokenizerFast.
+
+    The keyword arguments let other tiny models (the reward model's Qwen2.5-VL vocabulary, the mini
+    model's own corpus) share this recipe.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -85,23 +99,18 @@ def build_tokenizer(vocab_size: int = 1200):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS + THINK_TOKENS,
+        special_tokens=(special_tokens or SPECIAL_TOKENS) + THINK_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(corpus or _corpus(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        },
+        extra_special_tokens=extra_special_tokens or IMAGE_TOKEN_ATTRS,
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = chat_template
     return fast
 
 
