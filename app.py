@@ -33,9 +33,17 @@ from typing import Any
 import gradio as gr
 
 from tutor import settings
-from tutor.errors import TutorError
+from tutor.errors import StoreError, TutorError
 from tutor.examples import load_examples
 from tutor.intake import load_image, load_images
+from tutor.limits import (
+    MAX_ANSWER_CHARS,
+    REQUESTS_PER_MINUTE,
+    RateLimiter,
+    cap_max_new_tokens,
+    check_length,
+    check_n,
+)
 from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
@@ -51,6 +59,7 @@ CSS = """
 @media (max-width: 640px) { .gradio-container {padding: 6px !important} }
 """
 UPDATE_EVERY_S = 0.08  # at most ~12 page updates a second while streaming
+RESERVED_ID_PREFIXES = ("hf:", "anon-")  # store ids the server derives; never taken from the browser
 
 
 def _secret() -> str:
@@ -81,7 +90,9 @@ class TutorApp:
 
         self.engine, self.store, self.cfg = engine, store, cfg
         self.tutor = Tutor(engine, store, backend=engine.backend)
-        self.sampling = Sampling(max_new_tokens=cfg.max_new_tokens) if cfg.max_new_tokens else None
+        max_new = cap_max_new_tokens(cfg.max_new_tokens)
+        self.sampling = Sampling(max_new_tokens=max_new) if max_new else None
+        self.limiter = RateLimiter(int(os.environ.get("R1V_RATE_PER_MINUTE") or REQUESTS_PER_MINUTE))
         self.stops: dict[str, threading.Event] = {}
         self.user_stopped: set[str] = set()
         self.examples = load_examples()
@@ -91,11 +102,20 @@ class TutorApp:
 
     @staticmethod
     def user(visitor: Any, request: gr.Request | None) -> str:
+        """The store id of the visitor: their HF login, else the browser-kept id, else one per session.
+
+        A browser id can be anything the client sends, so it may never take the form of the other two
+        kinds (``hf:...``, ``anon-...``): that would let an API caller read a signed-in student's
+        history by sending ``"hf:their-name"``."""
         hf = _hf_user(request)
         if hf:
             return hf
         if isinstance(visitor, str) and visitor.strip():
-            return visitor.strip()[:100]
+            vid = visitor.strip()[:100]
+            if vid.lower().startswith(RESERVED_ID_PREFIXES):
+                raise StoreError("bad_user", "Your session could not be identified. Please reload the page.",
+                                 "无法识别你的会话，请刷新页面。", f"reserved visitor id {vid[:40]!r}")
+            return vid
         return f"anon-{getattr(request, 'session_hash', None) or uuid.uuid4().hex}"
 
     def status_md(self, lang: str) -> str:
@@ -110,6 +130,15 @@ class TutorApp:
         if "tiny-random" in self.engine.name:
             lines.append(t("tiny_banner", lang))
         return "\n\n".join(lines)
+
+    def visitor_history(self, visitor: Any, lang: str, request: gr.Request | None) -> tuple[list, list[int]]:
+        """``history`` for the visitor of a request; an unusable visitor id gives an empty history."""
+        try:
+            user = self.user(visitor, request)
+        except TutorError as e:
+            gr.Warning(e.message(lang))
+            return [], []
+        return self.history(user, lang)
 
     def history(self, user: str, lang: str) -> tuple[list, list[int]]:
         items, ids = [], []
@@ -168,6 +197,9 @@ class TutorApp:
         self.user_stopped.discard(session)
         try:
             user = self.user(visitor, request)
+            if mode in ("ask", "solve"):
+                kw["n"] = check_n(kw.get("n") or 1)
+            self.limiter.hit(user)
             if mode == "ask":
                 images = load_images([*kw["photos"], *([kw["image"]] if kw["image"] is not None else [])], lang=lang)
                 if not images and not kw["question"].strip():
@@ -189,7 +221,7 @@ class TutorApp:
             stop = self.stops[session]
             if mode == "solve":
                 chat += view.user_messages(t("regenerate", lang)) if kw.get("regen") else []
-                gen = self.tutor.solve(user, pid, n=int(kw.get("n") or 1), sampling=self.sampling, stop=stop)
+                gen = self.tutor.solve(user, pid, n=kw["n"], sampling=self.sampling, stop=stop)
             elif mode == "hint":
                 chat += view.user_messages(t("hint", lang))
                 gen = self.tutor.hint(user, pid, sampling=self.sampling, stop=stop)
@@ -242,6 +274,7 @@ class TutorApp:
         try:
             if pid is None or att is None:
                 return chat, t("no_problem", lang)
+            answer = check_length(answer or "", MAX_ANSWER_CHARS, "answer", "答案")
             r = self.tutor.answer_practice(self.user(visitor, request), pid, att, answer)
             chat += view.user_messages(f"{t('my_answer', lang)}: {answer}") + view.result_messages("", r.text, lang)
             return chat, t("verdict_" + (r.verdict or "unknown"), lang)
@@ -258,6 +291,7 @@ class TutorApp:
         if att is None:
             return t("no_attempt", lang), comment
         try:
+            comment = check_length(comment or "", MAX_ANSWER_CHARS, "comment", "评论")
             self.store.add_feedback(self.user(visitor, request), att, up, comment.strip() or None)
             return t("thanks", lang), ""
         except TutorError as e:
@@ -278,10 +312,10 @@ class TutorApp:
 
     def delete(self, visitor: Any, ui_lang: str, pid: int | None, request: gr.Request):
         lang = norm_lang(ui_lang)
-        user = self.user(visitor, request)
         if pid is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), t("pick_first", lang)
         try:
+            user = self.user(visitor, request)
             self.store.delete_problem(user, pid)
         except TutorError as e:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "⚠️ " + e.message(lang)
@@ -483,7 +517,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         clear.click(lambda: ([], None), None, [photos, editor], api_visibility="private")
 
         def history_fn(visitor, ui_lang, request: gr.Request):
-            return app.history(app.user(visitor, request), norm_lang(ui_lang))
+            return app.visitor_history(visitor, norm_lang(ui_lang), request)
 
         refresh.click(history_fn, [visitor, ui_lang], [hist, hist_ids], api_name="history")
         hist.select(app.reopen, [visitor, ui_lang, hist_ids], [pid, chat, answer, hist_msg])
@@ -505,14 +539,15 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 
         def set_lang(lang, visitor, request: gr.Request):
             lang = norm_lang(lang)
-            items, ids = app.history(app.user(visitor, request), lang)
+            items, ids = app.visitor_history(visitor, lang, request)
             return {lang_store: lang, banner: app.status_md(lang), hist: items, hist_ids: ids, **relabel(lang)}
 
         lang_outputs = [lang_store, banner, hist, hist_ids, cands, *labelled]
         ui_lang.change(set_lang, [ui_lang, visitor], lang_outputs, api_visibility="private", show_progress="hidden")
 
         def on_load(visitor_id, stored_lang, request: gr.Request):
-            visitor_id = visitor_id or uuid.uuid4().hex
+            if not isinstance(visitor_id, str) or not visitor_id or visitor_id.lower().startswith(RESERVED_ID_PREFIXES):
+                visitor_id = uuid.uuid4().hex  # 122 random bits: the visitor's key to their history
             lang = norm_lang(stored_lang) if stored_lang else lang_from_header(request.headers.get("accept-language"))
             items, ids = app.history(app.user(visitor_id, request), lang)
             upd = relabel(lang)
@@ -529,11 +564,17 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None) -> dict:
     """Arguments for ``demo.launch``: theme and css (Gradio 6 takes them here), upload limit, paths."""
     cfg = cfg or AppConfig()
-    paths = [str(settings.data_dir()), tempfile.gettempdir()]
-    if store is not None:
-        paths.append(str(store.image_dir))
-    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": cfg.max_upload, "allowed_paths": paths,
-            "footer_links": ["api", "gradio"]}
+    # Only the photo store is served from disk (files named by a 256-bit content hash). Never the data
+    # directory or the temp directory as a whole: /gradio_api/file=<data>/r1v.db would hand out
+    # everyone's history. Outputs elsewhere (exports, thumbnails) reach the page through Gradio's cache.
+    image_dir = store.image_dir if store is not None else settings.data_dir() / "images"
+    blocked = [str(settings.data_dir() / "browser_secret")]
+    url = store.url if store is not None else settings.db_url()
+    if url.startswith("sqlite:///"):
+        db = url.removeprefix("sqlite:///")
+        blocked += [db, db + "-wal", db + "-shm"]
+    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": cfg.max_upload,
+            "allowed_paths": [str(image_dir)], "blocked_paths": blocked, "footer_links": ["api", "gradio"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -541,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_config(argv)
     store = Store()
+    stale = store.mark_interrupted()  # attempts a killed process left "running"
+    if stale:
+        log.warning("marked %d attempt(s) left running by a previous run as interrupted", stale)
     demo = build_app(store=store, cfg=cfg)
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)
     log.info("R1V Tutor: model %s, http://%s:%d", demo.r1v.engine.name, cfg.host, cfg.port)  # type: ignore[attr-defined]

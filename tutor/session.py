@@ -13,7 +13,8 @@
 Every mode streams: it yields the engine's delta events (objects with ``index`` and ``text``) as
 the model writes, then one ``TurnResult``. Each turn is saved in the store as it happens: the
 student's message first (so nothing they typed is lost if the model fails), then the attempt with
-its candidates and the tutor's reply; a failed or stopped run is saved with that status.
+its candidates and the tutor's reply; a failed or stopped run is saved with that status (a run
+that broke midway keeps the partial text it received, as candidates and as the tutor's message).
 
 The engine is duck-typed (anything with ``stream(images, messages=..., n=..., sampling=...,
 stop=...)`` yielding deltas and an event with ``.solution``), so this module stays free of torch.
@@ -164,7 +165,8 @@ class Tutor:
         except GeneratorExit:  # the page went away or the student pressed Stop
             self.store.update_attempt(user, attempt, status="stopped")
             raise
-        except BaseException:
+        except BaseException as e:
+            self._keep_partial(user, p.id, attempt, getattr(e, "candidates", None))
             self.store.update_attempt(user, attempt, status="error")
             raise
         if solution is None:  # the consumer stopped early
@@ -174,6 +176,21 @@ class Tutor:
         self.store.update_attempt(user, attempt, status="stopped" if solution.stopped else "done",
                                   timings=solution.timings)
         return attempt, solution
+
+    def _keep_partial(self, user: str, problem_id: int, attempt: int, candidates: Any) -> None:
+        """A run that failed midway (``engine.http.ServerStreamError``) keeps what was received: the
+        partial candidates on the attempt and, as the tutor's message, the first one's text. Best
+        effort: a store failure here must not hide the engine's error."""
+        if not candidates:
+            return
+        try:
+            self.store.add_candidates(user, attempt, candidates)
+            first = candidates[0]
+            text = (getattr(first, "text", "") or getattr(first, "thinking", "")).strip()
+            if text:
+                self.store.add_message(user, problem_id, "assistant", text, attempt_id=attempt)
+        except Exception:  # noqa: BLE001 - logged; the engine error is what the student must see
+            log.exception("could not keep the partial answer of attempt %s", attempt)
 
     def _history(self, p: ProblemInfo) -> list[dict]:
         return [{"role": m.role, "content": m.content} for m in p.messages if m.role in ("user", "assistant")]

@@ -28,10 +28,11 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -82,7 +83,7 @@ __all__ = [
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MODES = ("solve", "hint", "check", "followup", "practice")
-STATUSES = ("running", "done", "error", "stopped")
+STATUSES = ("running", "done", "error", "stopped", "interrupted")
 ROLES = ("user", "assistant", "system")
 MIGRATION_LOCK_KEY = 0x52315654  # PostgreSQL advisory lock held while migrating
 
@@ -426,6 +427,20 @@ class Store:
             s.flush()
             return f.id
 
+    def mark_interrupted(self, before: datetime | None = None) -> int:
+        """Attempts still "running" (their process was killed mid-generation) become "interrupted";
+        returns how many. Call once when the app starts. Not scoped to a user: it is maintenance.
+        With several app processes on one database, pass ``before`` (e.g. the oldest live process's
+        start time) so that runs still going elsewhere are left alone."""
+        q = update(Attempt).where(Attempt.status == "running")
+        if before is not None:
+            q = q.where(Attempt.created_at < before)
+        with self._session(write=True) as s:
+            n = s.execute(q.values(status="interrupted")).rowcount or 0
+        if n:
+            log.warning("%d attempt(s) left running by a stopped process marked interrupted", n)
+        return n
+
     # --- reads ---
 
     def list_problems(self, user: str, limit: int = 20, offset: int = 0) -> list[ProblemSummary]:
@@ -558,3 +573,11 @@ class Store:
             path.unlink(missing_ok=True)
         except OSError as e:
             log.warning("could not delete image %s: %r", path, e)
+
+
+if __name__ == "__main__":  # python -m tutor.store backup DEST | restore SRC
+    import sys
+
+    from tutor.backup import main
+
+    sys.exit(main())

@@ -125,7 +125,7 @@ class Attempt(Base):
     backend: Mapped[str] = mapped_column(String(50))
     sampling: Mapped[dict[str, Any]] = mapped_column(JSON)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
     candidates: Mapped[list[Candidate]] = relationship(
         order_by="Candidate.index", passive_deletes=True, cascade="all, delete-orphan"

@@ -59,7 +59,7 @@ def test_revision_chain():
     script = ScriptDirectory.from_config(alembic_config())
     revs = list(script.walk_revisions("base", "heads"))
     assert len(revs) >= 2
-    assert script.get_heads() == ["0002"] and [r.revision for r in reversed(revs)][:2] == ["0001", "0002"]
+    assert script.get_heads() == ["0003"] and [r.revision for r in reversed(revs)][:2] == ["0001", "0002"]
 
 
 def test_upgrade_from_0001_keeps_rows(db_url, tmp_path):
@@ -113,7 +113,7 @@ def test_upgrade_from_0001_keeps_rows(db_url, tmp_path):
     engine.dispose()
 
     with Store(db_url, image_dir=tmp_path / "images") as store:  # upgrades to head on start
-        assert current(db_url) == "0002"
+        assert current(db_url) == "0003"
         assert "comment" in columns(db_url, "feedback")
         [summary] = store.list_problems("old-user")
         assert (summary.id, summary.n_images, summary.n_attempts) == (10, 1, 1)
@@ -175,7 +175,7 @@ def test_command_line_config(tmp_path, monkeypatch):
     monkeypatch.setenv("R1V_DB_URL", url)
     ini = Path(__file__).resolve().parents[2] / "tutor" / "alembic.ini"
     command.upgrade(Config(str(ini)), "head")
-    assert current(url) == "0002"
+    assert current(url) == "0003"
     assert {"users", "problems", "problem_images", "attempts", "candidates", "messages", "feedback"} <= set(
         inspect(make_engine(url)).get_table_names()
     )
@@ -192,4 +192,4 @@ def test_concurrent_first_start(db_url, tmp_path):
 
     with ThreadPoolExecutor(4) as pool:
         ids = list(pool.map(start, range(4)))
-    assert len(set(ids)) == 4 and current(db_url) == "0002"
+    assert len(set(ids)) == 4 and current(db_url) == "0003"
