@@ -158,19 +158,25 @@ class TutorApp:
         """Drive one tutor mode: stream into the chat, then show the finished turn. Yields field dicts."""
         raw, tokens, t0, last = "", 0, time.perf_counter(), 0.0
         result: TurnResult | None = None
-        for ev in gen:
-            if isinstance(ev, TurnResult):
-                result = ev
-                continue
-            tokens += 1
-            if getattr(ev, "index", 0) == 0:
-                raw += ev.text
-            now = time.perf_counter()
-            if tokens == 1:
-                log.debug("first token after %.2f s", now - t0)
-            if now - last >= UPDATE_EVERY_S or tokens == 1:
-                last = now
-                yield {"chat": chat + view.stream_messages(raw, lang), "status": view.progress_text(raw, tokens, lang)}
+        try:
+            for ev in gen:
+                if isinstance(ev, TurnResult):
+                    result = ev
+                    continue
+                tokens += 1
+                if getattr(ev, "index", 0) == 0:
+                    raw += ev.text
+                now = time.perf_counter()
+                if tokens == 1:
+                    log.debug("first token after %.2f s", now - t0)
+                if now - last >= UPDATE_EVERY_S or tokens == 1:
+                    last = now
+                    yield {"chat": chat + view.stream_messages(raw, lang),
+                           "status": view.progress_text(raw, tokens, lang)}
+        except TutorError:
+            if raw:  # the engine failed midway: show everything received, not the last throttled update
+                yield {"chat": chat + view.stream_messages(raw, lang)}
+            raise
         secs = time.perf_counter() - t0
         if result is None:  # stopped before the model finished
             yield {"chat": chat + view.stream_messages(raw, lang), "status": t("stopped", lang)}

@@ -476,16 +476,23 @@ class _Run:
 
     def _failure(self, err: BaseException) -> EngineError:
         self.cancel.set()
-        if isinstance(err, EngineError) and err.code != "server_lost":
+        if isinstance(err, EngineError) and err.code not in ("server_lost", "server_bad_reply"):
             return err
         partial = {i: t for i, t in enumerate(self.texts) if t}
         candidates = [make_candidate(i, t, self.tokens[i] or self.chunks[i], "error") for i, t in partial.items()]
-        got = sum(len(t) for t in partial.values())
+        got, url = sum(len(t) for t in partial.values()), self.eng.base_url
+        if isinstance(err, EngineError) and err.code == "server_bad_reply":  # not JSON: a proxy page, a bug
+            return ServerStreamError(
+                "server_bad_reply",
+                f"The model server at {url} sent a reply that could not be read ({got} characters received "
+                "before it, kept). Please try again.",
+                f"{url} 上的模型服务器返回了无法解析的内容（此前已收到 {got} 个字符并保留）。请重试。",
+                detail=err.detail, partial=partial, candidates=candidates)
         return ServerStreamError(
             "server_lost",
-            f"The model server at {self.eng.base_url} stopped answering in the middle of the reply "
+            f"The model server at {url} stopped answering in the middle of the reply "
             f"({got} characters received, kept). Please try again.",
-            f"{self.eng.base_url} 上的模型服务器在回答中途断开（已收到 {got} 个字符并保留）。请重试。",
+            f"{url} 上的模型服务器在回答中途断开（已收到 {got} 个字符并保留）。请重试。",
             detail=_short(err), partial=partial, candidates=candidates,
         )
 
@@ -533,7 +540,8 @@ class _Run:
             if not self.cancel.is_set():
                 if not isinstance(e, EngineError):
                     log.warning("stream from %s broke: %s", self.eng.base_url, _short(e))
-                    e = EngineError("server_lost", "", "", _short(e))
+                    e = EngineError("server_bad_reply" if isinstance(e, ValueError) else "server_lost", "", "",
+                                    _short(e))
                 self.out.put(("error", e))
                 return
         self.out.put(("end", req, len(seen)))

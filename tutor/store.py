@@ -152,8 +152,11 @@ def alembic_config(connection: Any = None) -> Config:
 
 
 def _text(value: Any) -> str:
-    """Text as stored: NUL characters removed (PostgreSQL refuses them; SQLite would keep them)."""
-    return "" if value is None else str(value).replace("\x00", "")
+    """Text as stored: NUL characters removed (PostgreSQL refuses them; SQLite would keep them) and lone
+    UTF-16 surrogates (possible in JSON from an API client) replaced, as neither database can encode them."""
+    if value is None:
+        return ""
+    return str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _opt_text(value: Any) -> str | None:
