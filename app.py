@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio import utils as gr_utils
 
 from tutor import settings
-from tutor.errors import StoreError, TutorError
+from tutor.errors import InputError, StoreError, TutorError
 from tutor.examples import load_examples
 from tutor.intake import load_image, load_images
 from tutor.limits import (
@@ -207,7 +208,9 @@ class TutorApp:
                 kw["n"] = check_n(kw.get("n") or 1)
             self.limiter.hit(user)
             if mode == "ask":
-                images = load_images([*kw["photos"], *([kw["image"]] if kw["image"] is not None else [])], lang=lang)
+                photos = [_unrefused(p) for p in kw["photos"]]
+                image = _editor_image(kw["image"])
+                images = load_images([*photos, *([image] if image is not None else [])], lang=lang)
                 if not images and not kw["question"].strip():
                     gr.Warning(t("need_input", lang))
                     yield {"status": t("need_input", lang)}
@@ -232,7 +235,7 @@ class TutorApp:
                 chat += view.user_messages(t("hint", lang))
                 gen = self.tutor.hint(user, pid, sampling=self.sampling, stop=stop)
             elif mode == "check":
-                work = load_images([kw["work"]], lang=lang) if kw.get("work") is not None else []
+                work = load_images([_unrefused(kw["work"])], lang=lang) if kw.get("work") is not None else []
                 chat += view.user_messages(f"{t('my_answer', lang)}: {kw['answer']}")
                 gen = self.tutor.check(user, pid, kw["answer"], work, sampling=self.sampling, stop=stop)
             elif mode == "followup":
@@ -342,6 +345,115 @@ class TutorApp:
             return gr.update(visible=False), "⚠️ " + e.message(lang)
 
 
+class _Refused:
+    """Stands in for an uploaded image that was refused while Gradio preprocessed it."""
+
+    def __init__(self, error: InputError):
+        self.error = error
+
+
+def _uploaded(path: Any) -> bool:
+    """Is ``path`` a file this server received as an upload (Gradio's upload folder)? Anything else,
+    e.g. the path of another visitor's stored photo sent through the API, must not be read."""
+    try:
+        p = Path(str(path)).resolve()
+        return p.is_relative_to(Path(gr_utils.get_upload_folder()).resolve())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _not_uploaded(path: Any) -> InputError:
+    return InputError("image_not_uploaded", "This photo was not uploaded from your device. Please upload it again.",
+                      "这张照片不是从你的设备上传的，请重新上传。", f"path {str(path)[:80]!r}")
+
+
+def _refusal(files: list[Any], error: Exception | None = None) -> _Refused:
+    """Why a preprocessed image failed, as the intake's specific message (a foreign path, a bad file)."""
+    for f in files:
+        path = getattr(f, "path", None)
+        if path is None:
+            continue
+        if not _uploaded(path):
+            return _Refused(_not_uploaded(path))
+        try:
+            load_image(path)
+        except InputError as e:
+            return _Refused(e)
+    log.info("image preprocessing failed: %r", error)
+    return _Refused(InputError("image_corrupt", "The image is damaged or incomplete and cannot be read.",
+                               "图片已损坏或不完整，无法读取。", repr(error)))
+
+
+PRIVATE_DIRS: set[Path] = set()  # the photo store and data directory: never read as an input
+
+
+class _NoPrivateFiles:
+    """Refuses, before Gradio copies it into its cache, an input that names a file in ``PRIVATE_DIRS``
+    (another visitor's stored photo, the database) instead of uploading one."""
+
+    def _guard(self, path: Any) -> None:
+        try:
+            p = Path(str(path)).resolve()
+        except (OSError, ValueError):
+            return
+        if any(p.is_relative_to(d) for d in PRIVATE_DIRS):
+            log.warning("refused an input naming a private file: %s", p)
+            raise gr.Error(_not_uploaded(path).message("en") + " / " + _not_uploaded(path).message("zh"))
+
+    def move_resource_to_block_cache(self, url_or_file_path: Any) -> Any:
+        self._guard(url_or_file_path)
+        return super().move_resource_to_block_cache(url_or_file_path)  # type: ignore[misc]
+
+    async def async_move_resource_to_block_cache(self, url_or_file_path: Any) -> Any:
+        self._guard(url_or_file_path)
+        return await super().async_move_resource_to_block_cache(url_or_file_path)  # type: ignore[misc]
+
+
+class SafeGallery(_NoPrivateFiles, gr.Gallery):
+    is_template = True
+
+
+class SafeImageEditor(_NoPrivateFiles, gr.ImageEditor):
+    """``gr.ImageEditor`` that reads uploaded files only and turns a bad file into the intake's message
+    (the stock one opens any server path it is sent and fails with a bare error on a non-image)."""
+
+    is_template = True  # the frontend uses the stock editor
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is None:
+            return None
+        files = [payload.background, payload.composite, *(payload.layers or [])]
+        if any(getattr(f, "path", None) and not _uploaded(f.path) for f in files):
+            bad = _refusal(files)
+            return {"background": bad, "layers": [], "composite": bad}
+        try:
+            return super().preprocess(payload)
+        except Exception as e:  # noqa: BLE001 - becomes the specific intake message
+            bad = _refusal(files, e)
+            return {"background": bad, "layers": [], "composite": bad}
+
+
+class SafeImage(_NoPrivateFiles, gr.Image):
+    """``gr.Image`` with the same guard as :class:`SafeImageEditor`."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        path = getattr(payload, "path", None)
+        if path and not _uploaded(path):
+            return _Refused(_not_uploaded(path))
+        try:
+            return super().preprocess(payload)
+        except Exception as e:  # noqa: BLE001 - becomes the specific intake message
+            return _refusal([payload], e)
+
+
+def _unrefused(value: Any) -> Any:
+    if isinstance(value, _Refused):
+        raise value.error
+    return value
+
+
 def _placeholder() -> str:
     path = Path(tempfile.gettempdir()) / "r1v-no-photo.png"
     if not path.exists():
@@ -352,13 +464,18 @@ def _placeholder() -> str:
 
 
 def _editor_image(value: Any) -> Any:
+    """The edited photo (composite, else background); raises the refusal of a bad upload."""
     if not isinstance(value, dict):
-        return value
-    return value.get("composite") if value.get("composite") is not None else value.get("background")
+        return _unrefused(value)
+    return _unrefused(value.get("composite") if value.get("composite") is not None else value.get("background"))
 
 
 def _rotate(value: Any, angle: int) -> Any:
-    img = _editor_image(value)
+    try:
+        img = _editor_image(value)
+    except InputError as e:
+        gr.Warning(e.message("en"))
+        return gr.skip()
     if img is None:
         return gr.skip()
     img = img.rotate(angle, expand=True)
@@ -370,6 +487,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
     default ``Store()`` on ``R1V_DB_URL``."""
     cfg = cfg or AppConfig()
     app = TutorApp(make_engine(cfg, engine), store or Store(), cfg)
+    PRIVATE_DIRS.update({app.store.image_dir.resolve(), settings.data_dir().resolve()})
     L: list[tuple[Any, str, str]] = []  # (component, string key, attribute) relabelled with the language
 
     def lab(comp: Any, key: str, attr: str = "label") -> Any:
@@ -392,14 +510,14 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         banner = gr.Markdown(elem_id="r1v-status-banner")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
-                editor = lab(gr.ImageEditor(type="pil", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
+                editor = lab(SafeImageEditor(type="pil", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
                                             layers=False, brush=False, eraser=False, height=340,
                                             elem_id="r1v-photo"), "photo")
                 with gr.Row():
                     rot_l = lab(gr.Button(t("rotate_left", "zh"), size="sm", min_width=80), "rotate_left", "value")
                     rot_r = lab(gr.Button(t("rotate_right", "zh"), size="sm", min_width=80), "rotate_right", "value")
                     add = lab(gr.Button(t("add_photo", "zh"), size="sm", min_width=80), "add_photo", "value")
-                photos = lab(gr.Gallery(type="filepath", columns=4, height=110, interactive=False,
+                photos = lab(SafeGallery(type="filepath", columns=4, height=110, interactive=False,
                                         visible=True, elem_id="r1v-photos"), "photos")
                 clear = lab(gr.Button(t("clear_photos", "zh"), size="sm"), "clear_photos", "value")
                 question = lab(lab(gr.Textbox(lines=2, max_lines=8, elem_id="r1v-question"), "question"),
@@ -431,7 +549,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                         regen = lab(gr.Button(t("regenerate", "zh"), size="sm", min_width=80), "regenerate", "value")
                     with gr.Row(equal_height=False):
                         my_answer = lab(lab(gr.Textbox(min_width=160), "my_answer"), "my_answer_ph", "placeholder")
-                        work = lab(gr.Image(type="pil", height=170, min_width=160, sources=("upload", "webcam")),
+                        work = lab(SafeImage(type="pil", height=170, min_width=160, sources=("upload", "webcam")),
                                    "work_photo")
                     with gr.Row():
                         check = lab(gr.Button(t("check", "zh"), size="sm"), "check", "value")
@@ -474,7 +592,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 
         def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
             paths = [g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])]
-            for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=_editor_image(image),
+            paths = [p if _uploaded(p) else _Refused(_not_uploaded(p)) for p in paths]
+            for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=image,
                                     photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k):
                 yield to_updates(out)
 
@@ -512,11 +631,15 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         rot_r.click(lambda v: _rotate(v, -90), editor, editor, api_visibility="private")
 
         def add_photo(value, gallery):
-            img = _editor_image(value)
-            if img is None:
+            try:
+                img = _editor_image(value)
+                if img is None:
+                    return gr.skip(), gr.skip()
+                path = app.export_dir / f"photo-{uuid.uuid4().hex}.png"
+                load_image(img).image.save(path)
+            except InputError as e:
+                gr.Warning(e.message("en"))
                 return gr.skip(), gr.skip()
-            path = app.export_dir / f"photo-{uuid.uuid4().hex}.png"
-            load_image(img).image.save(path)
             return [*(g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])), str(path)], None
 
         add.click(add_photo, [editor, photos], [photos, editor], api_visibility="private")
