@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,25 +38,6 @@ ASSETS = ROOT / "assets" / "mini"
 STAGES = ("data", "stage0", "assemble", "sft", "pairs", "mpo", "reward", "grpo", "eval", "ship")
 
 log = logging.getLogger("training.mini")
-
-
-def _lm_job(out: str, steps: int, seed: int) -> dict:
-    import torch
-
-    from training.mini import stage0
-
-    torch.set_num_threads(1)
-    tok = stage0.train_tokenizer(vocab_size=2000)
-    return stage0.pretrain_lm(tok, Path(out) / "llm", steps=steps, batch=16, lr=3e-3, seed=seed)
-
-
-def _vision_job(out: str, steps: int, seed: int) -> dict:
-    import torch
-
-    from training.mini import stage0
-
-    torch.set_num_threads(1)
-    return stage0.pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=steps, batch=16, lr=2e-3, seed=seed)
 
 
 class Driver:
@@ -104,7 +84,7 @@ class Driver:
         res = {}
         for split in splits:
             groups = evaluate.sample(model_dir, self.p("data", f"{split}.jsonl"), n=1, seed=self.args.seed,
-                                     model=model, processor=processor)
+                                     model=model, processor=processor, limit=self.args.eval_limit)
             res[split] = round(evaluate.accuracy(groups), 4)
         self.report.setdefault("accuracy", {})[name] = res
         self.save()
@@ -118,17 +98,28 @@ class Driver:
 
         t0 = time.perf_counter()
         sizes = {"train": self.args.train_size, "val": self.args.eval_size, "test": self.args.eval_size}
-        with ProcessPoolExecutor(2) as ex:
-            list(ex.map(write_split, [self.p("data")] * 3, list(sizes), list(sizes.values())))
+        for split, count in sizes.items():
+            write_split(self.p("data"), split, count)
         self.stage("data", time.perf_counter() - t0, sizes=sizes)
 
     def run_stage0(self) -> None:
+        """The LM and the vision tower, in two processes at once (``python -m training.mini.stage0``)."""
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(2) as ex:
-            lm = ex.submit(_lm_job, str(self.out), self.args.lm_steps, self.args.seed)
-            vis = ex.submit(_vision_job, str(self.out), self.args.vision_steps, self.args.seed)
-            lm_m, vis_m = lm.result(), vis.result()
-        self.stage("stage0", time.perf_counter() - t0, lm=lm_m, vision=vis_m)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        jobs = {part: [sys.executable, "-m", "training.mini.stage0", part, str(self.out), str(steps),
+                       str(self.args.seed)]
+                for part, steps in (("lm", self.args.lm_steps), ("vision", self.args.vision_steps))}
+        procs = {}
+        for part, cmd in jobs.items():
+            self.report["commands"].append(" ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", ""))
+            procs[part] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(self.out / f"stage0-{part}.log", "w"),
+                                           stderr=subprocess.STDOUT)
+        for part, proc in procs.items():
+            if proc.wait() != 0:
+                raise RuntimeError(f"stage 0 ({part}) failed: see {self.out / f'stage0-{part}.log'}")
+        metrics = {part: json.loads((self.out / ("llm" if part == "lm" else "vision") / "stage0_metrics.json")
+                                    .read_text()) for part in jobs}
+        self.stage("stage0", time.perf_counter() - t0, **metrics)
 
     def run_assemble(self) -> None:
         s = self.cli("assemble", "assemble.yaml", vision=self.p("vision"), llm=self.p("llm"),
@@ -205,12 +196,12 @@ class Driver:
         for name in ("grpo-ssb", "grpo-nossb"):
             walls[name] = self.cli("grpo", f"{name}.yaml", model=self.p("mpo", "final"),
                                    data=self.p("data", "train.jsonl"), output_dir=self.p(name), trainable=trainable,
-                                   reward_model=self.p("reward", "final"), max_steps=self.args.grpo_steps,
+                                   max_steps=self.args.grpo_steps,
                                    seed=self.args.seed)
             rows = [json.loads(x) for x in Path(self.p(name, "metrics.jsonl")).read_text().splitlines() if x]
             shares[name] = {"effective_share": [r.get("effective_share", 0.0) for r in rows],
                             "effective_share_fresh": [r.get("effective_share_fresh", 0.0) for r in rows],
-                            "accuracy_reward": [r.get("accuracy", r.get("reward_accuracy", 0.0)) for r in rows]}
+                            "accuracy_reward": [r.get("reward_accuracy", 0.0) for r in rows]}
             self.evaluate(name, self.p(name, "final"))
         self.report["grpo_curves"] = shares
         self.stage("grpo", sum(walls.values()), per_run_wall_s={k: round(v, 1) for k, v in walls.items()})
@@ -227,7 +218,8 @@ class Driver:
 
         t0 = time.perf_counter()
         final = self.final_choice()
-        groups = evaluate.sample(final, self.p("data", "test.jsonl"), n=8, seed=self.args.seed + 2)
+        groups = evaluate.sample(final, self.p("data", "test.jsonl"), n=8, seed=self.args.seed + 2,
+                                 limit=self.args.eval_limit)
         scores = evaluate.reward_scores(self.p("reward", "final"), groups)
         res = {f"n={n}": evaluate.rerank_accuracy(groups, scores, n) for n in (4, 8)}
         res["single_sample_mean"] = round(sum(sum(g.correct) for g in groups) / (8 * len(groups)), 4)
@@ -276,15 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--to-stage", default="ship", choices=STAGES)
     ap.add_argument("--no-ship", action="store_true", help="write the report under --out, leave assets/ alone")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--train-size", type=int, default=1200)
+    ap.add_argument("--train-size", type=int, default=600)
     ap.add_argument("--eval-size", type=int, default=200)
-    ap.add_argument("--lm-steps", type=int, default=450)
-    ap.add_argument("--vision-steps", type=int, default=400)
-    ap.add_argument("--sft-steps", type=int, default=150)
-    ap.add_argument("--pair-prompts", type=int, default=192)
-    ap.add_argument("--mpo-steps", type=int, default=60)
-    ap.add_argument("--reward-steps", type=int, default=60)
-    ap.add_argument("--grpo-steps", type=int, default=20)
+    ap.add_argument("--eval-limit", type=int, default=40, help="problems per held-out evaluation")
+    ap.add_argument("--lm-steps", type=int, default=350)
+    ap.add_argument("--vision-steps", type=int, default=750)
+    ap.add_argument("--sft-steps", type=int, default=40)
+    ap.add_argument("--pair-prompts", type=int, default=48)
+    ap.add_argument("--mpo-steps", type=int, default=20)
+    ap.add_argument("--reward-steps", type=int, default=20)
+    ap.add_argument("--grpo-steps", type=int, default=8)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Driver(args).run()

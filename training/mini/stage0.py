@@ -38,6 +38,8 @@ from tutor.prompts import build_messages, render_text_prompt
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 48
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
 PAD, UNK = 0, 1
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -68,14 +70,17 @@ def corpus(count: int = 3000, seed: int = 11) -> list[str]:
 
 def train_tokenizer(vocab_size: int = 1024, seed: int = 11):
     """BPE (digits split one by one) with the R1V2 special tokens and chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     from engine.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, THINK_TOKENS
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    # Qwen2's own pre-tokenizer (digits one by one): transformers reloads a tokenizer saved next to a
+    # Qwen2 config as ``Qwen2Tokenizer``, which imposes exactly this split, so train with it too.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + THINK_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -119,17 +124,15 @@ class ReadingHead(nn.Module):
         self.proj = nn.Linear(in_dim, dim)
         self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)
         self.queries = nn.Parameter(torch.randn(max_chars, dim) * 0.02)
-        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True)
+        layer = nn.TransformerDecoderLayer(dim, 4, dim * 2, dropout=0.0, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, 2)
         self.norm = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
         self.out = nn.Linear(dim, n_chars)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         kv = self.proj(tokens) + self.pos
         q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
-        h, _ = self.attn(q, kv, kv, need_weights=False)
-        h = self.norm(h + q)
-        return self.out(h + self.mlp(h))
+        return self.out(self.norm(self.decoder(q, kv)))
 
 
 def load_images(jsonl: Path, limit: int | None = None) -> tuple[torch.Tensor, list[dict]]:
@@ -156,7 +159,8 @@ def encode_text(texts: list[str], charset: dict[str, int]) -> torch.Tensor:
 
 
 def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 600, batch: int = 32,
-                    lr: float = 1e-3, seed: int = 0, time_budget_s: float | None = None) -> dict:
+                    lr: float = 1e-3, seed: int = 0, time_budget_s: float | None = None,
+                    init: str | Path | None = None) -> dict:
     """Train the vision tower + reading head on train.jsonl; report character/exact accuracy on val.
 
     Saves the tower alone (``save_pretrained``: a native ``InternVLVisionModel``) to ``out_dir``."""
@@ -170,7 +174,7 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     charset = {c: i + 3 for i, c in enumerate(chars)}  # 0 pad, 1 unk, 2 end
     y_train = encode_text([r["statement"] for r in train_recs], charset)
     y_val = encode_text([r["statement"] for r in val_recs], charset)
-    vision = InternVLVisionModel(vision_config())
+    vision = InternVLVisionModel.from_pretrained(init) if init else InternVLVisionModel(vision_config())
     head = ReadingHead(4 * vision.config.hidden_size, len(charset) + 3)
     params = list(vision.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -293,8 +297,32 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    from transformers import AutoTokenizer
+
+    probe = text_prompt(tasks.make_problem(random.Random(1), lang="en"), with_image=True) + "f(4)=2×4+3=11"
+    if AutoTokenizer.from_pretrained(out)(probe)["input_ids"] != tokenizer(probe)["input_ids"]:
+        raise RuntimeError("the saved tokenizer does not reload to the same tokenization")
     metrics = {"steps": done, "text_only_greedy_accuracy": round(acc, 4),
                "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
     (out / "stage0_metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("lm: text-only greedy accuracy %.3f", acc)
     return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.mini.stage0 lm|vision OUT STEPS SEED``: one part, as the driver runs it."""
+    import sys
+
+    part, out, steps, seed = (argv if argv is not None else sys.argv[1:])[:4]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(1)
+    if part == "lm":
+        pretrain_lm(train_tokenizer(vocab_size=2000), Path(out) / "llm", steps=int(steps), batch=16, lr=3e-3,
+                    seed=int(seed))
+    else:
+        pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=int(steps), batch=16, lr=2e-3, seed=int(seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
