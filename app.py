@@ -205,7 +205,7 @@ class TutorApp:
         try:
             user = self.user(visitor, request)
             if mode in ("ask", "solve"):
-                kw["n"] = check_n(kw.get("n") or 1)
+                kw["n"] = check_n(1 if kw.get("n") is None else kw["n"])
             self.limiter.hit(user)
             if mode == "ask":
                 photos = [_unrefused(p) for p in kw["photos"]]

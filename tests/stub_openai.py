@@ -85,7 +85,7 @@ class StubServer:
                     return
                 with stub._lock:
                     stub.requests += 1
-                    stub.prompts.append(json.dumps(body["messages"], ensure_ascii=False))
+                    stub.prompts.append(json.dumps(body["messages"]))
                 mode, n = stub.mode, int(body.get("n") or 1)
                 if mode == "slow":
                     time.sleep(stub.delay)

@@ -107,7 +107,9 @@ def _check_count(value: Any, name: str, low: int, high: int) -> int:
 
 
 def clean_text(text: str) -> str:
-    """Strip the text and remove chat-template and image tokens a user may have typed."""
+    """Strip the text and remove chat-template and image tokens a user may have typed (and lone UTF-16
+    surrogates, which JSON allows but no server can encode)."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
     cleaned = _SPECIAL_TOKENS.sub("", text)
     if cleaned != text:
         log.info("removed special tokens from user text")
