@@ -432,13 +432,10 @@ def _commit() -> str:
 
 
 def _machine() -> str:
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            return f"{torch.cuda.get_device_name(0)}, {platform.machine()}"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {platform.machine()}"
     return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
 
 
