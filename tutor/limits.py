@@ -97,7 +97,7 @@ def check_length(text: str, limit: int, what_en: str, what_zh: str) -> str:
     """``text`` unchanged when it has at most ``limit`` characters, else ``InputError("too_long")``."""
     text = "" if text is None else str(text)
     if len(text) > limit:
-        raise InputError("too_long", f"The {what_en} is too long ({len(text)} characters; the limit is {limit}).",
+        raise InputError("text_too_long", f"The {what_en} is too long ({len(text)} characters; the limit is {limit}).",
                          f"{what_zh}太长了（{len(text)} 个字符，上限 {limit}）。", f"{what_en}: {len(text)} chars")
     return text
 
