@@ -94,7 +94,7 @@ def check_n(n: Any) -> int:
 
 
 def check_length(text: str, limit: int, what_en: str, what_zh: str) -> str:
-    """``text`` unchanged when it has at most ``limit`` characters, else ``InputError("too_long")``."""
+    """``text`` unchanged when it has at most ``limit`` characters, else ``InputError("text_too_long")``."""
     text = "" if text is None else str(text)
     if len(text) > limit:
         raise InputError("text_too_long", f"The {what_en} is too long ({len(text)} characters; the limit is {limit}).",
