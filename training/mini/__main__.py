@@ -128,7 +128,8 @@ class Driver:
         self.evaluate("assembled", self.p("assembled"))
 
     def run_sft(self) -> None:
-        runs = {"adapter": "sft-adapter.yaml", "adapter+llm": "sft-adapter-llm.yaml"}
+        runs = {k: v for k, v in {"adapter": "sft-adapter.yaml", "adapter+llm": "sft-adapter-llm.yaml"}.items()
+                if k in self.args.sft_runs.split(",")}
         val, walls = {}, {}
         for name, recipe in runs.items():
             out = self.p(Path(recipe).stem)
@@ -245,6 +246,16 @@ class Driver:
             for f in Path(self.p("reward", "final")).iterdir():
                 if f.suffix in (".json", ".safetensors", ".jinja", ".txt") and f.name != "training_config.json":
                     shutil.copy(f, rdir / f.name)
+            ex = ASSETS / "examples"
+            ex.mkdir(exist_ok=True)
+            test = [json.loads(x) for x in Path(self.p("data", "test.jsonl")).read_text(encoding="utf-8").splitlines()]
+            listing = []
+            for rec in test[:4]:  # a few held-out photos to try the preset on
+                name = Path(rec["images"][0]).name
+                shutil.copy(self.p("data", rec["images"][0]), ex / name)
+                listing.append({"image": name, "statement": rec["statement"], "answer": rec["answer"],
+                                "lang": rec["lang"], "problem_type": rec["problem_type"]})
+            (ex / "examples.json").write_text(json.dumps(listing, indent=2, ensure_ascii=False), encoding="utf-8")
             self.report["shipped"] = {"policy": str(final), "size_mb": round(
                 sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file()) / 2**20, 2)}
         self.stage("ship", time.perf_counter() - t0)
@@ -272,12 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-size", type=int, default=200)
     ap.add_argument("--eval-limit", type=int, default=40, help="problems per held-out evaluation")
     ap.add_argument("--lm-steps", type=int, default=350)
-    ap.add_argument("--vision-steps", type=int, default=750)
-    ap.add_argument("--sft-steps", type=int, default=40)
-    ap.add_argument("--pair-prompts", type=int, default=48)
-    ap.add_argument("--mpo-steps", type=int, default=20)
-    ap.add_argument("--reward-steps", type=int, default=20)
-    ap.add_argument("--grpo-steps", type=int, default=8)
+    ap.add_argument("--vision-steps", type=int, default=250)
+    ap.add_argument("--sft-runs", default="adapter,adapter+llm", help="which SFT runs to compare")
+    ap.add_argument("--sft-steps", type=int, default=30)
+    ap.add_argument("--pair-prompts", type=int, default=32)
+    ap.add_argument("--mpo-steps", type=int, default=12)
+    ap.add_argument("--reward-steps", type=int, default=12)
+    ap.add_argument("--grpo-steps", type=int, default=6)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Driver(args).run()

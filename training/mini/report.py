@@ -60,7 +60,9 @@ def markdown(report: dict) -> str:
              "The R1V2 recipe in miniature, end to end on a 2-core CPU: generated problems, stage-0 parts, "
              "assembly, adapter training, MPO, a Bradley-Terry reward model, GRPO with and without SSB. "
              "Every number below is measured by `python -m training.mini` and copied from `report.json`.", "",
-             f"Seed: {report.get('seed')}. Total wall time: {report.get('total_wall_s', 0) / 60:.1f} min.", "",
+             f"Seed: {report.get('seed')}. Wall time of all stages: "
+             f"{sum(s['wall_s'] for s in report.get('stages', {}).values()) / 60:.1f} min "
+             "(stage-0 parts ran in parallel; their stage time is the longer of the two).", "",
              "## Held-out accuracy after each stage (one sample, T=0.6, top-p 0.95)", "",
              "| stage | val | test |", "|---|---|---|"]
     for name, r in acc.items():

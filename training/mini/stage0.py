@@ -124,15 +124,17 @@ class ReadingHead(nn.Module):
         self.proj = nn.Linear(in_dim, dim)
         self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)
         self.queries = nn.Parameter(torch.randn(max_chars, dim) * 0.02)
-        layer = nn.TransformerDecoderLayer(dim, 4, dim * 2, dropout=0.0, batch_first=True, norm_first=True)
-        self.decoder = nn.TransformerDecoder(layer, 2)
+        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True)
         self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
         self.out = nn.Linear(dim, n_chars)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         kv = self.proj(tokens) + self.pos
         q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
-        return self.out(self.norm(self.decoder(q, kv)))
+        h, _ = self.attn(q, kv, kv, need_weights=False)
+        h = self.norm(h + q)
+        return self.out(h + self.mlp(h))
 
 
 def load_images(jsonl: Path, limit: int | None = None) -> tuple[torch.Tensor, list[dict]]:
