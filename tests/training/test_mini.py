@@ -148,17 +148,21 @@ def shipped():
 
 
 def test_shipped_mini_solves_held_out_photos_above_chance(shipped, tmp_path):
-    """Greedy answers to 24 fixed problems of the held-out test split (rendered with the test
-    split's shifted nuisance ranges and seeds the training never used). Chance is 0 for free
-    response and 1/4 for multiple choice; the shipped model must clearly beat it."""
+    """Greedy answers to 48 fixed problems of the held-out test split (seeds and rendering ranges the
+    training never used). Chance: 1/4 on a multiple-choice problem, ~0 on a free-response one. The
+    shipped model is weak (see assets/mini/REPORT.md) but must beat chance clearly: at least 1.5x
+    the expected number of right guesses, and at least one free-response problem right."""
     from training.mini.evaluate import sample
 
-    path = tasks.write_split(tmp_path, "test", 24)
+    path = tasks.write_split(tmp_path, "test", 48)
     groups = sample(None, path, n=1, temperature=0.0, model=shipped.model, processor=shipped.processor)
-    correct = [g.correct[0] for g in groups]
     texts = [g.texts[0] for g in groups]
-    assert sum(format_reward(texts)) >= 20, texts[:3]  # R1V2 format: reasoning, </think>, \boxed{}
-    assert sum(correct) / len(correct) >= 0.30, (sum(correct), texts[:3])
+    assert sum(format_reward(texts)) >= 40, texts[:3]  # R1V2 format: reasoning, </think>, \boxed{}
+    mc = [g for g in groups if g.record.answer in ("A", "B", "C", "D")]
+    chance = 0.25 * len(mc)
+    right = sum(g.correct[0] for g in groups)
+    assert right >= 1.5 * chance, (right, chance)
+    assert sum(g.correct[0] for g in groups if g not in mc) >= 1
 
 
 def test_shipped_reward_model_prefers_the_right_solution(shipped):

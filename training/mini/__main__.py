@@ -208,11 +208,14 @@ class Driver:
         self.stage("grpo", sum(walls.values()), per_run_wall_s={k: round(v, 1) for k, v in walls.items()})
 
     def final_choice(self) -> str:
+        """The shipped policy: the best on *val* among every trained stage (ties: the later stage)."""
         acc = self.report["accuracy"]
-        cands = ["mpo", "grpo-ssb", "grpo-nossb"]
-        best = max(cands, key=lambda k: (acc[k]["val"], k == "grpo-ssb"))
+        dirs = {"mpo": "mpo", "grpo-ssb": "grpo-ssb", "grpo-nossb": "grpo-nossb",
+                "sft (adapter)": "sft-adapter", "sft (adapter+llm)": "sft-adapter-llm"}
+        order = [k for k in ("sft (adapter)", "sft (adapter+llm)", "mpo", "grpo-nossb", "grpo-ssb") if k in acc]
+        best = max(order, key=lambda k: (acc[k]["val"], order.index(k)))
         self.report["final_choice"] = {"chosen": best, "by": "val accuracy"}
-        return self.p("mpo" if best == "mpo" else best, "final")
+        return self.p(dirs[best], "final")
 
     def run_eval(self) -> None:
         from training.mini import evaluate

@@ -85,6 +85,13 @@ def train_tokenizer(vocab_size: int = 1024, seed: int = 11):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + THINK_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(seed=seed), trainer=trainer)
+    # <think>/</think> stay in the vocabulary as single tokens but are not "special": decoding with
+    # skip_special_tokens keeps them (as QwQ's tokenizer does), so the engine can split the reasoning.
+    spec = json.loads(tok.to_str())
+    for added in spec["added_tokens"]:
+        if added["content"] in THINK_TOKENS:
+            added["special"] = False
+    tok = Tokenizer.from_str(json.dumps(spec))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
@@ -269,14 +276,14 @@ def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_toke
 
 
 def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int = 32, lr: float = 2e-3,
-                seed: int = 0, time_budget_s: float | None = None) -> dict:
+                seed: int = 0, time_budget_s: float | None = None, init: str | Path | None = None) -> dict:
     """Train the Qwen2 LM on text-only worked solutions (fresh problems every step); save it with
     its tokenizer to ``out_dir``; return metrics including greedy text-only accuracy."""
     from transformers import Qwen2ForCausalLM
 
     out = Path(out_dir)
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(lm_config(tokenizer)).train()
+    model = (Qwen2ForCausalLM.from_pretrained(init) if init else Qwen2ForCausalLM(lm_config(tokenizer))).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     rng = random.Random(seed + 5)
@@ -312,17 +319,21 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.mini.stage0 lm|vision OUT STEPS SEED``: one part, as the driver runs it."""
+    """``python -m training.mini.stage0 lm|vision OUT STEPS SEED [INIT]``: one part, as the driver runs it."""
     import sys
 
-    part, out, steps, seed = (argv if argv is not None else sys.argv[1:])[:4]
+    args = argv if argv is not None else sys.argv[1:]
+    part, out, steps, seed = args[:4]
+    init = args[4] if len(args) > 4 else None  # continue from an earlier part
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     if part == "lm":
-        pretrain_lm(train_tokenizer(vocab_size=2000), Path(out) / "llm", steps=int(steps), batch=16, lr=3e-3,
-                    seed=int(seed))
+        tok = train_tokenizer(vocab_size=2000)
+        pretrain_lm(tok, Path(out) / "llm", steps=int(steps), batch=16, lr=2e-3 if init else 3e-3, seed=int(seed),
+                    init=init)
     else:
-        pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=int(steps), batch=16, lr=2e-3, seed=int(seed))
+        pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=int(steps), batch=16, lr=2e-3, seed=int(seed),
+                        init=init)
     return 0
 
 
