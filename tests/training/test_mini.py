@@ -165,7 +165,7 @@ def test_shipped_mini_solves_held_out_photos_above_chance(shipped, tmp_path):
     assert sum(g.correct[0] for g in groups if g not in mc) >= 1
 
 
-def test_shipped_reward_model_prefers_the_right_solution(shipped):
+def test_shipped_reward_model_prefers_the_right_solution(shipped, tmp_path):
     """The shipped reward model scores a right worked solution above a wrong one, mostly."""
     from training.data import Collator, Record
     from training.reward import RewardModel
@@ -177,7 +177,7 @@ def test_shipped_reward_model_prefers_the_right_solution(shipped):
     rng = random.Random(4)
     for i in range(6):
         p = tasks.make_problem(rng, choice=False)
-        img = Path(f"/tmp/mini-rm-test-{i}.png")
+        img = tmp_path / f"rm-{i}.png"
         tasks.render(p, random.Random(i), split="test").save(img)
         rec = Record(line=i, source="test", images=[img], messages=build_messages(
             "solve", question="", problem_type=p.problem_type, lang=p.lang, n_images=1))
