@@ -136,6 +136,8 @@ class TutorApp:
         lines = [t("status_model", lang, name=self.engine.name, backend=self.engine.backend) + f" · {health}"]
         if "tiny-random" in self.engine.name:
             lines.append(t("tiny_banner", lang))
+        elif self.engine.name == "mini":
+            lines.append(t("mini_banner", lang))
         return "\n\n".join(lines)
 
     def visitor_history(self, visitor: Any, lang: str, request: gr.Request | None) -> tuple[list, list[int]]:
