@@ -417,6 +417,18 @@ class _NoPrivateFiles:
         self._guard(url_or_file_path)
         return await super().async_move_resource_to_block_cache(url_or_file_path)  # type: ignore[misc]
 
+    def _stock_name(self) -> str:
+        """The Gradio component this one extends: its frontend is the one the page must load. (Gradio
+        takes a template's first base class, which here would be this mixin, and then asks the browser
+        for a custom component that does not exist: the page never finishes loading.)"""
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
+
+    def get_block_name(self) -> str:
+        return self._stock_name()
+
+    def get_block_class(self) -> str:
+        return self._stock_name()
+
 
 class SafeGallery(_NoPrivateFiles, gr.Gallery):
     is_template = True

@@ -273,3 +273,23 @@ def test_stop_button_stops_the_engine(tmp_path):
     p = store.get_problem("v1", store.list_problems("v1")[0].id)
     assert p.attempts[-1].status == "stopped"
     store.close()
+
+
+def test_every_component_uses_a_stock_gradio_frontend(running):
+    """A subclassed component must name its Gradio parent's frontend: otherwise the browser asks for a
+    custom component that does not exist and the page never finishes loading (gradio_client does not
+    notice; a browser does)."""
+    import gradio as gr
+    import requests
+
+    url, demo, _ = running
+    config = requests.get(url.rstrip("/") + "/config", timeout=30).json()
+    types = {c["type"] for c in config["components"]}
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    stock = {c.__name__.lower() for c in subclasses(gr.blocks.Block) if c.__module__.startswith("gradio.")}
+    assert types <= stock, types - stock
+    assert {"image", "imageeditor", "gallery"} <= types
