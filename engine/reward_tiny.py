@@ -25,12 +25,7 @@ Weights are random: scores mean nothing. Tests and benchmarks use it for the *sc
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
-
-from tutor.settings import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -154,20 +149,8 @@ def build_tiny_reward(out_dir: str | Path, *, seed: int = 0) -> Path:
 
 
 def tiny_reward_path(seed: int = 0) -> Path:
-    """The cached tiny reward checkpoint, built on first use (atomically: safe with concurrent users)."""
-    target = data_dir() / "models" / f"tiny-reward-s{seed}-v{BUILD_VERSION}"
-    if (target / HEAD_FILE).exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-    try:
-        log.info("building tiny-reward (seed %d) into %s", seed, target)
-        build_tiny_reward(tmp, seed=seed)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / HEAD_FILE).exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    """The cached tiny reward checkpoint, built on first use."""
+    from engine.tiny import cached_build
+
+    return cached_build(f"tiny-reward-s{seed}-v{BUILD_VERSION}", HEAD_FILE,
+                        lambda out: build_tiny_reward(out, seed=seed))

@@ -217,21 +217,28 @@ def build_tiny(out_dir: str | Path, *, seed: int = 0, **config_kw) -> Path:
     return out
 
 
-def tiny_path(seed: int = 0) -> Path:
-    """The cached tiny checkpoint, built on first use (atomically, so concurrent users are safe)."""
-    target = data_dir() / "models" / f"tiny-random-s{seed}-v{BUILD_VERSION}"
-    if (target / "config.json").exists():
+def cached_build(name: str, marker: str, build) -> Path:
+    """``<data>/models/<name>``, built by ``build(tmp_dir)`` on first use. The build goes to a temporary
+    folder renamed into place, so concurrent users never see a half-written checkpoint; ``marker`` is
+    the file whose presence means the build finished."""
+    target = data_dir() / "models" / name
+    if (target / marker).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
     try:
-        log.info("building tiny-random (seed %d) into %s", seed, target)
-        build_tiny(tmp, seed=seed)
+        log.info("building %s into %s", name, target)
+        build(tmp)
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first
-            if not (target / "config.json").exists():
+            if not (target / marker).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def tiny_path(seed: int = 0) -> Path:
+    """The cached tiny checkpoint, built on first use."""
+    return cached_build(f"tiny-random-s{seed}-v{BUILD_VERSION}", "config.json", lambda out: build_tiny(out, seed=seed))

@@ -192,6 +192,19 @@ class Tutor:
         except Exception:  # noqa: BLE001 - logged; the engine error is what the student must see
             log.exception("could not keep the partial answer of attempt %s", attempt)
 
+    @staticmethod
+    def _prompt(mode: str, p: ProblemInfo, **kw: Any) -> list[dict]:
+        """``build_messages`` for ``mode`` about the stored problem ``p``."""
+        return build_messages(mode, question=p.question, subject=p.subject, problem_type=p.problem_type or "auto",
+                              lang=p.lang, n_images=len(p.images), **kw)
+
+    def _reply(self, user: str, p: ProblemInfo, mode: str, attempt: int, sol: Any, **kw: Any) -> TurnResult:
+        """Save the chosen candidate's reply as the tutor's message; the turn's result."""
+        best = sol.candidates[sol.chosen]
+        text = best.text or best.thinking
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        return TurnResult(mode, p.id, attempt, text, best.thinking, best.answer or None, solution=sol, **kw)
+
     def _history(self, p: ProblemInfo) -> list[dict]:
         return [{"role": m.role, "content": m.content} for m in p.messages if m.role in ("user", "assistant")]
 
@@ -201,25 +214,17 @@ class Tutor:
               stop: threading.Event | None = None) -> Iterator[Any]:
         """The worked solution: n candidates, the chosen one shown and saved."""
         p = self.store.get_problem(user, problem_id)
-        messages = build_messages("solve", question=p.question, subject=p.subject,
-                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images))
-        attempt, sol = yield from self._run(user, p, "solve", messages, self._images(p), n=n, sampling=sampling,
-                                            stop=stop)
-        if sol is None:
-            return
-        best = sol.candidates[sol.chosen]
-        text = best.text or best.thinking
-        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
-        yield TurnResult("solve", p.id, attempt, text, best.thinking, best.answer or None, solution=sol)
+        attempt, sol = yield from self._run(user, p, "solve", self._prompt("solve", p), self._images(p), n=n,
+                                            sampling=sampling, stop=stop)
+        if sol is not None:
+            yield self._reply(user, p, "solve", attempt, sol)
 
     def hint(self, user: str, problem_id: int, *, sampling: Any = None,
              stop: threading.Event | None = None) -> Iterator[Any]:
         """The next hint of the ladder (level = hints given so far + 1), with any boxed answer removed."""
         p = self.store.get_problem(user, problem_id)
         level = 1 + sum(1 for a in p.attempts if a.mode == "hint" and a.status == "done")
-        messages = build_messages("hint", question=p.question, subject=p.subject,
-                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images),
-                                  hint_level=level)
+        messages = self._prompt("hint", p, hint_level=level)
         w = _words(p.lang)
         self.store.add_message(user, p.id, "user", f"{w['hint']} {level}")
         attempt, sol = yield from self._run(user, p, "hint", messages, self._images(p), sampling=sampling, stop=stop)
@@ -253,10 +258,8 @@ class Tutor:
             self.store.add_message(user, p.id, "assistant", w["correct"])
             yield TurnResult("check", p.id, None, w["correct"], verdict=verdict, answer=ref_answer)
             return
-        messages = build_messages("check", question=p.question, subject=p.subject,
-                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images),
-                                  student_answer=student_answer or None, reference=ref_text or ref_answer,
-                                  n_work_images=len(work_images))
+        messages = self._prompt("check", p, student_answer=student_answer or None,
+                                reference=ref_text or ref_answer, n_work_images=len(work_images))
         images = self._images(p) + [im.image for im in work_images]
         attempt, sol = yield from self._run(user, p, "check", messages, images, sampling=sampling, stop=stop)
         if sol is None:
@@ -279,19 +282,14 @@ class Tutor:
         self.store.add_message(user, p.id, "user", message.strip())
         attempt, sol = yield from self._run(user, p, "followup", messages, self._images(p), sampling=sampling,
                                             stop=stop)
-        if sol is None:
-            return
-        best = sol.candidates[sol.chosen]
-        text = best.text or best.thinking
-        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
-        yield TurnResult("followup", p.id, attempt, text, best.thinking, best.answer or None, solution=sol)
+        if sol is not None:
+            yield self._reply(user, p, "followup", attempt, sol)
 
     def practice(self, user: str, problem_id: int, *, sampling: Any = None,
                  stop: threading.Event | None = None) -> Iterator[Any]:
         """A similar new problem; its solution and answer are kept back until the student answers."""
         p = self.store.get_problem(user, problem_id)
-        messages = build_messages("practice", question=p.question, subject=p.subject,
-                                  problem_type=p.problem_type or "auto", lang=p.lang, n_images=len(p.images))
+        messages = self._prompt("practice", p)
         attempt, sol = yield from self._run(user, p, "practice", messages, self._images(p), sampling=sampling,
                                             stop=stop)
         if sol is None:
