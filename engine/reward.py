@@ -1,7 +1,8 @@
-"""Reward scores for candidate solutions: Skywork-VL-Reward (Qwen2.5-VL backbone + scalar value head).
+"""Reward scores for candidate solutions: a VLM backbone + scalar value head (Skywork-VL-Reward style).
 
     from engine.reward import load_reward, ScoreSettings
     scorer = load_reward("tiny-reward")                 # built locally; "skywork-vl-reward-7b" downloads
+    scorer = load_reward("mini-reward")                 # Mini-R1V's (assets/mini/reward), or any directory
     scorer.score([image], "Find x.", ["... \\boxed{2}", "... \\boxed{3}"])      # -> [0.41, -0.12]
     scorer.score([image], question, solution.candidates)  # engine Candidates: read per ScoreSettings
 
@@ -10,6 +11,12 @@ used; a linear value head maps the final (post-norm) hidden state of the last no
 number. Input: the user turn (images + question) and the assistant turn (the response), rendered by
 the checkpoint's chat template without a generation prompt. Scores are unbounded Bradley-Terry
 logits: compare them within one problem, never read them as probabilities.
+
+Two backbones, told apart by the checkpoint's ``config.json`` ``model_type``: ``qwen2_5_vl``
+(Skywork-VL-Reward; this module) and ``internvl``, the native InternVL reward models that
+``training.reward`` trains and saves (Mini-R1V's); those are scored by
+``engine.reward_internvl.InternVLRewardScorer`` in their training layout (tutor's prompt with the
+``<think>`` pre-fill, the whole completion, ``<|im_end|>``) -- see that module.
 
 Batching. ``score`` handles all n candidates of one problem together: the images go through the
 image processor and the vision tower once, and the features are reused for every row
@@ -31,7 +38,8 @@ What the scorer reads of a candidate (``ScoreSettings.reads``):
 Either way the response is cut to ``max_response_tokens`` (the end is kept).
 
 4-bit: ``quantization="nf4"`` loads the language model in bitsandbytes NF4; the vision tower
-(``model.visual``), ``lm_head`` and the value head stay in full precision.
+(``model.visual``; InternVL: ``model.vision_tower`` and ``model.multi_modal_projector``), ``lm_head``
+and the value head stay in full precision.
 
 What was and was not verified. The value head's file name (``value_head.safetensors``), its keys
 (``v_head.summary.weight`` of shape ``[1, hidden]`` and ``v_head.summary.bias`` of shape ``[1]``, a
@@ -67,6 +75,8 @@ log = logging.getLogger(__name__)
 
 HEAD_FILE = "value_head.safetensors"
 SKIP_MODULES = ["model.visual", "lm_head"]  # full module prefixes of the native class (FACTS.md)
+INTERNVL_SKIP_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]  # = engine.loading's
+FAMILIES = ("qwen2_5_vl", "internvl")  # config.json model_type of the backbones load_reward reads
 READS = ("answer", "thinking+answer")
 
 
@@ -87,6 +97,13 @@ REWARD_PRESETS: dict[str, RewardPreset] = {
         source="tiny",
         description="Miniature random-weight Skywork-VL-Reward (Qwen2.5-VL + value head), built locally; "
                     "for tests: its scores mean nothing",
+    ),
+    "mini-reward": RewardPreset(
+        name="mini-reward",
+        source="local",
+        repo_id="assets/mini/reward",
+        description="Mini-R1V's reward model (native InternVL + value head, trained by training/mini); "
+                    "judges only the mini model's own task family",
     ),
     "skywork-vl-reward-7b": RewardPreset(
         name="skywork-vl-reward-7b",
@@ -112,6 +129,7 @@ class ScoreSettings:
     thinking_tokens: int = 1024  # for reads="thinking+answer", and for candidates with no answer part
     max_response_tokens: int = 4096
     batch_size: int = 8
+    max_tiles: int | None = None  # InternVL only: tiles per image; None = the checkpoint processor's max_patches
 
     def __post_init__(self):
         if self.reads not in READS:
@@ -122,6 +140,10 @@ class ScoreSettings:
             if not isinstance(value, int) or value < 1:
                 raise InputError("bad_reward_setting", f"The reward setting {name} must be a positive integer "
                                  f"(got {value!r}).", f"奖励模型设置 {name} 必须是正整数（收到 {value!r}）。")
+        if self.max_tiles is not None and (not isinstance(self.max_tiles, int) or not 1 <= self.max_tiles <= 40):
+            raise InputError("bad_reward_setting", f"The reward setting max_tiles must be an integer from 1 to 40 "
+                             f"(got {self.max_tiles!r}).", f"奖励模型设置 max_tiles 必须是 1 到 40 的整数"
+                             f"（收到 {self.max_tiles!r}）。")
 
 
 def get_reward_preset(name: str) -> RewardPreset:
@@ -178,7 +200,10 @@ def load_value_head(path: str | Path, hidden_size: int | None = None):
 
 
 class RewardScorer:
-    """Scores responses to one problem with a loaded reward model (see the module docstring)."""
+    """Scores responses to one problem with a loaded reward model (see the module docstring).
+    This class reads Qwen2.5-VL checkpoints; ``engine.reward_internvl`` subclasses it for InternVL."""
+
+    family = "qwen2_5_vl"
 
     def __init__(self, model, processor, weight, bias, *, name: str, path: Path | None = None,
                  settings: ScoreSettings | None = None, quantization: str | None = None):
@@ -330,7 +355,7 @@ def last_token_hidden(hidden, mask):
 # ------------------------------------------------------------------------------------------- loading
 
 
-def _quantization_config(kind: str | None):
+def _quantization_config(kind: str | None, skip: list[str] = SKIP_MODULES):
     if kind is None:
         return None
     if kind != "nf4":
@@ -340,7 +365,7 @@ def _quantization_config(kind: str | None):
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=SKIP_MODULES)
+                              bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=list(skip))
 
 
 def resolve_reward(reward: str | Path) -> tuple[Path, RewardPreset | None]:
@@ -379,17 +404,59 @@ def _download(preset: RewardPreset) -> Path:
         ) from e
 
 
+def reward_family(path: Path) -> str:
+    """The backbone of the checkpoint at ``path`` (its ``config.json`` ``model_type``), one of ``FAMILIES``;
+    a missing or unreadable config or another model type is an EngineError."""
+    import json
+
+    file = Path(path) / "config.json"
+    try:
+        model_type = json.loads(file.read_text(encoding="utf-8")).get("model_type", "")
+    except (OSError, ValueError, AttributeError) as e:
+        raise EngineError("reward_load_failed", f"The reward model at {path} has no readable config.json.",
+                          f"{path} 处的奖励模型缺少可读的 config.json。", detail=repr(e)) from e
+    if model_type not in FAMILIES:
+        raise EngineError("reward_unsupported", f"The reward model at {path} is a '{model_type}' model; "
+                          f"only {', '.join(FAMILIES)} backbones are supported.",
+                          f"{path} 处的奖励模型类型为“{model_type}”，只支持 {'、'.join(FAMILIES)}。",
+                          detail=str(file))
+    return model_type
+
+
 def load_reward(reward: str | Path = "tiny-reward", *, quantization: str | None = "preset", device: str = "auto",
                 dtype: str = "auto", settings: ScoreSettings | None = None) -> RewardScorer:
     """Load a reward preset or checkpoint directory (backbone + ``value_head.safetensors``).
 
+    The backbone class follows the checkpoint's ``model_type`` (``FAMILIES``): Qwen2.5-VL gives a
+    ``RewardScorer``, InternVL an ``engine.reward_internvl.InternVLRewardScorer`` (default settings
+    for it: ``reads="thinking+answer"``, the whole completion, as in training).
     ``quantization="preset"`` takes the preset's own setting; ``None`` forces full precision.
     ``device="auto"`` uses CUDA when available; ``dtype="auto"``: bf16 on GPU, float32 on CPU.
     """
     import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoProcessor
 
     path, preset = resolve_reward(reward)
+    if not path.is_dir():
+        raise EngineError("reward_missing", f"The reward model directory {path} does not exist.",
+                          f"奖励模型目录 {path} 不存在。", detail=str(path))
+    if not (path / HEAD_FILE).is_file():  # before loading gigabytes of backbone
+        raise EngineError("reward_head_missing", f"The reward model at {path} has no value head file ({HEAD_FILE}); "
+                          "it is a plain model, not a reward model.",
+                          f"{path} 处的奖励模型缺少价值头文件（{HEAD_FILE}），它是普通模型而不是奖励模型。",
+                          detail=str(path / HEAD_FILE))
+    family = reward_family(path)
+    if family == "internvl":
+        from transformers import InternVLForConditionalGeneration as model_class
+
+        from engine.reward_internvl import InternVLRewardScorer as scorer_class
+        skip = INTERNVL_SKIP_MODULES
+        if settings is None:
+            settings = ScoreSettings(reads="thinking+answer")
+    else:
+        from transformers import Qwen2_5_VLForConditionalGeneration as model_class
+
+        scorer_class, skip = RewardScorer, SKIP_MODULES
     if quantization == "preset":
         quantization = preset.quantization if preset else None
     if device == "auto":
@@ -397,15 +464,15 @@ def load_reward(reward: str | Path = "tiny-reward", *, quantization: str | None 
     torch_dtype = (torch.bfloat16 if device.startswith("cuda") else torch.float32) if dtype == "auto" \
         else getattr(torch, dtype)
     kwargs: dict = {"dtype": torch_dtype}
-    qc = _quantization_config(quantization)
+    qc = _quantization_config(quantization, skip)
     if qc is not None:
         kwargs.update(quantization_config=qc, device_map="auto" if device.startswith("cuda") else "cpu")
     elif device.startswith("cuda"):
         kwargs["device_map"] = device if ":" in device else "cuda:0"
-    log.info("loading reward model %s from %s (%s, %s, %s)", reward, path, device, torch_dtype,
+    log.info("loading %s reward model %s from %s (%s, %s, %s)", family, reward, path, device, torch_dtype,
              quantization or "full precision")
     try:
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kwargs).eval()
+        model = model_class.from_pretrained(path, **kwargs).eval()
         processor = AutoProcessor.from_pretrained(path)
     except torch.OutOfMemoryError as e:
         raise EngineError("out_of_memory", "Not enough memory for the reward model. Try its 4-bit preset.",
@@ -417,13 +484,13 @@ def load_reward(reward: str | Path = "tiny-reward", *, quantization: str | None 
         model.to("cpu")
     weight, bias = load_value_head(path, model.config.text_config.hidden_size)
     name = preset.name if preset else str(reward)
-    return RewardScorer(model, processor, weight, bias, name=name, path=path, settings=settings,
+    return scorer_class(model, processor, weight, bias, name=name, path=path, settings=settings,
                         quantization=quantization)
 
 
 def with_settings(scorer: RewardScorer, **changes) -> RewardScorer:
     """The same loaded model with other ``ScoreSettings`` (shares the weights)."""
-    new = RewardScorer(scorer.model, scorer.processor, scorer.weight, scorer.bias, name=scorer.name,
+    new = type(scorer)(scorer.model, scorer.processor, scorer.weight, scorer.bias, name=scorer.name,
                        path=scorer.path, settings=replace(scorer.settings, **changes),
                        quantization=scorer.quantization)
     return new
