@@ -49,6 +49,7 @@ from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
 from webui import view
+from webui.blocks import Blocks, FileMemo, StockFrontend
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config
 from webui.i18n import choices, lang_from_header, norm_lang, t
 
@@ -152,10 +153,9 @@ class TutorApp:
     def history(self, user: str, lang: str) -> tuple[list, list[int]]:
         items, ids = [], []
         try:
-            for s in self.store.list_problems(user, limit=30):
-                p = self.store.get_problem(user, s.id)
-                thumb = str(p.images[0].path) if p.images and Path(p.images[0].path).exists() else None
-                items.append((thumb or _placeholder(), view.history_caption(s, view.latest_answer(p), lang)))
+            for s, photo, answer in self.store.history_items(user, limit=30):
+                thumb = str(photo) if photo is not None and photo.exists() else None
+                items.append((thumb or _placeholder(), view.history_caption(s, answer, lang)))
                 ids.append(s.id)
         except TutorError as e:
             gr.Warning(e.message(lang))
@@ -211,6 +211,7 @@ class TutorApp:
         session = getattr(request, "session_hash", None) or uuid.uuid4().hex
         self.stops[session] = threading.Event()
         self.user_stopped.discard(session)
+        problem = None  # the stored problem, when this turn already read it
         try:
             user = self.user(visitor, request)
             if mode in ("ask", "solve"):
@@ -227,8 +228,8 @@ class TutorApp:
                 pid = self.tutor.new_problem(user, images, kw["question"], subject=kw["subject"],
                                              problem_type=kw["ptype"], lang=kw["reply_lang"])
                 log.debug("problem %d saved", pid)
-                p = self.store.get_problem(user, pid)
-                chat = view.user_messages(kw["question"], [str(i.path) for i in p.images])
+                problem = self.store.get_problem(user, pid)
+                chat = view.user_messages(kw["question"], [str(i.path) for i in problem.images])
                 yield {"pid": pid, "chat": chat, "answer": view.question_markdown(kw["question"], lang),
                        "practice": None, "status": t("thinking_now", lang, tokens=0)}
                 mode = "solve"
@@ -256,7 +257,7 @@ class TutorApp:
             else:  # practice
                 chat += view.user_messages(t("practice", lang))
                 gen = self.tutor.practice(user, pid, sampling=self.sampling, stop=stop)
-            question = self.store.get_problem(user, pid).question if mode == "solve" else ""
+            question = (problem or self.store.get_problem(user, pid)).question if mode == "solve" else ""
             for out in self._turn(gen, chat, lang, session, question):
                 r = out.pop("result", None)
                 if r is not None:
@@ -396,7 +397,7 @@ def _refusal(files: list[Any], error: Exception | None = None) -> _Refused:
 PRIVATE_DIRS: set[Path] = set()  # the photo store and data directory: never read as an input
 
 
-class _NoPrivateFiles:
+class _NoPrivateFiles(StockFrontend):
     """Refuses, before Gradio copies it into its cache, an input that names a file in ``PRIVATE_DIRS``
     (another visitor's stored photo, the database) instead of uploading one."""
 
@@ -417,17 +418,13 @@ class _NoPrivateFiles:
         self._guard(url_or_file_path)
         return await super().async_move_resource_to_block_cache(url_or_file_path)  # type: ignore[misc]
 
-    def _stock_name(self) -> str:
-        """The Gradio component this one extends: its frontend is the one the page must load. (Gradio
-        takes a template's first base class, which here would be this mixin, and then asks the browser
-        for a custom component that does not exist: the page never finishes loading.)"""
-        return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
 
-    def get_block_name(self) -> str:
-        return self._stock_name()
+class Chatbot(FileMemo, gr.Chatbot):
+    """``gr.Chatbot`` that hashes an unchanged photo in the chat once, not on every streamed update."""
 
-    def get_block_class(self) -> str:
-        return self._stock_name()
+
+class Gallery(FileMemo, gr.Gallery):
+    """``gr.Gallery`` that hashes each unchanged picture once (the history list, sent after every turn)."""
 
 
 class SafeGallery(_NoPrivateFiles, gr.Gallery):
@@ -517,7 +514,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             setattr(comp, attr, t(key, "zh"))  # the first render; on_load switches to the visitor's language
         return comp
 
-    with gr.Blocks(title="R1V Tutor") as demo:
+    with Blocks(title="R1V Tutor") as demo:
         visitor = gr.BrowserState("", storage_key="r1v_visitor", secret=_secret())
         lang_store = gr.BrowserState("", storage_key="r1v_ui_lang", secret=_secret())
         pid, attempt, practice = gr.State(None), gr.State(None), gr.State(None)
@@ -556,8 +553,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                             inputs=[editor, subject, ptype, reply_lang], label=f"{t('examples', 'zh')} / Examples",
                             examples_per_page=8)
             with gr.Column(scale=3, min_width=300):
-                chat = lab(gr.Chatbot(height=520, latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-chat",
-                                      feedback_options=None, buttons=["copy"]), "chat")
+                chat = lab(Chatbot(height=520, latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-chat",
+                                   feedback_options=None, buttons=["copy"]), "chat")
                 answer = gr.Markdown(latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-answer")
                 status = gr.Markdown(elem_id="r1v-status")
                 with lab(gr.Accordion(open=False, visible=False, elem_id="r1v-cands"), "candidates") as cand_box:
@@ -587,8 +584,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     comment = lab(gr.Textbox(scale=3, min_width=140, show_label=False, container=False), "comment",
                                   "placeholder")
         with lab(gr.Accordion(open=False, elem_id="r1v-history"), "history"):
-            hist = gr.Gallery(columns=4, height=260, allow_preview=False, object_fit="contain",
-                              elem_id="r1v-history-list", show_label=False)
+            hist = Gallery(columns=4, height=260, allow_preview=False, object_fit="contain",
+                           elem_id="r1v-history-list", show_label=False)
             with gr.Row():
                 refresh = lab(gr.Button(t("refresh", "zh"), size="sm"), "refresh", "value")
                 delete = lab(gr.Button(t("delete", "zh"), size="sm", variant="stop"), "delete", "value")

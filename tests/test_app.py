@@ -293,3 +293,113 @@ def test_every_component_uses_a_stock_gradio_frontend(running):
     stock = {c.__name__.lower() for c in subclasses(gr.blocks.Block) if c.__module__.startswith("gradio.")}
     assert types <= stock, types - stock
     assert {"image", "imageeditor", "gallery"} <= types
+
+
+# ------------------------------------------------------------------ what a streamed update costs
+
+
+def test_history_items_match_reading_every_problem(tmp_path):
+    """The history list's one-pass query gives what reading each problem in full gives."""
+    from PIL import Image
+
+    from tutor.intake import load_image
+    from tutor.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}", image_dir=tmp_path / "img")
+    photo = load_image(Image.new("RGB", (120, 90), "white"))
+    p1 = store.add_problem("u", question="two solves", images=[photo])
+    for answers, chosen in ((["1", "2"], 1), (["3", "4"], 0)):
+        a = store.add_attempt("u", p1, mode="solve", model="m", backend="b")
+        store.add_candidates("u", a, [{"text": x, "thinking": "", "answer": x} for x in answers], chosen=chosen)
+    hint = store.add_attempt("u", p1, mode="hint", model="m", backend="b")
+    store.add_candidates("u", hint, [{"text": "h", "thinking": "", "answer": "9"}], chosen=0)
+    p2 = store.add_problem("u", question="no photo, no answer")
+    a = store.add_attempt("u", p2, mode="solve", model="m", backend="b")
+    store.add_candidates("u", a, [{"text": "t", "thinking": "", "answer": ""}], chosen=0)
+    p3 = store.add_problem("u", question="later solve gave no answer", images=[photo, photo])
+    for answer in ("7", ""):
+        a = store.add_attempt("u", p3, mode="solve", model="m", backend="b")
+        store.add_candidates("u", a, [{"text": "t", "thinking": "", "answer": answer}], chosen=0)
+    store.add_problem("someone-else", question="not listed", images=[photo])
+
+    items = store.history_items("u")
+    assert [s.id for s, _, _ in items] == [p.id for p in store.list_problems("u", limit=30)] == [p3, p2, p1]
+    for summary, first, answer in items:
+        full = store.get_problem("u", summary.id)
+        assert first == (full.images[0].path if full.images else None)
+        assert answer == view.latest_answer(full)
+    assert [a for _, _, a in items] == ["7", None, "3"]
+    assert store.history_items("nobody") == []
+    store.close()
+
+
+def test_skipped_outputs_are_answered_as_gradio_answers_them(running):
+    """webui.blocks.Blocks sends "no change" for the fields a streamed update leaves out without
+    rebuilding those components, and sends exactly what Gradio itself sends."""
+    import asyncio
+
+    import gradio as gr
+    from gradio.state_holder import SessionState
+
+    url, demo, store = running
+    fn = next(f for f in demo.fns.values() if f.api_name == "ask")
+    chat, status = fn.outputs[:2]
+    value = view.user_messages("Find $x$.", [EXAMPLE]) + view.stream_messages("Let x be", "en")
+
+    async def both(pred):
+        ours = await demo.postprocess_data(fn, pred, SessionState(demo))
+        stock = await gr.Blocks.postprocess_data(demo, fn, pred, SessionState(demo))
+        return ours, stock
+
+    ours, stock = asyncio.run(both({chat: value, status: "Thinking"}))
+    assert ours == stock and ours[2:] == [None if b.stateful else {"__type__": "update"} for b in fn.outputs[2:]]
+    ours, stock = asyncio.run(both(gr.skip()))
+    assert ours == stock
+    one = [gr.skip()] * len(fn.outputs)
+    one[1] = "only the status"
+    ours, stock = asyncio.run(both(one))
+    assert ours == stock and ours[1] == "only the status"
+
+
+def test_a_photo_in_the_chat_is_hashed_once(running, tmp_path, monkeypatch):
+    """Every streamed update re-sends the chat with the student's photo; Gradio would hash the file
+    each time to find its cached copy. A changed file is hashed (and cached) again."""
+    import shutil
+
+    from gradio import processing_utils
+
+    url, demo, store = running
+    chat = next(f for f in demo.fns.values() if f.api_name == "ask").outputs[0]
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(EXAMPLE, photo)
+    hashed = []
+    real = processing_utils.hash_file
+    monkeypatch.setattr(processing_utils, "hash_file", lambda p, *a, **k: hashed.append(p) or real(p, *a, **k))
+    first = chat.move_resource_to_block_cache(str(photo))
+    assert len(hashed) == 1
+    assert chat.move_resource_to_block_cache(str(photo)) == first and len(hashed) == 1
+    photo.write_bytes(photo.read_bytes() + b"\0")
+    again = chat.move_resource_to_block_cache(str(photo))
+    assert len(hashed) == 2 and again != first
+
+
+def test_a_new_problem_is_solved_without_reading_its_photo_back(tmp_path, monkeypatch):
+    """The photos of a new problem are kept decoded (by content hash) for its turns."""
+    from PIL import Image
+
+    import tutor.session as session
+    from tutor.intake import load_image
+    from tutor.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}", image_dir=tmp_path / "img")
+    photo = load_image(Image.new("RGB", (120, 90), "white"))
+    tutor = session.Tutor(_SlowEngine(), store)
+    pid = tutor.new_problem("u", [photo], "q", lang="en")
+    reads = []
+    monkeypatch.setattr(session, "load_image", lambda p, **k: reads.append(p) or load_image(p, **k))
+    assert tutor._images(store.get_problem("u", pid))[0] is photo.image and reads == []
+    fresh = session.Tutor(_SlowEngine(), store)  # another process: reads the stored photo once
+    first = fresh._images(store.get_problem("u", pid))[0]
+    assert len(reads) == 1 and fresh._images(store.get_problem("u", pid))[0] is first and len(reads) == 1
+    assert list(first.getdata()) == list(photo.image.getdata())
+    store.close()
