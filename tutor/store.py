@@ -12,6 +12,7 @@ a problem or attempt of someone else is reported as ``not_found``, like one that
     store.add_candidates("u1", aid, candidates, chosen=2)
     store.add_message("u1", pid, "assistant", "...", attempt_id=aid)
     store.list_problems("u1"); store.get_problem("u1", pid); store.delete_problem("u1", pid)
+    store.history_items("u1")                # (summary, first photo, latest answer) per problem, cheaply
 
 Results are frozen dataclasses, never ORM objects. The class is safe to share between threads: each
 call runs in its own session; writes in one process are serialised by a lock (and on SQLite each
@@ -472,6 +473,36 @@ class Store:
                 )
                 for p, ni, na in rows
             ]
+
+    def history_items(self, user: str, limit: int = 30) -> list[tuple[ProblemSummary, Path | None, str | None]]:
+        """What a history list shows, for the user's newest problems: the summary, the path of the
+        first photo (None without one) and the final answer of the latest solve that gave one (its
+        chosen candidate's). Three queries for any number of problems, and no candidate text is read
+        (``get_problem`` for each would load every attempt's full text)."""
+        summaries = self.list_problems(user, limit=limit)
+        ids = [p.id for p in summaries]
+        if not ids:
+            return []
+        first: dict[int, str] = {}
+        answers: dict[int, str] = {}
+        with self._session() as s:
+            images = s.execute(
+                select(ProblemImage.problem_id, ProblemImage.path)
+                .where(ProblemImage.problem_id.in_(ids))
+                .order_by(ProblemImage.problem_id, ProblemImage.position)
+            )
+            for pid, path in images:
+                first.setdefault(pid, path)
+            solved = s.execute(
+                select(Attempt.problem_id, Candidate.answer)
+                .join(Candidate, Candidate.attempt_id == Attempt.id)
+                .where(Attempt.problem_id.in_(ids), Attempt.mode == "solve", Candidate.chosen.is_(True),
+                       Candidate.answer != "")
+                .order_by(Attempt.problem_id, Attempt.created_at.desc(), Attempt.id.desc())
+            )
+            for pid, answer in solved:
+                answers.setdefault(pid, answer)
+        return [(p, self._abs(first[p.id]) if p.id in first else None, answers.get(p.id)) for p in summaries]
 
     def get_problem(self, user: str, problem_id: int) -> ProblemInfo:
         """One problem with its images, attempts (with candidates and feedback) and messages, in order."""
