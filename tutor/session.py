@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from tutor.store import ProblemInfo, Store
 log = logging.getLogger(__name__)
 
 VERDICTS = ("correct", "incorrect", "unknown")
+PIXEL_CACHE = 8  # decoded photos kept by content hash, so a turn does not re-read and decode the stored PNG
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
@@ -120,6 +122,8 @@ class Tutor:
 
     def __init__(self, engine: Any, store: Store, *, backend: str = "transformers"):
         self.engine, self.store, self.backend = engine, store, backend
+        self._pixels: OrderedDict[str, Any] = OrderedDict()  # sha256 -> PIL image (content-addressed)
+        self._pixels_lock = threading.Lock()
 
     # -- problems ---------------------------------------------------------------------------------
 
@@ -132,10 +136,29 @@ class Tutor:
         pid = self.store.add_problem(user, question=question, subject=subject, problem_type=problem_type,
                                      lang=lang, gold_answer=gold_answer, images=list(images))
         self.store.add_message(user, pid, "user", question or _words(lang)["photo"])
+        for im in images:
+            self._keep_pixels(im.sha256, im.image)
         return pid
 
+    def _keep_pixels(self, sha256: str, image: Any) -> None:
+        with self._pixels_lock:
+            self._pixels[sha256] = image
+            self._pixels.move_to_end(sha256)
+            while len(self._pixels) > PIXEL_CACHE:
+                self._pixels.popitem(last=False)
+
     def _images(self, p: ProblemInfo) -> list:
-        return [load_image(img.path).image for img in p.images]
+        """The problem's photos: from the cache when their hash is there (the same pixels: photos are
+        stored by the hash of their pixels), else read back from the store."""
+        out = []
+        for img in p.images:
+            with self._pixels_lock:
+                hit = self._pixels.get(img.sha256)
+            if hit is None:
+                hit = load_image(img.path).image
+                self._keep_pixels(img.sha256, hit)
+            out.append(hit)
+        return out
 
     def _reference(self, p: ProblemInfo) -> tuple[str | None, str]:
         """(final answer, solution text) of the latest chosen solve candidate; the gold answer wins."""
