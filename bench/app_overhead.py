@@ -1,6 +1,7 @@
 """The web app's own overhead: one solve through the running app against the same solve on the engine.
 
     python bench/app_overhead.py                              # tiny-random, n=2, 32 and 128 tokens, 7 repeats
+    python bench/app_overhead.py --tokens 32,128,512 --repeats 5
     python bench/app_overhead.py --tokens 64 --repeats 11 --n 4 --model mini
 
 The app (``app.build_app``) is launched in this process on the model, with its own SQLite store in a
@@ -15,6 +16,19 @@ alternate, after one warm-up each, and the numbers reported are medians: the rat
 repeat (target <= 1.15), the absolute overhead in seconds, and the time the engine spent inside the
 app's solve (so the overhead is not mistaken for slower decoding). The ratio depends on how long the
 solve is: the app's cost is roughly fixed per request, so a longer solve gives a lower ratio.
+
+Two choices make the app's side what a student's browser costs, not less and not more:
+
+- ``--photo fresh`` (default): every repeat is a photo the app has not seen (the example with a
+  patch of pixels changed, saved as JPEG outside the timing), so the app stores a new PNG each time,
+  as it does for a new student photo; both sides read the same file. ``--photo same`` re-sends one
+  photo, which the content-addressed store then does not write again (the setting of the first runs).
+- ``--files browser`` (default): the client does not download the files of every streamed update,
+  but fetches each distinct file of the finished turn once (the chat's photo, the history picture),
+  inside the timing, as a page loads each picture once. ``--files every-update`` is gradio_client's
+  default (``download_files``), which downloads every file of every streamed update again: the photo
+  ~4 times a second while the model thinks (the setting of the first runs; ``bench/RESULTS.md``).
+
 Results: a table on stdout (last) and ``bench/results/app_overhead.json``.
 """
 
@@ -99,16 +113,70 @@ def direct_solve(engine: Any, image: str, n: int, sampling: Any) -> tuple[float,
 
 _CLIENT_LOOP = """
 import json, sys, time
+import httpx
 from gradio_client import Client, handle_file
-client = Client(sys.argv[1], verbose=False)
+every_update = sys.argv[2] == "every-update"
+client = Client(sys.argv[1], verbose=False, **({} if every_update else {"download_files": False}))
+http = httpx.Client(timeout=60)  # one connection kept open, as a page does
+
+def files(x, out):
+    if isinstance(x, dict):
+        if isinstance(x.get("url"), str) and x.get("path"):
+            out.setdefault(x["url"], None)
+        for v in x.values():
+            files(v, out)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            files(v, out)
+    return out
+
 for line in sys.stdin:
     req = json.loads(line)
     f = handle_file(req["image"])
     t = time.perf_counter()
     out = client.predict(req["visitor"], "en", {"background": f, "layers": [], "composite": f}, [],
                          req["question"], "math", "auto", "en", req["n"], api_name="/ask")
-    print(json.dumps({"secs": time.perf_counter() - t, "status": str(out[1])}), flush=True)
+    fetched = 0
+    if not every_update:  # a page loads each picture of the turn once
+        for url in files(out, {}):
+            fetched += len(http.get(url).content)
+    print(json.dumps({"secs": time.perf_counter() - t, "status": str(out[1]), "fetched": fetched}), flush=True)
 """
+
+
+def _file_urls(x: Any, out: dict) -> dict:
+    """The distinct file URLs in an output (what a page would load), in order."""
+    if isinstance(x, dict):
+        if isinstance(x.get("url"), str) and x.get("path"):
+            out.setdefault(x["url"], None)
+        for v in x.values():
+            _file_urls(v, out)
+    elif isinstance(x, list | tuple):
+        for v in x:
+            _file_urls(v, out)
+    return out
+
+
+class Photos:
+    """The photo of each request: with ``fresh``, a copy of ``image`` that no request has sent before (a
+    patch of pixels set from a counter, saved as JPEG), written before the timing starts."""
+
+    def __init__(self, image: str, mode: str, folder: str):
+        self.image, self.mode, self.folder, self.count = image, mode, Path(folder), 0
+
+    def next(self) -> str:
+        if self.mode == "same":
+            return self.image
+        from PIL import Image
+
+        self.count += 1
+        with Image.open(self.image) as im:
+            img = im.convert("RGB")
+        c = self.count
+        img.paste(((c * 37) % 256, (c * 91) % 256, (c * 151) % 256), (0, 0, 24, 24))
+        path = self.folder / f"photo-{c}.jpg"
+        img.save(path, quality=95)
+        return str(path)
 
 
 class AppClient:
@@ -116,21 +184,28 @@ class AppClient:
     included). ``process=True`` runs the client in a child process, as a browser is a separate
     program: its parsing of the streamed updates then does not compete with the app's process."""
 
-    def __init__(self, url: str, process: bool = True):
+    def __init__(self, url: str, process: bool = True, files: str = "browser"):
         self.proc = None
+        self.files = files
         if process:
-            self.proc = subprocess.Popen([sys.executable, "-c", _CLIENT_LOOP, url], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen([sys.executable, "-c", _CLIENT_LOOP, url, files], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True)
         else:
             from gradio_client import Client
 
-            self.client = Client(url, verbose=False)
+            self.client = Client(url, verbose=False, **({} if files == "every-update" else {"download_files": False}))
+            import httpx
+
+            self.http = httpx.Client(timeout=60)
 
     def ask(self, image: str, n: int, visitor: str) -> float:
         if self.proc is None:
             t = time.perf_counter()
             out = self.client.predict(visitor, "en", _editor(image), [], QUESTION, "math", "auto", "en", n,
                                       api_name="/ask")
+            if self.files == "browser":
+                for url in _file_urls(out, {}):
+                    self.http.get(url)
             secs, status = time.perf_counter() - t, str(out[1])
         else:
             self.proc.stdin.write(json.dumps({"image": image, "n": n, "visitor": visitor, "question": QUESTION})
@@ -154,12 +229,14 @@ class AppClient:
             self.proc.wait(timeout=60)
 
 
-def measure(engine: Any, pinned: PinnedEngine, client: AppClient, image: str, n: int, repeats: int) -> dict:
-    """Alternate app and direct solves (one warm-up each); per-repeat times and medians."""
-    client.ask(image, n, "bench-warmup")
-    direct_solve(engine, image, n, pinned.sampling)
+def measure(engine: Any, pinned: PinnedEngine, client: AppClient, photos: Photos, n: int, repeats: int) -> dict:
+    """Alternate app and direct solves (one warm-up each); per-repeat times and medians. Each repeat
+    sends both sides the same photo (a new one per repeat with ``--photo fresh``)."""
+    client.ask(photos.next(), n, "bench-warmup")
+    direct_solve(engine, photos.next(), n, pinned.sampling)
     eng_s, app_s, inside_s, own_direct, own_app = [], [], [], [], []
     for r in range(repeats):
+        image = photos.next()
         order = ("app", "engine") if r % 2 == 0 else ("engine", "app")
         for which in order:
             if which == "app":
@@ -214,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", default=str(ROOT / "assets/examples/math-en-cubic-graph.jpg"))
     p.add_argument("--client", default="process", choices=["process", "inline"],
                    help="gradio_client in a child process (like a browser) or in this process")
+    p.add_argument("--photo", default="fresh", choices=["fresh", "same"],
+                   help="a photo the app has not stored yet for every request, or the same one each time")
+    p.add_argument("--files", default="browser", choices=["browser", "every-update"],
+                   help="fetch each file of the finished turn once (a page), or gradio_client's default: "
+                        "download every file of every streamed update")
     p.add_argument("--out", default=str(ROOT / "bench/results/app_overhead.json"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -229,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="r1v-overhead-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'r1v.db'}", image_dir=Path(tmp) / "images")
+        photos = Photos(args.image, args.photo, tmp)
         for tokens in [int(t) for t in args.tokens.split(",")]:
             sampling = Sampling(max_new_tokens=tokens, min_new_tokens=tokens, seed=args.seed)
             pinned = PinnedEngine(engine, sampling)
@@ -237,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             demo.queue(max_size=8, default_concurrency_limit=1)
             _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
             try:
-                client = AppClient(url, process=args.client == "process")
+                client = AppClient(url, process=args.client == "process", files=args.files)
                 try:
-                    row = {"tokens": tokens, **measure(engine, pinned, client, args.image, args.n, args.repeats)}
+                    row = {"tokens": tokens, **measure(engine, pinned, client, photos, args.n, args.repeats)}
                 finally:
                     client.close()
             finally:
@@ -249,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "what": "one solve through the running app (gradio_client /ask) vs the same solve on the engine directly",
-        "model": engine.name, "n": args.n, "seed": args.seed, "client": args.client, "image": os.path.relpath(args.image, ROOT),
+        "model": engine.name, "n": args.n, "seed": args.seed, "client": args.client, "photo": args.photo,
+        "files": args.files, "image": os.path.relpath(args.image, ROOT),
         "target_ratio": TARGET, "rows": rows, "commit": _commit(),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs (shared with other jobs: medians of alternating "
                    "repeats)",
