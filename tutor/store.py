@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -87,6 +88,7 @@ MODES = ("solve", "hint", "check", "followup", "practice")
 STATUSES = ("running", "done", "error", "stopped", "interrupted")
 ROLES = ("user", "assistant", "system")
 MIGRATION_LOCK_KEY = 0x52315654  # PostgreSQL advisory lock held while migrating
+PNG_LEVEL = 1  # zlib level of stored photos (lossless at any level; see Store._save_photo)
 
 # --- errors -------------------------------------------------------------------------------------
 
@@ -312,7 +314,7 @@ class Store:
                 gold_answer=_opt_text(gold_answer),
             )
             for pos, img in enumerate(images):
-                path = Path(img.save(self.image_dir)) if hasattr(img, "save") else Path(img.path)
+                path = self._save_photo(img) if hasattr(img, "save") else Path(img.path)
                 p.images.append(ProblemImage(sha256=img.sha256, path=self._rel(path), position=pos))
             s.add(p)
             s.flush()
@@ -586,6 +588,25 @@ class Store:
         return len(ids)
 
     # --- image paths ---
+
+    def _save_photo(self, img: Any) -> Path:
+        """Write an intake photo content-addressed where ``IntakeImage.save`` puts it (a file already
+        there is kept; the write is renamed into place), as PNG with zlib level 1: lossless like the
+        default level 6, ~3x faster to encode (a 2048-px photo: ~0.15 s instead of ~0.45 s on a CPU
+        core) for ~15% more bytes. It is on the path of every new question (bench/app_overhead.py)."""
+        if not (hasattr(img, "storage_path") and hasattr(img, "image")):
+            return Path(img.save(self.image_dir))
+        path = Path(img.storage_path(self.image_dir))
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            img.image.save(tmp, format="PNG", compress_level=PNG_LEVEL)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
 
     def _rel(self, path: Path) -> str:
         """Paths inside ``image_dir`` are stored relative to it, so the data directory can move."""
