@@ -166,6 +166,7 @@ class TutorApp:
     def _turn(self, gen: Iterator[Any], chat: list, lang: str, session: str, question: str = "") -> Iterator[dict]:
         """Drive one tutor mode: stream into the chat, then show the finished turn. Yields field dicts."""
         raw, tokens, t0, last, gap = "", 0, time.perf_counter(), 0.0, UPDATE_EVERY_S
+        live = view.LiveRender()  # renders only what is new since the last update
         result: TurnResult | None = None
         try:
             for ev in gen:
@@ -179,17 +180,17 @@ class TutorApp:
                 if tokens == 1:
                     log.debug("first token after %.2f s", now - t0)
                 if now - last >= gap or tokens == 1:
-                    yield {"chat": chat + view.stream_messages(raw, lang),
+                    yield {"chat": chat + view.stream_messages(raw, lang, live),
                            "status": view.progress_text(raw, tokens, lang)}
                     last = time.perf_counter()
                     gap = max(UPDATE_EVERY_S, UPDATE_COST_FACTOR * (last - now))
         except TutorError:
             if raw:  # the engine failed midway: show everything received, not the last throttled update
-                yield {"chat": chat + view.stream_messages(raw, lang)}
+                yield {"chat": chat + view.stream_messages(raw, lang, live)}
             raise
         secs = time.perf_counter() - t0
         if result is None:  # stopped before the model finished
-            yield {"chat": chat + view.stream_messages(raw, lang), "status": t("stopped", lang)}
+            yield {"chat": chat + view.stream_messages(raw, lang, live), "status": t("stopped", lang)}
             return
         out: dict[str, Any] = {"chat": chat + view.result_messages(result.thinking, result.text, lang),
                                "status": t("stopped" if session in self.user_stopped else "done", lang, secs=secs),

@@ -112,6 +112,32 @@ def _cand(i, answer, group=None, reward=None):
     return SimpleNamespace(index=i, answer=answer, group=group, reward=reward, tokens=10 + i, finish_reason="stop")
 
 
+def test_live_rendering_of_a_stream_equals_rendering_it_whole():
+    """view.LiveText renders only what is new, with exactly to_markdown's result at every step (random
+    streams of prose, math, code and stray delimiters), and does keep finished paragraphs."""
+    import random
+
+    from tutor.render import to_markdown
+
+    pieces = ["We have ", "$x^2$", " and ", "$", "\\(a<b\\)", "\\[f(x)\\]", "\n\n", "\n\n", "\n", "so ",
+              "\\boxed{2}", "`code`", "$$y$$", "5", "{", "}", " $5 or $10", "\\", "<b>", "\n```\nx\n```\n", "\\)",
+              "``", "~~~", "\\fbox{", "\\boxed{", "\\$", "a_1 * b_2"]
+    rng, kept = random.Random(0), 0
+    for _ in range(400):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(5, 120)))
+        live, i = view.LiveText(), 0
+        while i < len(text):
+            i += rng.randint(1, 12)
+            assert live.render(text[:i]) == to_markdown(text[:i]), text[:i]
+        kept += bool(live._raw)
+        assert live.render("another text") == to_markdown("another text")  # not a continuation: whole
+    assert kept > 50  # finished paragraphs were kept in a good share of the streams
+    raw = "Let $x=1$.\n\nThen $y=2$.\n\nSo</think>The answer is $\\boxed{2}$."
+    live = view.LiveRender()
+    for i in range(1, len(raw) + 1):
+        assert view.stream_messages(raw[:i], "en", live) == view.stream_messages(raw[:i], "en")
+
+
 def test_candidate_table_and_why_chosen():
     cands = [_cand(0, "3", 1), _cand(1, "2", 0), _cand(2, "2", 0), _cand(3, "")]
     rows = view.candidate_rows(cands, 1, "en")
