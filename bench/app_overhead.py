@@ -23,11 +23,14 @@ Two choices make the app's side what a student's browser costs, not less and not
   patch of pixels changed, saved as JPEG outside the timing), so the app stores a new PNG each time,
   as it does for a new student photo; both sides read the same file. ``--photo same`` re-sends one
   photo, which the content-addressed store then does not write again (the setting of the first runs).
-- ``--files browser`` (default): the client does not download the files of every streamed update,
-  but fetches each distinct file of the finished turn once (the chat's photo, the history picture),
-  inside the timing, as a page loads each picture once. ``--files every-update`` is gradio_client's
-  default (``download_files``), which downloads every file of every streamed update again: the photo
-  ~4 times a second while the model thinks (the setting of the first runs; ``bench/RESULTS.md``).
+- ``--client-io browser`` (default): the client talks to the app as a page does. It does not
+  download the files of every streamed update but fetches each distinct file of the finished turn
+  once (the chat's photo, the history picture) on a kept-alive connection, inside the timing; and it
+  does not load the CA bundle for each of its HTTP calls (``ssl_verify=False``: the app is on
+  ``http://127.0.0.1``, there is no certificate to check). ``--client-io default`` is gradio_client's
+  defaults, the setting of the first runs: it downloads every file of every streamed update again
+  (the photo ~4 times a second while the model thinks), and builds an ``httpx`` client with the CA
+  bundle for each upload and for the queue join (~45 ms each on this machine).
 
 Results: a table on stdout (last) and ``bench/results/app_overhead.json``.
 """
@@ -111,12 +114,15 @@ def direct_solve(engine: Any, image: str, n: int, sampling: Any) -> tuple[float,
     return secs, dict(sol.timings)
 
 
+BROWSER_IO = {"download_files": False, "ssl_verify": False}  # see the module docstring
+
 _CLIENT_LOOP = """
 import json, sys, time
 import httpx
 from gradio_client import Client, handle_file
-every_update = sys.argv[2] == "every-update"
-client = Client(sys.argv[1], verbose=False, **({} if every_update else {"download_files": False}))
+BROWSER_IO = json.loads(sys.argv[3])
+default_io = sys.argv[2] == "default"
+client = Client(sys.argv[1], verbose=False, **({} if default_io else BROWSER_IO))
 http = httpx.Client(timeout=60)  # one connection kept open, as a page does
 
 def files(x, out):
@@ -137,7 +143,7 @@ for line in sys.stdin:
     out = client.predict(req["visitor"], "en", {"background": f, "layers": [], "composite": f}, [],
                          req["question"], "math", "auto", "en", req["n"], api_name="/ask")
     fetched = 0
-    if not every_update:  # a page loads each picture of the turn once
+    if not default_io:  # a page loads each picture of the turn once
         for url in files(out, {}):
             fetched += len(http.get(url).content)
     print(json.dumps({"secs": time.perf_counter() - t, "status": str(out[1]), "fetched": fetched}), flush=True)
@@ -184,16 +190,16 @@ class AppClient:
     included). ``process=True`` runs the client in a child process, as a browser is a separate
     program: its parsing of the streamed updates then does not compete with the app's process."""
 
-    def __init__(self, url: str, process: bool = True, files: str = "browser"):
+    def __init__(self, url: str, process: bool = True, io: str = "browser"):
         self.proc = None
-        self.files = files
+        self.io = io
         if process:
-            self.proc = subprocess.Popen([sys.executable, "-c", _CLIENT_LOOP, url, files], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True)
+            self.proc = subprocess.Popen([sys.executable, "-c", _CLIENT_LOOP, url, io, json.dumps(BROWSER_IO)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         else:
             from gradio_client import Client
 
-            self.client = Client(url, verbose=False, **({} if files == "every-update" else {"download_files": False}))
+            self.client = Client(url, verbose=False, **({} if io == "default" else BROWSER_IO))
             import httpx
 
             self.http = httpx.Client(timeout=60)
@@ -203,7 +209,7 @@ class AppClient:
             t = time.perf_counter()
             out = self.client.predict(visitor, "en", _editor(image), [], QUESTION, "math", "auto", "en", n,
                                       api_name="/ask")
-            if self.files == "browser":
+            if self.io == "browser":
                 for url in _file_urls(out, {}):
                     self.http.get(url)
             secs, status = time.perf_counter() - t, str(out[1])
@@ -293,9 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="gradio_client in a child process (like a browser) or in this process")
     p.add_argument("--photo", default="fresh", choices=["fresh", "same"],
                    help="a photo the app has not stored yet for every request, or the same one each time")
-    p.add_argument("--files", default="browser", choices=["browser", "every-update"],
-                   help="fetch each file of the finished turn once (a page), or gradio_client's default: "
-                        "download every file of every streamed update")
+    p.add_argument("--client-io", default="browser", choices=["browser", "default"],
+                   help="talk to the app as a page does, or with gradio_client's defaults (module docstring)")
     p.add_argument("--out", default=str(ROOT / "bench/results/app_overhead.json"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             demo.queue(max_size=8, default_concurrency_limit=1)
             _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
             try:
-                client = AppClient(url, process=args.client == "process", files=args.files)
+                client = AppClient(url, process=args.client == "process", io=args.client_io)
                 try:
                     row = {"tokens": tokens, **measure(engine, pinned, client, photos, args.n, args.repeats)}
                 finally:
@@ -333,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "what": "one solve through the running app (gradio_client /ask) vs the same solve on the engine directly",
         "model": engine.name, "n": args.n, "seed": args.seed, "client": args.client, "photo": args.photo,
-        "files": args.files, "image": os.path.relpath(args.image, ROOT),
+        "client_io": args.client_io, "image": os.path.relpath(args.image, ROOT),
         "target_ratio": TARGET, "rows": rows, "commit": _commit(),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs (shared with other jobs: medians of alternating "
                    "repeats)",
