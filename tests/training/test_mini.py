@@ -97,10 +97,28 @@ def test_render_is_a_224_tile_and_depends_on_the_seed():
     assert np.asarray(a).std() > 5  # there is ink on the page
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_layout_marks_the_statement_characters_under_the_patches(seed):
+    """The layout map names only characters of the statement, most of them, and the same photo."""
+    import numpy as np
+
+    p = tasks.make_problem(random.Random(seed), choice=seed % 2 == 0)
+    photo, lay = tasks.render(p, random.Random(seed), split="train", layout=True)
+    assert lay.shape == (tasks.IMAGE_SIZE // tasks.PATCH,) * 2 and lay.dtype == np.uint8
+    named = {tasks.CHARSET[v - 1] for v in np.unique(lay) if v}
+    shown = set(p.statement.replace(" ", ""))
+    assert named <= shown and len(named) >= 0.6 * len(shown), (named, shown)
+    assert np.array_equal(np.asarray(photo), np.asarray(tasks.render(p, random.Random(seed), split="train")))
+
+
 def test_write_split_gives_training_records(tmp_path):
     from training.data import load_records
 
-    path = tasks.write_split(tmp_path, "val", 3)
+    import numpy as np
+
+    path = tasks.write_split(tmp_path, "val", 3, workers=2)
+    assert np.load(tmp_path / "val.layout.npy").shape == (3, 14, 14)
+    assert path.read_text() == tasks.write_split(tmp_path / "one", "val", 3).read_text()  # same with 1 worker
     sft = load_records(path, "sft")
     prompts = load_records(path, "prompts")
     assert len(sft) == 3 and all(r.images[0].is_file() for r in sft)

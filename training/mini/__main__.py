@@ -61,18 +61,39 @@ class Driver:
         self.save()
         log.info("stage %s done in %.0f s: %s", name, seconds, {k: v for k, v in metrics.items() if k != "curve"})
 
-    def cli(self, stage: str, recipe: str, **overrides) -> float:
-        """Run ``python -m training STAGE --config RECIPE k=v ...``; returns its wall time."""
+    def command(self, stage: str, recipe: str, **overrides) -> list[str]:
+        """``python -m training STAGE --config RECIPE k=v ...`` (recorded in the report)."""
         cmd = [sys.executable, "-m", "training", stage, "--config", str(RECIPES / recipe)]
         cmd += [f"{k}={v}" for k, v in overrides.items()]
-        shown = " ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", "")
-        self.report["commands"].append(shown)
-        log.info("running: %s", shown)
-        t0 = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(self.args.threads)}
-        with open(self.out / f"{stage}-{Path(recipe).stem}.log", "w") as logf:
-            subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
-        return time.perf_counter() - t0
+        self.report["commands"].append(" ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", ""))
+        return cmd
+
+    def parallel(self, jobs: dict[str, list[str]]) -> dict[str, float]:
+        """Run the commands at once, one thread each when there are several; wall time of each."""
+        threads = str(self.args.threads if len(jobs) == 1 else max(1, self.args.threads // len(jobs)))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": threads}
+        procs, t0, walls = {}, time.perf_counter(), {}
+        for name, cmd in jobs.items():
+            log.info("running: %s", " ".join(cmd[1:]))
+            logf = open(self.out / f"{name.replace('+', '-').replace(' ', '-')}.log", "w")  # noqa: SIM115
+            procs[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT), logf)
+        while procs:
+            for name, (proc, logf) in list(procs.items()):
+                if proc.poll() is not None:
+                    walls[name] = time.perf_counter() - t0
+                    logf.close()
+                    del procs[name]
+                    if proc.returncode != 0:
+                        for other, _ in procs.values():
+                            other.kill()
+                        raise RuntimeError(f"{name} failed: see {logf.name}")
+            time.sleep(0.5)
+        return walls
+
+    def cli(self, stage: str, recipe: str, **overrides) -> float:
+        """One ``python -m training`` stage with all threads; returns its wall time."""
+        return self.parallel({f"{stage}-{Path(recipe).stem}": self.command(stage, recipe, **overrides)})[
+            f"{stage}-{Path(recipe).stem}"]
 
     def p(self, *parts: str) -> str:
         return str(self.out.joinpath(*parts))
@@ -99,27 +120,22 @@ class Driver:
         t0 = time.perf_counter()
         sizes = {"train": self.args.train_size, "val": self.args.eval_size, "test": self.args.eval_size}
         for split, count in sizes.items():
-            write_split(self.p("data"), split, count)
+            write_split(self.p("data"), split, count, workers=self.args.threads)
         self.stage("data", time.perf_counter() - t0, sizes=sizes)
 
     def run_stage0(self) -> None:
         """The LM and the vision tower, in two processes at once (``python -m training.mini.stage0``)."""
         t0 = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        jobs = {part: [sys.executable, "-m", "training.mini.stage0", part, str(self.out), str(steps),
-                       str(self.args.seed)]
+        jobs = {f"stage0-{part}": [sys.executable, "-m", "training.mini.stage0", part, str(self.out), str(steps),
+                                   str(self.args.seed)]
                 for part, steps in (("lm", self.args.lm_steps), ("vision", self.args.vision_steps))}
-        procs = {}
-        for part, cmd in jobs.items():
+        for cmd in jobs.values():
             self.report["commands"].append(" ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", ""))
-            procs[part] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(self.out / f"stage0-{part}.log", "w"),
-                                           stderr=subprocess.STDOUT)
-        for part, proc in procs.items():
-            if proc.wait() != 0:
-                raise RuntimeError(f"stage 0 ({part}) failed: see {self.out / f'stage0-{part}.log'}")
+        walls = self.parallel(jobs)
         metrics = {part: json.loads((self.out / ("llm" if part == "lm" else "vision") / "stage0_metrics.json")
-                                    .read_text()) for part in jobs}
-        self.stage("stage0", time.perf_counter() - t0, **metrics)
+                                    .read_text()) for part in ("lm", "vision")}
+        self.stage("stage0", time.perf_counter() - t0, per_run_wall_s={k: round(v, 1) for k, v in walls.items()},
+                   **metrics)
 
     def run_assemble(self) -> None:
         s = self.cli("assemble", "assemble.yaml", vision=self.p("vision"), llm=self.p("llm"),
@@ -128,18 +144,21 @@ class Driver:
         self.evaluate("assembled", self.p("assembled"))
 
     def run_sft(self) -> None:
+        """Adapter-only and adapter+LM from the same start, data and budget, at the same time."""
         runs = {k: v for k, v in {"adapter": "sft-adapter.yaml", "adapter+llm": "sft-adapter-llm.yaml"}.items()
                 if k in self.args.sft_runs.split(",")}
-        val, walls = {}, {}
-        for name, recipe in runs.items():
-            out = self.p(Path(recipe).stem)
-            walls[name] = self.cli("sft", recipe, model=self.p("assembled"), data=self.p("data", "train.jsonl"),
-                                   output_dir=out, max_steps=self.args.sft_steps, seed=self.args.seed)
-            val[name] = self.evaluate(f"sft ({name})", out + "/final")["val"]
+        t0 = time.perf_counter()
+        walls = self.parallel({name: self.command("sft", recipe, model=self.p("assembled"),
+                                                  data=self.p("data", "train.jsonl"),
+                                                  output_dir=self.p(Path(recipe).stem),
+                                                  max_steps=self.args.sft_steps, seed=self.args.seed)
+                               for name, recipe in runs.items()})
+        wall = time.perf_counter() - t0
+        val = {name: self.evaluate(f"sft ({name})", self.p(Path(recipe).stem, "final"))["val"]
+               for name, recipe in runs.items()}
         chosen = max(val, key=lambda k: (val[k], k == "adapter"))  # ties: R1V2's choice, adapter only
         self.report["sft_choice"] = {"chosen": chosen, "by": "val accuracy", "val": val}
-        self.stage("sft", sum(walls.values()), per_run_wall_s={k: round(v, 1) for k, v in walls.items()},
-                   chosen=chosen)
+        self.stage("sft", wall, per_run_wall_s={k: round(v, 1) for k, v in walls.items()}, chosen=chosen)
 
     def sft_model(self) -> tuple[str, str]:
         chosen = self.report["sft_choice"]["chosen"]
@@ -178,34 +197,45 @@ class Driver:
                    gold_chosen=gold_chosen, all_right_groups=all_right, sample_accuracy=round(acc, 4))
 
     def run_mpo(self) -> None:
+        """MPO and the reward model both start from the SFT model and read the same pairs: at once."""
         model_dir, trainable = self.sft_model()
-        s = self.cli("mpo", "mpo.yaml", model=model_dir, data=self.p("pairs.jsonl"), output_dir=self.p("mpo"),
-                     trainable=trainable, max_steps=self.args.mpo_steps, seed=self.args.seed)
-        self.stage("mpo", s)
+        t0 = time.perf_counter()
+        walls = self.parallel({
+            "mpo": self.command("mpo", "mpo.yaml", model=model_dir, data=self.p("pairs.jsonl"),
+                                output_dir=self.p("mpo"), trainable=trainable, max_steps=self.args.mpo_steps,
+                                seed=self.args.seed),
+            "reward": self.command("reward", "reward.yaml", model=model_dir, data=self.p("pairs.jsonl"),
+                                   output_dir=self.p("reward"), max_steps=self.args.reward_steps,
+                                   seed=self.args.seed)})
+        rows = [json.loads(x) for x in Path(self.p("reward", "metrics.jsonl")).read_text().splitlines() if x]
+        self.stage("mpo", walls["mpo"])
+        self.stage("reward", walls["reward"], final=rows[-1] if rows else {},
+                   note="ran at the same time as mpo (one thread each)")
+        self.report["stages"]["mpo"]["note"] = f"mpo and reward ran at once: {time.perf_counter() - t0:.0f} s together"
         self.evaluate("mpo", self.p("mpo", "final"))
 
     def run_reward(self) -> None:
-        model_dir, _ = self.sft_model()
-        s = self.cli("reward", "reward.yaml", model=model_dir, data=self.p("pairs.jsonl"),
-                     output_dir=self.p("reward"), max_steps=self.args.reward_steps, seed=self.args.seed)
-        rows = [json.loads(x) for x in Path(self.p("reward", "metrics.jsonl")).read_text().splitlines() if x]
-        self.stage("reward", s, final=rows[-1] if rows else {})
+        """Trained together with MPO (``run_mpo``); kept as a stage name to resume from."""
 
     def run_grpo(self) -> None:
+        """GRPO with and without SSB: same start, data order, seed and budget, run at the same time."""
         _, trainable = self.sft_model()
-        walls, shares = {}, {}
-        for name in ("grpo-ssb", "grpo-nossb"):
-            walls[name] = self.cli("grpo", f"{name}.yaml", model=self.p("mpo", "final"),
-                                   data=self.p("data", "train.jsonl"), output_dir=self.p(name), trainable=trainable,
-                                   max_steps=self.args.grpo_steps,
-                                   seed=self.args.seed)
+        names = ("grpo-ssb", "grpo-nossb")
+        t0 = time.perf_counter()
+        walls = self.parallel({name: self.command("grpo", f"{name}.yaml", model=self.p("mpo", "final"),
+                                                  data=self.p("data", "train.jsonl"), output_dir=self.p(name),
+                                                  trainable=trainable, max_steps=self.args.grpo_steps,
+                                                  seed=self.args.seed) for name in names})
+        wall = time.perf_counter() - t0
+        shares = {}
+        for name in names:
             rows = [json.loads(x) for x in Path(self.p(name, "metrics.jsonl")).read_text().splitlines() if x]
             shares[name] = {"effective_share": [r.get("effective_share", 0.0) for r in rows],
                             "effective_share_fresh": [r.get("effective_share_fresh", 0.0) for r in rows],
                             "accuracy_reward": [r.get("reward_accuracy", 0.0) for r in rows]}
             self.evaluate(name, self.p(name, "final"))
         self.report["grpo_curves"] = shares
-        self.stage("grpo", sum(walls.values()), per_run_wall_s={k: round(v, 1) for k, v in walls.items()})
+        self.stage("grpo", wall, per_run_wall_s={k: round(v, 1) for k, v in walls.items()})
 
     def final_choice(self) -> str:
         """The shipped policy: the best on *val* among every trained stage (ties: the later stage)."""
@@ -282,17 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--to-stage", default="ship", choices=STAGES)
     ap.add_argument("--no-ship", action="store_true", help="write the report under --out, leave assets/ alone")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--train-size", type=int, default=600)
+    ap.add_argument("--train-size", type=int, default=6000)
     ap.add_argument("--eval-size", type=int, default=200)
-    ap.add_argument("--eval-limit", type=int, default=40, help="problems per held-out evaluation")
-    ap.add_argument("--lm-steps", type=int, default=350)
-    ap.add_argument("--vision-steps", type=int, default=250)
+    ap.add_argument("--eval-limit", type=int, default=150, help="problems per held-out evaluation")
+    ap.add_argument("--lm-steps", type=int, default=1700)
+    ap.add_argument("--vision-steps", type=int, default=900)
     ap.add_argument("--sft-runs", default="adapter,adapter+llm", help="which SFT runs to compare")
-    ap.add_argument("--sft-steps", type=int, default=30)
-    ap.add_argument("--pair-prompts", type=int, default=32)
-    ap.add_argument("--mpo-steps", type=int, default=12)
-    ap.add_argument("--reward-steps", type=int, default=12)
-    ap.add_argument("--grpo-steps", type=int, default=6)
+    ap.add_argument("--sft-steps", type=int, default=200)
+    ap.add_argument("--pair-prompts", type=int, default=96)
+    ap.add_argument("--mpo-steps", type=int, default=30)
+    ap.add_argument("--reward-steps", type=int, default=30)
+    ap.add_argument("--grpo-steps", type=int, default=16)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Driver(args).run()

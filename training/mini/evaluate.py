@@ -42,7 +42,7 @@ def load(path: str | Path):
 
 @torch.no_grad()
 def sample(model_dir, data: str | Path, *, n: int = 1, seed: int = 0, temperature: float = 0.6, top_p: float = 0.95,
-           max_new_tokens: int = 96, limit: int | None = None, batch: int = 64, model=None, processor=None) -> list[Group]:
+           max_new_tokens: int = 160, limit: int | None = None, batch: int = 64, model=None, processor=None) -> list[Group]:
     """``n`` completions for each record of ``data`` (a JSONL with ``answer`` fields)."""
     from training.data import Collator, load_records
     from training.rollout import HFRollout

@@ -29,6 +29,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,6 +58,15 @@ def text_prompt(p: tasks.Problem, *, with_image: bool) -> str:
         msgs = build_messages("solve", question=p.statement, subject="math", problem_type=p.problem_type,
                               lang=p.lang, n_images=0)
     return render_text_prompt(msgs)
+
+
+def lm_prompt(p: tasks.Problem, full: bool) -> str:
+    """The LM's pretraining prompt: the tutor's full text-only prompt (``full``), or the bare problem
+    in a user turn (a pretrained LM has seen worked solutions, not our tutor's instructions; the short
+    turn makes a step about 2x cheaper)."""
+    if full:
+        return text_prompt(p, with_image=False)
+    return f"<|im_start|>user\n{p.statement}<|im_end|>\n<|im_start|>assistant\n<think>\n"
 
 
 def corpus(count: int = 3000, seed: int = 11) -> list[str]:
@@ -103,7 +113,7 @@ def train_tokenizer(vocab_size: int = 1024, seed: int = 11):
 # ------------------------------------------------------------------------------------ vision
 
 
-def vision_config(image_size: int = tasks.IMAGE_SIZE, patch: int = 16, hidden: int = 96, layers: int = 4):
+def vision_config(image_size: int = tasks.IMAGE_SIZE, patch: int = 16, hidden: int = 128, layers: int = 4):
     from transformers import InternVLVisionConfig
 
     return InternVLVisionConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
@@ -114,9 +124,12 @@ def vision_config(image_size: int = tasks.IMAGE_SIZE, patch: int = 16, hidden: i
 
 def shuffled_tokens(vision: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     """What InternVL's adapter sees: last hidden state, CLS dropped, pixel shuffle 0.5 -> (B, 49, 4h)."""
+    return _shuffle(vision(pixel_values=pixel_values).last_hidden_state[:, 1:, :])
+
+
+def _shuffle(feats: torch.Tensor) -> torch.Tensor:
     from transformers.models.internvl.modeling_internvl import InternVLModel
 
-    feats = vision(pixel_values=pixel_values).last_hidden_state[:, 1:, :]
     b, n, h = feats.shape
     side = int(n ** 0.5)
     feats = InternVLModel.pixel_shuffle(None, feats.reshape(b, side, side, h), scale_factor=0.5)
@@ -124,24 +137,38 @@ def shuffled_tokens(vision: nn.Module, pixel_values: torch.Tensor) -> torch.Tens
 
 
 class ReadingHead(nn.Module):
-    """Per-position character queries cross-attending over the pixel-shuffled tokens."""
+    """A small autoregressive text decoder over the pixel-shuffled tokens (teacher-forced in
+    training, greedy when measuring): it reads the statement left to right as the LM will, each
+    character found next to the one before wherever the text sits in the photo."""
 
-    def __init__(self, in_dim: int, n_chars: int, dim: int = 192, max_chars: int = MAX_CHARS, tokens: int = 49):
+    def __init__(self, in_dim: int, n_chars: int, dim: int = 192, max_chars: int = MAX_CHARS, tokens: int = 49,
+                 layers: int = 2):
         super().__init__()
         self.proj = nn.Linear(in_dim, dim)
         self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)
-        self.queries = nn.Parameter(torch.randn(max_chars, dim) * 0.02)
-        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True)
+        self.embed = nn.Embedding(n_chars, dim)
+        self.qpos = nn.Parameter(torch.randn(max_chars, dim) * 0.02)
+        layer = nn.TransformerDecoderLayer(dim, 4, dim * 2, dropout=0.0, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, layers)
         self.norm = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
         self.out = nn.Linear(dim, n_chars)
+        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(max_chars), persistent=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        kv = self.proj(tokens) + self.pos
-        q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
-        h, _ = self.attn(q, kv, kv, need_weights=False)
-        h = self.norm(h + q)
-        return self.out(h + self.mlp(h))
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, L, C]`` for each position given the characters before it (BOS = ``PAD``)."""
+        memory = self.proj(tokens) + self.pos
+        prev = torch.cat([torch.full_like(targets[:, :1], PAD), targets[:, :-1]], dim=1)
+        n = prev.shape[1]
+        h = self.embed(prev) + self.qpos[:n]
+        return self.out(self.norm(self.decoder(h, memory, tgt_mask=self.causal[:n, :n], tgt_is_causal=True)))
+
+    @torch.no_grad()
+    def read(self, tokens: torch.Tensor, length: int = MAX_CHARS) -> torch.Tensor:
+        """Greedy reading ``[B, length]``."""
+        out = torch.full((tokens.shape[0], length), PAD, dtype=torch.long, device=tokens.device)
+        for i in range(length):
+            out[:, i] = self.forward(tokens, out[:, : i + 1])[:, i].argmax(-1)
+        return out
 
 
 def load_images(jsonl: Path, limit: int | None = None) -> tuple[torch.Tensor, list[dict]]:
@@ -167,9 +194,25 @@ def encode_text(texts: list[str], charset: dict[str, int]) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
+def read_accuracy(vision: nn.Module, head: ReadingHead, images_u8: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(character accuracy, share of statements read exactly) of greedy reading."""
+    was = vision.training
+    vision.eval()
+    head.eval()
+    pred = torch.cat([head.read(shuffled_tokens(vision, normalize(images_u8[i:i + 50])))
+                      for i in range(0, len(images_u8), 50)])
+    vision.train(was)
+    head.train(was)
+    mask = y != PAD
+    char_acc = float(((pred == y) & mask).sum() / mask.sum())
+    exact = float(((pred == y) | ~mask).all(-1).float().mean())
+    return char_acc, exact
+
+
 def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 600, batch: int = 32,
                     lr: float = 1e-3, seed: int = 0, time_budget_s: float | None = None,
-                    init: str | Path | None = None) -> dict:
+                    init: str | Path | None = None, eval_every: int = 0) -> dict:
     """Train the vision tower + reading head on train.jsonl; report character/exact accuracy on val.
 
     Saves the tower alone (``save_pretrained``: a native ``InternVLVisionModel``) to ``out_dir``."""
@@ -185,7 +228,11 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     y_val = encode_text([r["statement"] for r in val_recs], charset)
     vision = InternVLVisionModel.from_pretrained(init) if init else InternVLVisionModel(vision_config())
     head = ReadingHead(4 * vision.config.hidden_size, len(charset) + 3)
-    params = list(vision.parameters()) + list(head.parameters())
+    # dense supervision: the character under each patch centre, from the patch's own output (local, so
+    # glyph features are learned in a few hundred steps; the reading head alone plateaus for long)
+    layouts = torch.from_numpy(np.load(data_dir / "train.layout.npy")).long().flatten(1)
+    dense = nn.Linear(vision.config.hidden_size, len(tasks.CHARSET) + 1)
+    params = list(vision.parameters()) + list(head.parameters()) + list(dense.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
@@ -193,9 +240,12 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     done = 0
     for step in range(steps):
         idx = torch.randint(0, len(train_u8), (batch,), generator=gen)
-        logits = head(shuffled_tokens(vision, normalize(train_u8[idx])))
         y = y_train[idx]
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD)
+        feats = vision(pixel_values=normalize(train_u8[idx])).last_hidden_state[:, 1:, :]
+        logits = head(_shuffle(feats), y)
+        read_loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD)
+        dense_loss = nn.functional.cross_entropy(dense(feats).flatten(0, 1), layouts[idx].reshape(-1))
+        loss = read_loss + dense_loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -203,19 +253,18 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
         sched.step()
         done = step + 1
         if step % 25 == 0 or step == steps - 1:
-            curve.append({"step": step + 1, "loss": round(loss.item(), 4), "time_s": round(time.perf_counter() - t0, 1)})
-            log.info("vision step %d loss %.4f", step + 1, loss.item())
+            curve.append({"step": step + 1, "loss": round(loss.item(), 4), "read_loss": round(read_loss.item(), 4),
+                          "layout_loss": round(dense_loss.item(), 4), "time_s": round(time.perf_counter() - t0, 1)})
+            log.info("vision step %d loss %.4f (reading %.4f, layout %.4f)", step + 1, loss.item(), read_loss.item(),
+                     dense_loss.item())
+        if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+            c, e = read_accuracy(vision, head, val_u8[:100], y_val[:100])
+            curve.append({"step": step + 1, "val_char_accuracy": round(c, 4), "val_exact_read": round(e, 4)})
+            log.info("vision step %d: val char accuracy %.3f, exact %.3f", step + 1, c, e)
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             log.warning("vision pretraining stopped by its time budget at step %d", step + 1)
             break
-    vision.eval()
-    head.eval()
-    with torch.no_grad():
-        pred = torch.cat([head(shuffled_tokens(vision, normalize(val_u8[i:i + 50]))).argmax(-1)
-                          for i in range(0, len(val_u8), 50)])
-    mask = y_val != PAD
-    char_acc = float(((pred == y_val) & mask).sum() / mask.sum())
-    exact = float(((pred == y_val) | ~mask).all(-1).float().mean())
+    char_acc, exact = read_accuracy(vision, head, val_u8, y_val)
     out.mkdir(parents=True, exist_ok=True)
     vision.save_pretrained(out)
     metrics = {"steps": done, "val_char_accuracy": round(char_acc, 4), "val_exact_read": round(exact, 4),
@@ -238,10 +287,10 @@ def lm_config(tokenizer, hidden: int = 192, layers: int = 4):
                        pad_token_id=tokenizer.pad_token_id, rope_theta=10000.0)
 
 
-def _lm_batch(tokenizer, problems: list[tasks.Problem]) -> dict:
+def _lm_batch(tokenizer, problems: list[tasks.Problem], full: bool) -> dict:
     rows, labels = [], []
     for p in problems:
-        prompt = tokenizer(text_prompt(p, with_image=False), add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(lm_prompt(p, full), add_special_tokens=False)["input_ids"]
         resp = tokenizer(p.solution + "<|im_end|>", add_special_tokens=False)["input_ids"]
         rows.append(prompt + resp)
         labels.append([-100] * len(prompt) + resp)
@@ -276,7 +325,8 @@ def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_toke
 
 
 def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int = 32, lr: float = 2e-3,
-                seed: int = 0, time_budget_s: float | None = None, init: str | Path | None = None) -> dict:
+                seed: int = 0, time_budget_s: float | None = None, init: str | Path | None = None,
+                eval_every: int = 0, full_share: float = 0.25) -> dict:
     """Train the Qwen2 LM on text-only worked solutions (fresh problems every step); save it with
     its tokenizer to ``out_dir``; return metrics including greedy text-only accuracy."""
     from transformers import Qwen2ForCausalLM
@@ -289,7 +339,10 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     rng = random.Random(seed + 5)
     curve, t0, done = [], time.perf_counter(), 0
     for step in range(steps):
-        loss = model(**_lm_batch(tokenizer, [tasks.make_problem(rng) for _ in range(batch)])).loss
+        # a quarter of the batches carry the tutor's full prompt, so its instructions are not new at SFT
+        # (whole batches, not rows: mixed rows would pad every row to the long prompt)
+        full = rng.random() < full_share
+        loss = model(**_lm_batch(tokenizer, [tasks.make_problem(rng) for _ in range(batch)], full)).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -299,6 +352,9 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
         if step % 25 == 0 or step == steps - 1:
             curve.append({"step": step + 1, "loss": round(loss.item(), 4), "time_s": round(time.perf_counter() - t0, 1)})
             log.info("lm step %d loss %.4f", step + 1, loss.item())
+        if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+            curve.append({"step": step + 1, "text_only_greedy_accuracy": lm_accuracy(model, tokenizer, count=50)})
+            log.info("lm step %d text-only greedy accuracy %.2f", step + 1, curve[-1]["text_only_greedy_accuracy"])
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             log.warning("LM pretraining stopped by its time budget at step %d", step + 1)
             break
@@ -328,12 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     if part == "lm":
-        tok = train_tokenizer(vocab_size=2000)
+        tok = train_tokenizer(vocab_size=1024)
         pretrain_lm(tok, Path(out) / "llm", steps=int(steps), batch=16, lr=2e-3 if init else 3e-3, seed=int(seed),
-                    init=init)
+                    init=init, eval_every=int(steps) // 4 if int(steps) >= 100 else 0)
     else:
-        pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=int(steps), batch=16, lr=2e-3, seed=int(seed),
-                        init=init)
+        pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=int(steps), batch=32, lr=2e-3, seed=int(seed),
+                        init=init, eval_every=int(steps) // 4 if int(steps) >= 100 else 0)
     return 0
 
 
