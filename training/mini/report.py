@@ -77,7 +77,7 @@ def targets(report: dict) -> list[str]:
                      100 * (acc["grpo-ssb"]["test"] - acc["mpo"]["test"]), lambda v: v >= 3, "{:+.1f} pts"))
     if "grpo-ssb" in curves and "grpo-nossb" in curves:
         a, b = _mean(curves["grpo-ssb"]["effective_share"]), _mean(curves["grpo-nossb"]["effective_share"])
-        rows.append(("effective-sample share, SSB / no SSB", ">= 1.5x", a / b if b else float("inf"),
+        rows.append(("effective-sample share, SSB / no SSB", ">= 1.5x", a / b if b else float("inf") if a else 0.0,
                      lambda v: v >= 1.5, "{:.2f}x"))
     out = ["## Targets", "", "| target | wanted | measured | met |", "|---|---|---|---|"]
     for name, want, value, ok, fmt in rows:
