@@ -120,8 +120,10 @@ def _words(lang: str) -> dict[str, str]:
 class Tutor:
     """The tutoring modes for one engine and one store (thread-safe as the two are)."""
 
-    def __init__(self, engine: Any, store: Store, *, backend: str = "transformers"):
-        self.engine, self.store, self.backend = engine, store, backend
+    def __init__(self, engine: Any, store: Store, *, backend: str = "transformers", reward: Any = None):
+        """``reward``: the reward model that ranks a solve's candidates when there are several (a preset
+        name such as ``mini-reward``, a checkpoint directory, or a loaded scorer; None: answer agreement)."""
+        self.engine, self.store, self.backend, self.reward = engine, store, backend, reward
         self._pixels: OrderedDict[str, Any] = OrderedDict()  # sha256 -> PIL image (content-addressed)
         self._pixels_lock = threading.Lock()
 
@@ -180,6 +182,8 @@ class Tutor:
         solution = None
         try:
             kw = {"sampling": sampling} if sampling is not None else {}
+            if self.reward is not None and n > 1:
+                kw["reward"] = self.reward
             for ev in self.engine.stream(images, messages=messages, n=n, stop=stop, **kw):
                 if hasattr(ev, "solution"):
                     solution = ev.solution

@@ -26,7 +26,7 @@ class ScriptedEngine:
     def stream(self, images, messages=None, n=1, stop=None, **kw):
         from tutor.answers import extract_final
 
-        self.calls.append({"images": list(images), "messages": messages, "n": n})
+        self.calls.append({"images": list(images), "messages": messages, "n": n, "kw": kw})
         raws = [self.outputs.pop(0) for _ in range(n)]
         cands = []
         for i, raw in enumerate(raws):
@@ -180,3 +180,27 @@ def test_end_to_end_on_tiny_engine(store):
     assert deltas and res.solution.candidates[0].tokens >= 1
     a = store.get_problem("u1", pid).attempts[0]
     assert a.status == "done" and len(a.candidates) == 2 and a.model == "tiny-random"
+
+
+def test_reward_model_ranks_only_when_there_are_several_candidates(store):
+    eng = ScriptedEngine(["a</think>\\boxed{2}"] * 3)
+    t = Tutor(eng, store, reward="mini-reward")
+    pid = t.new_problem("u1", [_photo()], "Solve 2x+3=7", lang="en")
+    _last(t.solve("u1", pid, n=1))
+    _last(t.solve("u1", pid, n=2))
+    assert "reward" not in eng.calls[0]["kw"] and eng.calls[1]["kw"]["reward"] == "mini-reward"
+
+
+def test_mini_with_its_reward_model_scores_every_candidate(store):
+    """The real model path: the shipped mini policy and its reward model through the tutor."""
+    from pathlib import Path
+
+    from engine.core import Engine, Sampling
+
+    photo = Path(__file__).resolve().parents[2] / "assets" / "mini" / "examples" / "00000.png"
+    t = Tutor(Engine("mini"), store, reward="mini-reward")
+    pid = t.new_problem("u1", [load_image(photo)], "", lang="en")
+    res, _ = _last(t.solve("u1", pid, n=2, sampling=Sampling(max_new_tokens=48, seed=0)))
+    scores = [c.reward for c in res.solution.candidates]
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    assert res.solution.strategy == "reward+vote"
