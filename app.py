@@ -50,7 +50,7 @@ from tutor.session import TurnResult, Tutor
 from tutor.store import Store
 from webui import view
 from webui.blocks import Blocks, FileMemo, StockFrontend
-from webui.config import AppConfig, LazyEngine, make_engine, parse_config
+from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.i18n import choices, lang_from_header, norm_lang, t
 
 log = logging.getLogger("r1v.app")
@@ -97,7 +97,7 @@ class TutorApp:
         from engine.core import Sampling
 
         self.engine, self.store, self.cfg = engine, store, cfg
-        self.tutor = Tutor(engine, store, backend=engine.backend)
+        self.tutor = Tutor(engine, store, backend=engine.backend, reward=pick_reward(cfg, engine))
         max_new = cap_max_new_tokens(cfg.max_new_tokens)
         self.sampling = Sampling(max_new_tokens=max_new) if max_new else None
         self.limiter = RateLimiter(int(os.environ.get("R1V_RATE_PER_MINUTE") or REQUESTS_PER_MINUTE))

@@ -431,3 +431,13 @@ def test_a_new_problem_is_solved_without_reading_its_photo_back(tmp_path, monkey
     assert stored == photo.storage_path(store.image_dir) and load_image(stored).sha256 == photo.sha256
     assert list(first.getdata()) == list(photo.image.getdata())
     store.close()
+
+
+def test_reward_model_defaults_to_minis_own_only_for_mini():
+    from webui.config import LazyEngine, parse_config, pick_reward
+
+    mini, tiny = LazyEngine("local", "mini"), LazyEngine("local", "tiny-random")
+    assert pick_reward(parse_config([], env={}), mini) == "mini-reward"
+    assert pick_reward(parse_config([], env={}), tiny) is None
+    assert pick_reward(parse_config(["--reward", "none"], env={}), mini) is None
+    assert pick_reward(parse_config([], env={"R1V_REWARD": "/models/rm"}), tiny) == "/models/rm"

@@ -17,6 +17,9 @@ Flags and the environment variables that mirror them (DESIGN.md):
     --max-upload SIZE   R1V_MAX_UPLOAD      upload size limit, e.g. "20mb" (default 20mb)
     --max-new-tokens T  R1V_MAX_NEW_TOKENS  cap on generated tokens per candidate (default: the preset's)
     --preload           R1V_PRELOAD=1       load the model at start instead of on the first question
+    --reward NAME       R1V_REWARD          reward model that ranks several candidates: a reward preset
+                                            (``mini-reward``, ``skywork-vl-reward-7b``...), a directory,
+                                            ``none``, or ``auto`` (default: ``mini-reward`` with ``mini``)
 
 With neither ``--model`` nor ``--server`` the app picks (:func:`pick_model`): the server if
 ``R1V_SERVER`` is set; else R1V2 in 4-bit when a CUDA GPU with enough memory is present; else the
@@ -57,6 +60,7 @@ class AppConfig:
     max_upload: str = "20mb"
     max_new_tokens: int | None = None
     preload: bool = False
+    reward: str = "auto"
 
     @property
     def engine_concurrency(self) -> int:
@@ -90,12 +94,13 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] | None = 
     p.add_argument("--max-upload", default=env.get("R1V_MAX_UPLOAD") or "20mb")
     p.add_argument("--max-new-tokens", type=int, default=_env_int(env, "R1V_MAX_NEW_TOKENS"))
     p.add_argument("--preload", action="store_true", default=_env_bool(env.get("R1V_PRELOAD")))
+    p.add_argument("--reward", default=env.get("R1V_REWARD", "auto"))
     a = p.parse_args(argv)
     if not 1 <= a.n <= 16:
         p.error("--n must be between 1 and 16")
     return AppConfig(model=a.model, server=a.server, n=a.n, host=a.host, port=a.port, share=a.share,
                      concurrency=a.concurrency, queue_size=a.queue_size, max_upload=a.max_upload,
-                     max_new_tokens=a.max_new_tokens, preload=a.preload)
+                     max_new_tokens=a.max_new_tokens, preload=a.preload, reward=a.reward)
 
 
 def gpu_memory_gb() -> float:
@@ -247,3 +252,20 @@ def make_engine(cfg: AppConfig, engine: Any = None) -> LazyEngine:
     if cfg.preload:
         lazy.get()
     return lazy
+
+
+def pick_reward(cfg: AppConfig, engine: Any) -> str | None:
+    """The reward model for ``Tutor(reward=...)``: none, the one named, or with ``auto`` the shipped
+    Mini-R1V reward model when the page runs ``mini`` in process (others need an explicit name: the
+    real reward model is a 7B download)."""
+    choice = (cfg.reward or "auto").strip()
+    if choice.lower() == "none":
+        return None
+    if choice.lower() != "auto":
+        return choice
+    from pathlib import Path
+
+    head = Path(__file__).resolve().parent.parent / "assets" / "mini" / "reward" / "value_head.safetensors"
+    if getattr(engine, "kind", "") == "local" and getattr(engine, "target", "") == "mini" and head.is_file():
+        return "mini-reward"
+    return None
