@@ -33,7 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--tokens", type=int, default=32, help="new tokens per candidate")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--image", default=None, help="problem photo (default: the first example)")
-    p.add_argument("--out", default="bench/results/engine_batch.json")
+    p.add_argument("--out", default=None, help="result JSON (default: bench/results/engine_batch.json for "
+                   "--mode batch, bench/results/latency.json for --mode latency; --mode all writes both defaults)")
 
 
 def _image(path: str | None):
@@ -103,7 +104,7 @@ def run_batch(args, engine) -> dict:
     print(f"{'sequential':12s}{s:10.3f}{tokens_s:10d}")
     print(f"ratio batched/sequential = {b / s:.3f} (target <= 0.35), n={args.n}, "
           f"prompt {sol.prompt_tokens} tokens, {args.tokens} new tokens each")
-    _write(Path(args.out), result)
+    _write(Path(args.out if args.out and args.mode == "batch" else "bench/results/engine_batch.json"), result)
     return result
 
 
@@ -178,7 +179,7 @@ def run_latency(args, engine) -> dict:
         print(" ".join(f"{r[c]:>12}" for c in cols))
     result = {"model": engine.name, "new_tokens_per_candidate": args.tokens, "repeats": args.repeats,
               "rows": rows}
-    _write(Path("bench/results/latency.json"), result)
+    _write(Path(args.out if args.out and args.mode == "latency" else "bench/results/latency.json"), result)
     return result
 
 
