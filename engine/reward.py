@@ -294,36 +294,48 @@ class RewardScorer:
 
         rendered = [self._expand(self.render(question, t, len(pil)), image_token, expansions) for t in texts]
         encoded = [tok(r, add_special_tokens=False)["input_ids"] for r in rendered]
+        image_id = self.processor.image_token_id
+
+        def hidden_states(ids, mask):
+            kwargs = {}
+            if features is not None:
+                kwargs = {
+                    "image_grid_thw": grid.repeat(len(ids), 1),
+                    "mm_token_type_ids": (ids == image_id).long() * mask,
+                    "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(
+                        pooler_output=tuple(features) * len(ids))},
+                }
+            return model.model(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs).last_hidden_state
+
+        return self._score_rows(encoded, hidden_states, t0, t1)
+
+    def _score_rows(self, encoded: list[list[int]], hidden_states, t0: float, t1: float) -> list[float]:
+        """Values of token rows: sorted by length into right-padded batches of ``settings.batch_size``
+        (as the reference scoring code and ``training.data.Collator``), ``hidden_states(ids, mask)`` run
+        on each, the head read at each row's last token; records ``last_timings``."""
+        import torch
+
+        tok = self.tokenizer
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         scores: list[float] = [math.nan] * len(encoded)
         bs = self.settings.batch_size
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        image_id = self.processor.image_token_id
         for start in range(0, len(order), bs):
             rows = order[start:start + bs]
             width = max(len(encoded[i]) for i in rows)
             ids = torch.full((len(rows), width), pad, dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, i in enumerate(rows):  # right padding, as the reference scoring code
+            for r, i in enumerate(rows):
                 ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
                 mask[r, : len(encoded[i])] = 1
             ids, mask = ids.to(self.device), mask.to(self.device)
-            kwargs = {}
-            if features is not None:
-                kwargs = {
-                    "image_grid_thw": grid.repeat(len(rows), 1),
-                    "mm_token_type_ids": (ids == image_id).long() * mask,
-                    "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(
-                        pooler_output=tuple(features) * len(rows))},
-                }
             with torch.inference_mode():
-                hidden = model.model(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs).last_hidden_state
-                values = self.head(last_token_hidden(hidden, mask))
+                values = self.head(last_token_hidden(hidden_states(ids, mask), mask))
             for r, i in enumerate(rows):
                 scores[i] = float(values[r])
         t2 = time.perf_counter()
-        self.last_timings = {"vision_s": round(t1 - t0, 4), "score_s": round(t2 - t1, 4), "responses": len(texts),
-                             "tokens": sum(len(e) for e in encoded)}
+        self.last_timings = {"vision_s": round(t1 - t0, 4), "score_s": round(t2 - t1, 4),
+                             "responses": len(encoded), "tokens": sum(len(e) for e in encoded)}
         return scores
 
     def head(self, hidden):

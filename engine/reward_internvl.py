@@ -33,10 +33,9 @@ inside), then runs only the language model.
 
 from __future__ import annotations
 
-import math
 import time
 
-from engine.reward import RewardScorer, last_token_hidden
+from engine.reward import RewardScorer
 from tutor.errors import EngineError
 
 RESPONSE_END = "<|im_end|>"  # training.data.RESPONSE_END: appended to every response and scored on
@@ -105,31 +104,14 @@ class InternVLRewardScorer(RewardScorer):
         image_token = self.processor.image_token  # never in a response: it would take an image slot
         encoded = [prompt + tok(t.replace(image_token, "") + RESPONSE_END, add_special_tokens=False)["input_ids"]
                    for t in texts]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        scores: list[float] = [math.nan] * len(encoded)
-        bs = self.settings.batch_size
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         embed = model.model.get_input_embeddings()
-        for start in range(0, len(order), bs):
-            rows = order[start:start + bs]
-            width = max(len(encoded[i]) for i in rows)
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, i in enumerate(rows):  # right padding, as training.data.Collator
-                ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-                mask[r, : len(encoded[i])] = 1
-            ids, mask = ids.to(self.device), mask.to(self.device)
-            with torch.inference_mode():
-                embeds = embed(ids)
-                if features is not None:  # the same features in every row, at its image tokens
-                    slots = (ids == image_id).unsqueeze(-1)
-                    embeds = embeds.masked_scatter(slots, features.to(embeds.dtype).repeat(len(rows), 1))
-                hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=mask,
-                                                    use_cache=False).last_hidden_state
-                values = self.head(last_token_hidden(hidden, mask))
-            for r, i in enumerate(rows):
-                scores[i] = float(values[r])
-        t2 = time.perf_counter()
-        self.last_timings = {"vision_s": round(t1 - t0, 4), "score_s": round(t2 - t1, 4), "responses": len(texts),
-                             "tokens": sum(len(e) for e in encoded)}
-        return scores
+
+        def hidden_states(ids, mask):
+            embeds = embed(ids)
+            if features is not None:  # the same features in every row, at its image tokens
+                slots = (ids == image_id).unsqueeze(-1)
+                embeds = embeds.masked_scatter(slots, features.to(embeds.dtype).repeat(len(ids), 1))
+            return model.model.language_model(inputs_embeds=embeds, attention_mask=mask,
+                                              use_cache=False).last_hidden_state
+
+        return self._score_rows(encoded, hidden_states, t0, t1)
