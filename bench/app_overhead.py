@@ -127,16 +127,7 @@ default_io = sys.argv[2] == "default"
 client = Client(sys.argv[1], verbose=False, **({} if default_io else BROWSER_IO))
 http = httpx.Client(timeout=60)  # one connection kept open, as a page does
 
-def files(x, out):
-    if isinstance(x, dict):
-        if isinstance(x.get("url"), str) and x.get("path"):
-            out.setdefault(x["url"], None)
-        for v in x.values():
-            files(v, out)
-    elif isinstance(x, (list, tuple)):
-        for v in x:
-            files(v, out)
-    return out
+from bench.app_overhead import file_urls as files
 
 for line in sys.stdin:
     req = json.loads(line)
@@ -152,17 +143,22 @@ for line in sys.stdin:
 """
 
 
-def _file_urls(x: Any, out: dict) -> dict:
+def file_urls(x: Any, out: dict) -> dict:
     """The distinct file URLs in an output (what a page would load), in order."""
     if isinstance(x, dict):
         if isinstance(x.get("url"), str) and x.get("path"):
             out.setdefault(x["url"], None)
         for v in x.values():
-            _file_urls(v, out)
+            file_urls(v, out)
     elif isinstance(x, list | tuple):
         for v in x:
-            _file_urls(v, out)
+            file_urls(v, out)
     return out
+
+
+def child_env() -> dict:
+    """The environment of a client process: this repository importable (it shares ``file_urls``)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 
 class Photos:
@@ -197,7 +193,7 @@ class AppClient:
         self.io = io
         if process:
             self.proc = subprocess.Popen([sys.executable, "-c", _CLIENT_LOOP, url, io, json.dumps(BROWSER_IO)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env())
         else:
             from gradio_client import Client
 
@@ -212,7 +208,7 @@ class AppClient:
             out = self.client.predict(visitor, "en", _editor(image), [], QUESTION, "math", "auto", "en", n,
                                       api_name="/ask")
             if self.io == "browser":
-                for url in _file_urls(out, {}):
+                for url in file_urls(out, {}):
                     self.http.get(url)
             secs, status = time.perf_counter() - t, str(out[1])
         else:

@@ -61,16 +61,7 @@ def joined(self, *a, **k):
     marks["client: joins the queue"] = time.perf_counter()
     return send(self, *a, **k)
 gc.Client.send_data = joined
-def urls(x, out):
-    if isinstance(x, dict):
-        if isinstance(x.get("url"), str) and x.get("path"):
-            out.setdefault(x["url"], None)
-        for v in x.values():
-            urls(v, out)
-    elif isinstance(x, (list, tuple)):
-        for v in x:
-            urls(v, out)
-    return out
+from bench.app_overhead import file_urls as urls
 for line in sys.stdin:
     req = json.loads(line)
     marks.clear(); spent.update(upload=0.0, download=0.0)
@@ -204,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from app import build_app, launch_kwargs
-    from bench.app_overhead import BROWSER_IO, QUESTION, Photos, PinnedEngine
+    from bench.app_overhead import BROWSER_IO, QUESTION, Photos, PinnedEngine, child_env
     from engine.core import Engine, Sampling
     from tutor.store import Store
     from webui.config import AppConfig
@@ -223,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
         proc = subprocess.Popen([sys.executable, "-c", _CLIENT, url, args.client_io,
                                  json.dumps(BROWSER_IO)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, env=child_env())
         try:
             for r in range(args.repeats + 1):  # the first one warms up
                 SPENT.clear()
