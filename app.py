@@ -9,7 +9,7 @@
     demo.queue().launch(prevent_thread_lock=True, **launch_kwargs())
 
 Layout and wiring only: tutoring logic is in ``tutor/`` (``tutor.session.Tutor``), models in
-``engine/``, and the page's pure helpers (strings, message building, tables) in ``webui/``. A visitor
+``engine/``, the page's pure helpers (strings, message building, tables) and its guarded input components in ``webui/``. A visitor
 is identified by an id kept in the browser (``gr.BrowserState``) or by their Hugging Face login on a
 Space with OAuth; every store call is scoped to that id. No handler ever lets an exception reach the
 page: a ``TutorError`` becomes its message in the page language, anything else a generic message and
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio import utils as gr_utils
 
 from tutor import settings
 from tutor.errors import InputError, StoreError, TutorError
@@ -49,7 +48,22 @@ from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
 from webui import view
-from webui.blocks import Blocks, FileMemo, StockFrontend
+from webui.blocks import Blocks
+from webui.components import (
+    PRIVATE_DIRS,
+    Chatbot,
+    Gallery,
+    SafeGallery,
+    SafeImage,
+    SafeImageEditor,
+    _editor_image,
+    _not_uploaded,
+    _placeholder,
+    _Refused,
+    _rotate,
+    _unrefused,
+    _uploaded,
+)
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.i18n import choices, lang_from_header, norm_lang, t
 
@@ -354,151 +368,6 @@ class TutorApp:
             return gr.update(value=str(path), visible=True), ""
         except TutorError as e:
             return gr.update(visible=False), "⚠️ " + e.message(lang)
-
-
-class _Refused:
-    """Stands in for an uploaded image that was refused while Gradio preprocessed it."""
-
-    def __init__(self, error: InputError):
-        self.error = error
-
-
-def _uploaded(path: Any) -> bool:
-    """Is ``path`` a file this server received as an upload (Gradio's upload folder)? Anything else,
-    e.g. the path of another visitor's stored photo sent through the API, must not be read."""
-    try:
-        p = Path(str(path)).resolve()
-        return p.is_relative_to(Path(gr_utils.get_upload_folder()).resolve())
-    except (OSError, ValueError, TypeError):
-        return False
-
-
-def _not_uploaded(path: Any) -> InputError:
-    return InputError("image_not_uploaded", "This photo was not uploaded from your device. Please upload it again.",
-                      "这张照片不是从你的设备上传的，请重新上传。", f"path {str(path)[:80]!r}")
-
-
-def _refusal(files: list[Any], error: Exception | None = None) -> _Refused:
-    """Why a preprocessed image failed, as the intake's specific message (a foreign path, a bad file)."""
-    for f in files:
-        path = getattr(f, "path", None)
-        if path is None:
-            continue
-        if not _uploaded(path):
-            return _Refused(_not_uploaded(path))
-        try:
-            load_image(path)
-        except InputError as e:
-            return _Refused(e)
-    log.info("image preprocessing failed: %r", error)
-    return _Refused(InputError("image_corrupt", "The image is damaged or incomplete and cannot be read.",
-                               "图片已损坏或不完整，无法读取。", repr(error)))
-
-
-PRIVATE_DIRS: set[Path] = set()  # the photo store and data directory: never read as an input
-
-
-class _NoPrivateFiles(StockFrontend):
-    """Refuses, before Gradio copies it into its cache, an input that names a file in ``PRIVATE_DIRS``
-    (another visitor's stored photo, the database) instead of uploading one."""
-
-    def _guard(self, path: Any) -> None:
-        try:
-            p = Path(str(path)).resolve()
-        except (OSError, ValueError):
-            return
-        if any(p.is_relative_to(d) for d in PRIVATE_DIRS):
-            log.warning("refused an input naming a private file: %s", p)
-            raise gr.Error(_not_uploaded(path).message("en") + " / " + _not_uploaded(path).message("zh"))
-
-    def move_resource_to_block_cache(self, url_or_file_path: Any) -> Any:
-        self._guard(url_or_file_path)
-        return super().move_resource_to_block_cache(url_or_file_path)  # type: ignore[misc]
-
-    async def async_move_resource_to_block_cache(self, url_or_file_path: Any) -> Any:
-        self._guard(url_or_file_path)
-        return await super().async_move_resource_to_block_cache(url_or_file_path)  # type: ignore[misc]
-
-
-class Chatbot(FileMemo, gr.Chatbot):
-    """``gr.Chatbot`` that hashes an unchanged photo in the chat once, not on every streamed update."""
-
-
-class Gallery(FileMemo, gr.Gallery):
-    """``gr.Gallery`` that hashes each unchanged picture once (the history list, sent after every turn)."""
-
-
-class SafeGallery(_NoPrivateFiles, gr.Gallery):
-    is_template = True
-
-
-class SafeImageEditor(_NoPrivateFiles, gr.ImageEditor):
-    """``gr.ImageEditor`` that reads uploaded files only and turns a bad file into the intake's message
-    (the stock one opens any server path it is sent and fails with a bare error on a non-image)."""
-
-    is_template = True  # the frontend uses the stock editor
-
-    def preprocess(self, payload: Any) -> Any:
-        if payload is None:
-            return None
-        files = [payload.background, payload.composite, *(payload.layers or [])]
-        if any(getattr(f, "path", None) and not _uploaded(f.path) for f in files):
-            bad = _refusal(files)
-            return {"background": bad, "layers": [], "composite": bad}
-        try:
-            return super().preprocess(payload)
-        except Exception as e:  # noqa: BLE001 - becomes the specific intake message
-            bad = _refusal(files, e)
-            return {"background": bad, "layers": [], "composite": bad}
-
-
-class SafeImage(_NoPrivateFiles, gr.Image):
-    """``gr.Image`` with the same guard as :class:`SafeImageEditor`."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        path = getattr(payload, "path", None)
-        if path and not _uploaded(path):
-            return _Refused(_not_uploaded(path))
-        try:
-            return super().preprocess(payload)
-        except Exception as e:  # noqa: BLE001 - becomes the specific intake message
-            return _refusal([payload], e)
-
-
-def _unrefused(value: Any) -> Any:
-    if isinstance(value, _Refused):
-        raise value.error
-    return value
-
-
-def _placeholder() -> str:
-    path = Path(tempfile.gettempdir()) / "r1v-no-photo.png"
-    if not path.exists():
-        from PIL import Image
-
-        Image.new("RGB", (96, 96), (235, 238, 245)).save(path)
-    return str(path)
-
-
-def _editor_image(value: Any) -> Any:
-    """The edited photo (composite, else background); raises the refusal of a bad upload."""
-    if not isinstance(value, dict):
-        return _unrefused(value)
-    return _unrefused(value.get("composite") if value.get("composite") is not None else value.get("background"))
-
-
-def _rotate(value: Any, angle: int) -> Any:
-    try:
-        img = _editor_image(value)
-    except InputError as e:
-        gr.Warning(e.message("en"))
-        return gr.skip()
-    if img is None:
-        return gr.skip()
-    img = img.rotate(angle, expand=True)
-    return {"background": img, "layers": [], "composite": img}
 
 
 def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | None = None) -> gr.Blocks:
