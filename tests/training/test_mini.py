@@ -270,3 +270,65 @@ def test_vision_pretraining_learns_and_saves_a_native_tower(tmp_path):
     after = InternVLVisionModel.from_pretrained(tmp_path / "vision").state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) > len(before) // 2
+
+
+def test_drill_facts_are_true_and_written_as_the_solutions_write_them():
+    """Every drill is a true equation, and each kind of step the worked solutions take is drilled in
+    the same notation (so what the drills teach is what the solutions need)."""
+    import math
+    import re
+    from fractions import Fraction
+
+    from training.mini.stage0 import drill_fact
+
+    rng = random.Random(0)
+    shapes = set()
+    for _ in range(600):
+        lhs, rhs = drill_fact(rng)
+        assert lhs.endswith("=") and rhs
+        chain = (lhs + rhs).split("=")
+        values = [Fraction(eval(part.replace("×", "*").replace("÷", "/"))) for part in chain]  # noqa: S307
+        assert len(set(values)) == 1, lhs + rhs
+        if "/" in lhs and "÷" not in lhs:  # a fraction's sum, simplified: lowest terms
+            n, _, d = rhs.partition("/")
+            assert math.gcd(int(n), int(d or 1)) == 1
+        shapes.add(re.sub(r"\d+", "N", lhs))
+    steps = set()
+    for _ in range(300):
+        p = tasks.make_problem(rng)
+        for m in re.finditer(r"\d[\d+\-×÷/]*[+\-×÷/]\d+=", p.solution):
+            steps.add(re.sub(r"\d+", "N", m.group(0)))
+    assert {"N+N=", "N+N+N=", "N-N=", "N÷N=", "N/N=", "N×N+N="} <= shapes
+    assert steps - {"N/N+N/N="} <= shapes | {"N×N="}, steps - shapes
+
+
+def test_driver_continues_parts_from_an_earlier_run(tmp_path, monkeypatch):
+    """``--parts-from``: the earlier run's data is reused (linked, not re-rendered), stage 0 starts from
+    its parts, and the steps and time of both runs are added up in the report."""
+    from training.mini import __main__ as mini
+
+    old = tmp_path / "old"
+    tasks.write_split(old / "data", "train", 4)
+    for name, steps, wall in (("llm", 100, 60.0), ("vision", 50, 40.0)):
+        (old / name).mkdir()
+        (old / name / "stage0_metrics.json").write_text(json.dumps({"steps": steps, "wall_s": wall}))
+    (old / "report.json").write_text(json.dumps({"stages": {"data": {"wall_s": 5.0}}}))
+    calls = []
+
+    def fake_parallel(self, jobs):  # records the commands; writes what the two parts would write
+        calls.append(jobs)
+        for name in ("llm", "vision"):
+            (self.out / name).mkdir(exist_ok=True)
+            (self.out / name / "stage0_metrics.json").write_text(json.dumps({"steps": 7, "wall_s": 3.0}))
+        return {k: 3.0 for k in jobs}
+
+    monkeypatch.setattr(mini.Driver, "parallel", fake_parallel)
+    out = tmp_path / "new"
+    mini.main(["--out", str(out), "--parts-from", str(old), "--to-stage", "stage0"])
+    assert (out / "data").is_symlink() and (out / "data").resolve() == (old / "data").resolve()
+    (cmds,) = calls
+    assert cmds["stage0-lm"][-1] == str(old / "llm") and cmds["stage0-vision"][-1] == str(old / "vision")
+    report = json.loads((out / "report.json").read_text())
+    assert report["stage0_continued"]["prior_wall_s"] == 5.0 + 60.0
+    assert report["stages"]["stage0"]["lm"]["total_steps"] == 107
+    assert json.loads((out / "vision" / "stage0_metrics.json").read_text())["total_steps"] == 57

@@ -3,6 +3,7 @@
     python -m training.mini                      # everything, into data/mini, then ship to assets/mini
     python -m training.mini --out /tmp/m --no-ship --train-size 400   # a smaller run elsewhere
     python -m training.mini --from-stage assemble                     # reuse data + stage-0 parts
+    python -m training.mini --out data/mini-long --parts-from data/mini --lm-steps 2600   # longer stage 0
 
 Stages (each timed; the commands run are recorded in report.json):
   data      render train / val / test problems (``training.mini.tasks``)
@@ -118,6 +119,18 @@ class Driver:
         from training.mini.tasks import write_split
 
         t0 = time.perf_counter()
+        if self.args.parts_from:  # the earlier run's photos, so its parts continue on the data they know
+            src = (Path(self.args.parts_from) / "data").resolve()
+            if not (src / "train.jsonl").exists():
+                raise SystemExit(f"--parts-from {self.args.parts_from}: no data/train.jsonl there")
+            dst = self.out / "data"
+            if dst.is_symlink() or dst.exists():
+                if dst.resolve() != src:
+                    raise SystemExit(f"{dst} exists and is not {src}: use an empty --out")
+            else:
+                dst.symlink_to(src, target_is_directory=True)
+            self.stage("data", time.perf_counter() - t0, reused=str(src))
+            return
         sizes = {"train": self.args.train_size, "val": self.args.eval_size, "test": self.args.eval_size}
         for split, count in sizes.items():
             write_split(self.p("data"), split, count, workers=self.args.threads)
@@ -126,14 +139,30 @@ class Driver:
     def run_stage0(self) -> None:
         """The LM and the vision tower, in two processes at once (``python -m training.mini.stage0``)."""
         t0 = time.perf_counter()
+        parts = {"lm": "llm", "vision": "vision"}
+        before = {}
+        if self.args.parts_from:  # continue the earlier run's parts (their steps and time add to these)
+            for part, name in parts.items():
+                m = json.loads((Path(self.args.parts_from) / name / "stage0_metrics.json").read_text())
+                before[part] = {"from": str(Path(self.args.parts_from) / name), "steps": m.get("total_steps", m["steps"]),
+                                "wall_s": m.get("total_wall_s", m["wall_s"])}
+            prior = Path(self.args.parts_from) / "report.json"
+            data_s = json.loads(prior.read_text())["stages"].get("data", {}).get("wall_s", 0.0) if prior.exists() else 0.0
+            # what producing the continued parts cost before this run: rendering + the longer of the two parts
+            self.report["stage0_continued"] = {**before, "prior_wall_s": round(
+                data_s + max(b["wall_s"] for b in before.values()), 1)}
         jobs = {f"stage0-{part}": [sys.executable, "-m", "training.mini.stage0", part, str(self.out), str(steps),
-                                   str(self.args.seed)]
+                                   str(self.args.seed)] + ([before[part]["from"]] if before else [])
                 for part, steps in (("lm", self.args.lm_steps), ("vision", self.args.vision_steps))}
         for cmd in jobs.values():
             self.report["commands"].append(" ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", ""))
         walls = self.parallel(jobs)
-        metrics = {part: json.loads((self.out / ("llm" if part == "lm" else "vision") / "stage0_metrics.json")
-                                    .read_text()) for part in ("lm", "vision")}
+        metrics = {part: json.loads((self.out / name / "stage0_metrics.json").read_text())
+                   for part, name in parts.items()}
+        for part, prior in before.items():  # the totals over both runs, saved beside the part
+            metrics[part]["total_steps"] = prior["steps"] + metrics[part]["steps"]
+            metrics[part]["total_wall_s"] = round(prior["wall_s"] + metrics[part]["wall_s"], 1)
+            (self.out / parts[part] / "stage0_metrics.json").write_text(json.dumps(metrics[part], indent=2))
         self.stage("stage0", time.perf_counter() - t0, per_run_wall_s={k: round(v, 1) for k, v in walls.items()},
                    **metrics)
 
@@ -317,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-size", type=int, default=6000)
     ap.add_argument("--eval-size", type=int, default=200)
     ap.add_argument("--eval-limit", type=int, default=150, help="problems per held-out evaluation")
+    ap.add_argument("--parts-from", default="", help="continue stage 0 from this earlier run's llm/ and vision/ "
+                    "(and reuse its data/) instead of starting the parts from scratch")
     ap.add_argument("--lm-steps", type=int, default=1700)
     ap.add_argument("--vision-steps", type=int, default=900)
     ap.add_argument("--sft-runs", default="adapter,adapter+llm", help="which SFT runs to compare")

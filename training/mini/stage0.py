@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -235,7 +236,7 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     params = list(vision.parameters()) + list(head.parameters()) + list(dense.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed if init is None else seed + 1)  # a continued run: another order
     curve, t0 = [], time.perf_counter()
     done = 0
     for step in range(steps):
@@ -287,9 +288,49 @@ def lm_config(tokenizer, hidden: int = 192, layers: int = 4):
                        pad_token_id=tokenizer.pad_token_id, rope_theta=10000.0)
 
 
-def _lm_batch(tokenizer, problems: list[tasks.Problem], full: bool) -> dict:
+def drill_fact(rng: random.Random) -> tuple[str, str]:
+    """One arithmetic fact the task family's solutions use, written as they write it: ``("7+8+1=", "16")``.
+
+    A pretrained reasoning LM knows its tables; ours learns them from these drills far faster than from
+    whole solutions, where each carries only two or three facts among the copying."""
+    kind = rng.randrange(5)
+    if kind == 0:  # a column of an addition (tasks._add), also a fraction's numerators
+        da, db, carry = rng.randrange(10), rng.randrange(10), rng.random() < 0.4
+        return f"{da}+{db}" + ("+1" if carry else "") + "=", str(da + db + carry)
+    a, k, b = rng.randint(2, 9), rng.randint(1, 9), rng.randint(1, 9)
+    if kind == 1:  # evaluating a function (tasks._function)
+        return f"{a}×{k}+{b}=", f"{a * k}+{b}={a * k + b}"
+    if kind == 2:  # the two steps of a linear equation (tasks._linear)
+        c = a * k + b
+        return f"{c}-{b}=", f"{c - b}"
+    if kind == 3:
+        return f"{a * k}÷{a}=", str(k)
+    d = rng.randint(3, 9)  # simplifying a fraction's sum (tasks._fraction)
+    s = rng.choice([v for v in range(2, 2 * d - 1) if math.gcd(v, d) > 1])  # the sums that simplify
+    g = math.gcd(s, d)
+    return f"{s}/{d}=", str(s // g) if d // g == 1 else f"{s // g}/{d // g}"
+
+
+def _drill_row(tokenizer, rng: random.Random, facts: int) -> tuple[list[int], list[int]]:
+    """``facts`` drills on lines; only the results are labelled (the left-hand sides are random)."""
+    ids, labels = [], []
+    for _ in range(facts):
+        lhs, rhs = drill_fact(rng)
+        a = tokenizer(lhs, add_special_tokens=False)["input_ids"]
+        b = tokenizer(rhs + "\n", add_special_tokens=False)["input_ids"]
+        ids += a + b
+        labels += [-100] * len(a) + b
+    return ids, labels
+
+
+def _lm_batch(tokenizer, problems: list[tasks.Problem], full: bool, drill: random.Random | None = None) -> dict:
     rows, labels = [], []
     for p in problems:
+        if drill is not None:
+            r, lb = _drill_row(tokenizer, drill, 16)
+            rows.append(r)
+            labels.append(lb)
+            continue
         prompt = tokenizer(lm_prompt(p, full), add_special_tokens=False)["input_ids"]
         resp = tokenizer(p.solution + "<|im_end|>", add_special_tokens=False)["input_ids"]
         rows.append(prompt + resp)
@@ -326,7 +367,7 @@ def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_toke
 
 def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int = 32, lr: float = 2e-3,
                 seed: int = 0, time_budget_s: float | None = None, init: str | Path | None = None,
-                eval_every: int = 0, full_share: float = 0.25) -> dict:
+                eval_every: int = 0, full_share: float = 0.25, drill_share: float = 0.3) -> dict:
     """Train the Qwen2 LM on text-only worked solutions (fresh problems every step); save it with
     its tokenizer to ``out_dir``; return metrics including greedy text-only accuracy."""
     from transformers import Qwen2ForCausalLM
@@ -336,13 +377,14 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     model = (Qwen2ForCausalLM.from_pretrained(init) if init else Qwen2ForCausalLM(lm_config(tokenizer))).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    rng = random.Random(seed + 5)
+    rng = random.Random(seed + 5 if init is None else f"{seed}-{init}")  # a continued run sees new problems
     curve, t0, done = [], time.perf_counter(), 0
     for step in range(steps):
         # a quarter of the batches carry the tutor's full prompt, so its instructions are not new at SFT
         # (whole batches, not rows: mixed rows would pad every row to the long prompt)
         full = rng.random() < full_share
-        loss = model(**_lm_batch(tokenizer, [tasks.make_problem(rng) for _ in range(batch)], full)).loss
+        drill = rng if rng.random() < drill_share else None
+        loss = model(**_lm_batch(tokenizer, [tasks.make_problem(rng) for _ in range(batch)], full, drill)).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -385,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     if part == "lm":
         tok = train_tokenizer(vocab_size=1024)
-        pretrain_lm(tok, Path(out) / "llm", steps=int(steps), batch=16, lr=2e-3 if init else 3e-3, seed=int(seed),
+        pretrain_lm(tok, Path(out) / "llm", steps=int(steps), batch=16, lr=1e-3 if init else 3e-3, seed=int(seed),
                     init=init, eval_every=int(steps) // 4 if int(steps) >= 100 else 0)
     else:
         pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=int(steps), batch=32, lr=2e-3, seed=int(seed),
