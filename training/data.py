@@ -137,7 +137,7 @@ def parse_record(obj: Any, kind: str, path: Path, line: int) -> Record:
         rec.answer_kind = str(obj.get("answer_kind", "auto"))
     else:
         raise ValueError(f"unknown record kind {kind!r}; use one of {KINDS}")
-    rec.meta = {k: obj[k] for k in ("id", "subject", "lang") if k in obj}
+    rec.meta = {k: obj[k] for k in ("id", "subject", "lang", "statement") if k in obj}
     return rec
 
 

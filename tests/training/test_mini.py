@@ -332,3 +332,19 @@ def test_driver_continues_parts_from_an_earlier_run(tmp_path, monkeypatch):
     assert report["stage0_continued"]["prior_wall_s"] == 5.0 + 60.0
     assert report["stages"]["stage0"]["lm"]["total_steps"] == 107
     assert json.loads((out / "vision" / "stage0_metrics.json").read_text())["total_steps"] == 57
+
+
+def test_reading_splits_the_error_into_reading_and_solving():
+    """``evaluate.reading`` compares the restated problem with the photo's statement."""
+    from types import SimpleNamespace
+
+    from training.mini.evaluate import Group, reading
+
+    p = tasks.make_problem(random.Random(3), lang="en", kind="add", choice=False)
+    wrong_read = p.solution.replace(p.statement, p.statement[:-1] + "0", 1)
+    rec = SimpleNamespace(meta={"statement": p.statement})
+    g = Group(rec, [p.solution, wrong_read, "no restatement"], [1, 1, 1], [True] * 3, [1.0, 0.0, 0.0])
+    r = reading([g])
+    assert r["exact_read"] == round(1 / 3, 4)
+    assert r["accuracy_when_read_exactly"] == 1.0 and r["accuracy_otherwise"] == 0.0
+    assert 0.3 < r["similarity"] < 0.7

@@ -108,6 +108,8 @@ class Driver:
             groups = evaluate.sample(model_dir, self.p("data", f"{split}.jsonl"), n=1, seed=self.args.seed,
                                      model=model, processor=processor, limit=self.args.eval_limit)
             res[split] = round(evaluate.accuracy(groups), 4)
+            if split == "test":  # how much of the error is reading the photo (the restated problem)
+                self.report.setdefault("reading", {})[name] = evaluate.reading(groups)
         self.report.setdefault("accuracy", {})[name] = res
         self.save()
         log.info("accuracy after %s: %s", name, res)
@@ -286,6 +288,7 @@ class Driver:
         scores = evaluate.reward_scores(self.p("reward", "final"), groups)
         res = {f"n={n}": evaluate.rerank_accuracy(groups, scores, n) for n in (4, 8)}
         res["single_sample_mean"] = round(sum(sum(g.correct) for g in groups) / (8 * len(groups)), 4)
+        res["reading"] = evaluate.reading(groups)
         self.report["rerank"] = res
         self.stage("eval", time.perf_counter() - t0, model=final)
 

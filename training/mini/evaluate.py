@@ -14,7 +14,9 @@ told otherwise. Answers are judged by ``tutor.answers.accuracy_reward``.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import torch
@@ -67,6 +69,36 @@ def sample(model_dir, data: str | Path, *, n: int = 1, seed: int = 0, temperatur
             out.append(Group(rec, texts, [len(c) for c in ids], [bool(c) and c[-1] in eos for c in ids],
                              [c or 0.0 for c in correct]))
     return out
+
+
+RESTATED = re.compile(r"(?:Problem:|题目：)\s*(.*?)[.。]?\n")
+
+
+def restated(text: str) -> str | None:
+    """The problem as the policy restates it at the top of its reasoning (its reading of the photo)."""
+    m = RESTATED.search(text)
+    return m.group(1).strip() if m else None
+
+
+def reading(groups: list[Group]) -> dict[str, float]:
+    """How well the policy read its photos, over every sample: the share that restate the statement
+    exactly, the mean character similarity of the restatement, and the accuracy of the samples that read
+    exactly vs the rest (how much of the error is reading and how much solving)."""
+    exact = sims = right_exact = right_other = 0.0
+    n = 0
+    for g in groups:
+        truth = g.record.meta.get("statement", "")
+        for text, c in zip(g.texts, g.correct, strict=True):
+            got = restated(text) or ""
+            ok = got == truth
+            exact += ok
+            right_exact += c if ok else 0.0
+            right_other += 0.0 if ok else c
+            sims += SequenceMatcher(None, got, truth).ratio()
+            n += 1
+    return {"exact_read": round(exact / max(n, 1), 4), "similarity": round(sims / max(n, 1), 4),
+            "accuracy_when_read_exactly": round(right_exact / exact, 4) if exact else None,
+            "accuracy_otherwise": round(right_other / (n - exact), 4) if n > exact else None}
 
 
 def accuracy(groups: list[Group]) -> float:

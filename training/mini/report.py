@@ -101,9 +101,14 @@ def markdown(report: dict) -> str:
              "parts, the two SFT runs, MPO with the reward model, GRPO with and without SSB).", "",
              *targets(report), "",
              "## Held-out accuracy after each stage (one sample, T=0.6, top-p 0.95)", "",
-             "| stage | val | test |", "|---|---|---|"]
+             "*test: reads exactly* is the share of test answers whose restated problem (the first line of the "
+             "reasoning) equals the photo's statement; *similarity* is its mean character similarity.", "",
+             "| stage | val | test | test: reads exactly | test: similarity |", "|---|---|---|---|---|"]
+    reading = report.get("reading", {})
     for name, r in acc.items():
-        lines.append(f"| {name} | {100 * r.get('val', 0):.1f}% | {100 * r.get('test', 0):.1f}% |")
+        rd = reading.get(name, {})
+        read = (f"{100 * rd['exact_read']:.1f}% | {rd['similarity']:.2f}" if rd else "- | -")
+        lines.append(f"| {name} | {100 * r.get('val', 0):.1f}% | {100 * r.get('test', 0):.1f}% | {read} |")
     s0 = report.get("stages", {}).get("stage0", {})
     if s0:
         lines += ["", "Stage 0 alone: the LM solves "
@@ -138,6 +143,13 @@ def markdown(report: dict) -> str:
             lines.append(f"| {key[2:]} | " + " | ".join(f"{100 * r.get(k, float('nan')):.1f}%" for k in (
                 "first", "vote", "reward", "reward+vote", "oracle_any_correct")) + " |")
         lines.append(f"\nMean accuracy over all n=8 samples: {100 * rr.get('single_sample_mean', 0):.1f}%.")
+        rd = rr.get("reading")
+        if rd:
+            def pct(v):
+                return "-" if v is None else f"{100 * v:.1f}%"
+            lines.append(f"Reading: {100 * rd['exact_read']:.1f}% of these samples restate the problem exactly "
+                         f"(mean similarity {rd['similarity']:.2f}); accuracy {pct(rd['accuracy_when_read_exactly'])} "
+                         f"when they do, {pct(rd['accuracy_otherwise'])} when they do not.")
     lines += ["", "## Wall time per stage", "", "| stage | seconds | details |", "|---|---|---|"]
     for name, st in report.get("stages", {}).items():
         details = {k: v for k, v in st.items() if k not in ("wall_s", "lm", "vision", "curve")}
