@@ -348,3 +348,22 @@ def test_reading_splits_the_error_into_reading_and_solving():
     assert r["exact_read"] == round(1 / 3, 4)
     assert r["accuracy_when_read_exactly"] == 1.0 and r["accuracy_otherwise"] == 0.0
     assert 0.3 < r["similarity"] < 0.7
+
+
+def test_driver_resumes_with_the_kept_stages_commands_and_time(tmp_path, monkeypatch):
+    """``--from-stage sft`` on an earlier run: the commands of sft and later stages are dropped (they are
+    run again), and the recipe's time restarts from when sft began, not from the old total."""
+    from training.mini import __main__ as mini
+
+    out = tmp_path / "run"
+    out.mkdir()
+    cmds = ["python -m training.mini.stage0 lm x 5 0", "python -m training assemble --config a.yaml",
+            "python -m training sft --config s.yaml", "python -m training grpo --config g.yaml"]
+    (out / "report.json").write_text(json.dumps({"seed": 0, "stages": {}, "commands": cmds, "total_wall_s": 900.0,
+                                                 "stage_start_s": {"sft": 300.0, "grpo": 700.0}}))
+    monkeypatch.setattr(mini.Driver, "run_sft", lambda self: None)
+    mini.main(["--out", str(out), "--from-stage", "sft", "--to-stage", "sft"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["commands"] == cmds[:2]
+    assert 300.0 <= report["total_wall_s"] < 310.0
+    assert "grpo" not in report["stage_start_s"] and report["stage_start_s"]["sft"] == 300.0

@@ -300,7 +300,7 @@ class Driver:
             final = Path(self.final_choice())
             if ASSETS.exists():
                 for p in ASSETS.iterdir():
-                    if p.name not in ("REPORT.md",):
+                    if p.name not in ("REPORT.md", "runs"):  # runs/: report cards of earlier runs
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
             ASSETS.mkdir(parents=True, exist_ok=True)
             for f in final.iterdir():
@@ -331,11 +331,27 @@ class Driver:
     def run(self) -> None:
         start = STAGES.index(self.args.from_stage)
         stop = STAGES.index(self.args.to_stage)
-        self.t0, self.prior_wall_s = time.perf_counter(), self.report.get("total_wall_s", 0.0)
+        starts = self.report.setdefault("stage_start_s", {})  # recipe time when each stage began
+        # resuming: the recipe's time is what the kept stages took, and their commands are the ones kept
+        prior = starts.get(self.args.from_stage, self.report.get("total_wall_s", 0.0)) if start else 0.0
+        self.report["commands"] = [c for c in self.report["commands"] if STAGES.index(_stage_of(c)) < start]
+        for later in STAGES[start:]:
+            starts.pop(later, None)
+        self.t0, self.prior_wall_s = time.perf_counter(), prior
         for name in STAGES[start:stop + 1]:
+            starts[name] = round(self.prior_wall_s + time.perf_counter() - self.t0, 1)
             getattr(self, f"run_{name}")()
         self.report["total_wall_s"] = round(self.prior_wall_s + time.perf_counter() - self.t0, 1)
         self.save()
+
+
+def _stage_of(command: str) -> str:
+    """The recipe stage a recorded command belongs to (``python -m training sft ...`` -> ``sft``)."""
+    words = command.split()
+    module = words[2] if len(words) > 2 else ""
+    if module == "training.mini.stage0":
+        return "stage0"
+    return words[3] if module == "training" and len(words) > 3 and words[3] in STAGES else "data"
 
 
 def main(argv: list[str] | None = None) -> int:
