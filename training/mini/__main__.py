@@ -377,7 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grpo-steps", type=int, default=16)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Driver(args).run()
+    driver = Driver(args)
+    # how this report was made: every invocation that wrote it, in order (a resumed run has several)
+    driver.report.setdefault("invocations", []).append(
+        " ".join(["python -m training.mini", *(argv if argv is not None else sys.argv[1:])]))
+    driver.run()
     return 0
 
 

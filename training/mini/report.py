@@ -154,8 +154,9 @@ def markdown(report: dict) -> str:
     for name, st in report.get("stages", {}).items():
         details = {k: v for k, v in st.items() if k not in ("wall_s", "lm", "vision", "curve")}
         lines.append(f"| {name} | {st['wall_s']:.0f} | {json.dumps(details, ensure_ascii=False)[:160]} |")
-    lines += ["", "## Reproduce", "", "```", "python -m training.mini        # everything from scratch, "
-              "then ships to assets/mini", "```", "", "Commands the driver ran:", "", "```",
+    runs = report.get("invocations") or ["python -m training.mini        # everything from scratch, then ships "
+                                         "to assets/mini"]
+    lines += ["", "## Reproduce", "", "```", *runs, "```", "", "Commands the driver ran:", "", "```",
               *report.get("commands", []), "```", "", "![accuracy and effective-sample share](report.png)", ""]
     return "\n".join(lines)
 
