@@ -174,9 +174,8 @@ def test_shipped_mini_reads_held_out_photos(shipped, tmp_path):
     and it is right at least as often as guessing the multiple-choice ones, with at least one
     free-response problem right."""
     import difflib
-    import re
 
-    from training.mini.evaluate import sample
+    from training.mini.evaluate import restated, sample
 
     path = tasks.write_split(tmp_path, "test", 48)
     groups = sample(None, path, n=1, temperature=0.0, model=shipped.model, processor=shipped.processor)
@@ -184,12 +183,8 @@ def test_shipped_mini_reads_held_out_photos(shipped, tmp_path):
     assert sum(format_reward(texts)) >= 40, texts[:3]  # R1V2 format: reasoning, </think>, \boxed{}
     statements = [json.loads(x)["statement"] for x in path.read_text(encoding="utf-8").splitlines()]
 
-    def restated(t: str) -> str:
-        m = re.search(r"(?:Problem:|题目：)\s*(.*?)[.。]?\n", t)
-        return m.group(1) if m else ""
-
-    def sim(a: str, b: str) -> float:
-        return difflib.SequenceMatcher(None, a, b).ratio()
+    def sim(a: str | None, b: str) -> float:
+        return difflib.SequenceMatcher(None, a or "", b).ratio()
 
     own = [sim(restated(t), s) for t, s in zip(texts, statements, strict=True)]
     other = [sim(restated(t), statements[(i + 7) % 48]) for i, t in enumerate(texts)]
