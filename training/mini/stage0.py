@@ -291,8 +291,11 @@ def lm_config(tokenizer, hidden: int = 192, layers: int = 4):
 def drill_fact(rng: random.Random) -> tuple[str, str]:
     """One arithmetic fact the task family's solutions use, written as they write it: ``("7+8+1=", "16")``.
 
-    A pretrained reasoning LM knows its tables; ours learns them from these drills far faster than from
-    whole solutions, where each carries only two or three facts among the copying."""
+    A pretrained reasoning LM knows its tables; ours must learn them, and a whole solution carries only
+    two or three facts among the copying (the first run's LM, 1700 steps without drills, got facts such
+    as 18+5 wrong). A drill row carries 16, only their results labelled. Measured: the LM continued for
+    3000 steps with drills knows all 200 facts probed (``assets/mini/runs/long``); no run of the same
+    length without drills was made, so their share of that is not separated out."""
     kind = rng.randrange(5)
     if kind == 0:  # a column of an addition (tasks._add), also a fraction's numerators
         da, db, carry = rng.randrange(10), rng.randrange(10), rng.random() < 0.4
@@ -323,18 +326,21 @@ def _drill_row(tokenizer, rng: random.Random, facts: int) -> tuple[list[int], li
     return ids, labels
 
 
-def _lm_batch(tokenizer, problems: list[tasks.Problem], full: bool, drill: random.Random | None = None) -> dict:
+def _drill_batch(tokenizer, rng: random.Random, batch: int) -> dict:
+    return _padded(tokenizer, *zip(*(_drill_row(tokenizer, rng, 16) for _ in range(batch)), strict=True))
+
+
+def _lm_batch(tokenizer, problems: list[tasks.Problem], full: bool) -> dict:
     rows, labels = [], []
     for p in problems:
-        if drill is not None:
-            r, lb = _drill_row(tokenizer, drill, 16)
-            rows.append(r)
-            labels.append(lb)
-            continue
         prompt = tokenizer(lm_prompt(p, full), add_special_tokens=False)["input_ids"]
         resp = tokenizer(p.solution + "<|im_end|>", add_special_tokens=False)["input_ids"]
         rows.append(prompt + resp)
         labels.append([-100] * len(prompt) + resp)
+    return _padded(tokenizer, rows, labels)
+
+
+def _padded(tokenizer, rows, labels) -> dict:
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     lab = torch.full((len(rows), width), -100)
@@ -383,8 +389,10 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
         # a quarter of the batches carry the tutor's full prompt, so its instructions are not new at SFT
         # (whole batches, not rows: mixed rows would pad every row to the long prompt)
         full = rng.random() < full_share
-        drill = rng if rng.random() < drill_share else None
-        loss = model(**_lm_batch(tokenizer, [tasks.make_problem(rng) for _ in range(batch)], full, drill)).loss
+        drill = rng.random() < drill_share  # whole batches of arithmetic drills (see drill_fact)
+        problems = [tasks.make_problem(rng) for _ in range(batch)]  # drawn either way: one random stream
+        inputs = _drill_batch(tokenizer, rng, batch) if drill else _lm_batch(tokenizer, problems, full)
+        loss = model(**inputs).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
