@@ -16,7 +16,8 @@ pretrained InternViT and a pretrained reasoning LM).
   predicts the statement character by character. FACTS.md: trained end to end from scratch the
   image features stay uninformative; trained alone the tower learns to read quickly.
 - Language model: a native ``Qwen2ForCausalLM`` trained on text-only conversations: the tutor's
-  prompt with the problem typed in, and the worked solution in R1V2's format as the response.
+  prompt with the problem typed in, and the worked solution in R1V2's format as the response; and,
+  in 30% of the batches, drills of the arithmetic facts those solutions use (``drill_fact``).
 
 Every function is deterministic from its seed and logs its loss curve; both return their metrics.
 """
