@@ -372,6 +372,20 @@ def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_toke
     return sum(r or 0.0 for r in rewards) / count
 
 
+@torch.no_grad()
+def fact_accuracy(model, tokenizer, count: int = 200, seed: int = 123) -> float:
+    """Greedy accuracy on single drilled facts (``drill_fact``), each after three others as context."""
+    rng = random.Random(seed)
+    right = 0
+    for _ in range(count):
+        context = "".join(a + b + "\n" for a, b in (drill_fact(rng) for _ in range(3)))
+        lhs, rhs = drill_fact(rng)
+        enc = tokenizer(context + lhs, return_tensors="pt", add_special_tokens=False)
+        out = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        right += tokenizer.decode(out[0, enc["input_ids"].shape[1]:]).split("\n")[0] == rhs
+    return right / count
+
+
 def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int = 32, lr: float = 2e-3,
                 seed: int = 0, time_budget_s: float | None = None, init: str | Path | None = None,
                 eval_every: int = 0, full_share: float = 0.25, drill_share: float = 0.3) -> dict:
@@ -410,6 +424,7 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
             log.warning("LM pretraining stopped by its time budget at step %d", step + 1)
             break
     acc = lm_accuracy(model, tokenizer)
+    facts = fact_accuracy(model.eval(), tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -418,7 +433,7 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     probe = text_prompt(tasks.make_problem(random.Random(1), lang="en"), with_image=True) + "f(4)=2×4+3=11"
     if AutoTokenizer.from_pretrained(out)(probe)["input_ids"] != tokenizer(probe)["input_ids"]:
         raise RuntimeError("the saved tokenizer does not reload to the same tokenization")
-    metrics = {"steps": done, "text_only_greedy_accuracy": round(acc, 4),
+    metrics = {"steps": done, "text_only_greedy_accuracy": round(acc, 4), "fact_accuracy": round(facts, 4),
                "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
     (out / "stage0_metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("lm: text-only greedy accuracy %.3f", acc)
