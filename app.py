@@ -53,16 +53,16 @@ from webui.components import (
     PRIVATE_DIRS,
     Chatbot,
     Gallery,
+    Refused,
     SafeGallery,
     SafeImage,
     SafeImageEditor,
-    _editor_image,
-    _not_uploaded,
-    _placeholder,
-    _Refused,
-    _rotate,
-    _unrefused,
-    _uploaded,
+    editor_image,
+    not_uploaded,
+    placeholder,
+    rotate,
+    unrefused,
+    uploaded,
 )
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.i18n import choices, lang_from_header, norm_lang, t
@@ -169,7 +169,7 @@ class TutorApp:
         try:
             for s, photo, answer in self.store.history_items(user, limit=30):
                 thumb = str(photo) if photo is not None and photo.exists() else None
-                items.append((thumb or _placeholder(), view.history_caption(s, answer, lang)))
+                items.append((thumb or placeholder(), view.history_caption(s, answer, lang)))
                 ids.append(s.id)
         except TutorError as e:
             gr.Warning(e.message(lang))
@@ -233,8 +233,8 @@ class TutorApp:
                 kw["n"] = check_n(1 if kw.get("n") is None else kw["n"])
             self.limiter.hit(user)
             if mode == "ask":
-                photos = [_unrefused(p) for p in kw["photos"]]
-                image = _editor_image(kw["image"])
+                photos = [unrefused(p) for p in kw["photos"]]
+                image = editor_image(kw["image"])
                 images = load_images([*photos, *([image] if image is not None else [])], lang=lang)
                 if not images and not kw["question"].strip():
                     gr.Warning(t("need_input", lang))
@@ -260,7 +260,7 @@ class TutorApp:
                 chat += view.user_messages(t("hint", lang))
                 gen = self.tutor.hint(user, pid, sampling=self.sampling, stop=stop)
             elif mode == "check":
-                work = load_images([_unrefused(kw["work"])], lang=lang) if kw.get("work") is not None else []
+                work = load_images([unrefused(kw["work"])], lang=lang) if kw.get("work") is not None else []
                 chat += view.user_messages(f"{t('my_answer', lang)}: {kw['answer']}")
                 gen = self.tutor.check(user, pid, kw["answer"], work, sampling=self.sampling, stop=stop)
             elif mode == "followup":
@@ -480,7 +480,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 
         def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
             paths = [g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])]
-            paths = [p if _uploaded(p) else _Refused(_not_uploaded(p)) for p in paths]
+            paths = [p if uploaded(p) else Refused(not_uploaded(p)) for p in paths]
             for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=image,
                                     photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k):
                 yield to_updates(out)
@@ -515,12 +515,12 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         up.click(fb_up, fb_inputs, [status, comment], api_name="feedback_up")
         down.click(fb_down, fb_inputs, [status, comment], api_name="feedback_down")
 
-        rot_l.click(lambda v: _rotate(v, 90), editor, editor, api_visibility="private")
-        rot_r.click(lambda v: _rotate(v, -90), editor, editor, api_visibility="private")
+        rot_l.click(lambda v: rotate(v, 90), editor, editor, api_visibility="private")
+        rot_r.click(lambda v: rotate(v, -90), editor, editor, api_visibility="private")
 
         def add_photo(value, gallery):
             try:
-                img = _editor_image(value)
+                img = editor_image(value)
                 if img is None:
                     return gr.skip(), gr.skip()
                 path = app.export_dir / f"photo-{uuid.uuid4().hex}.png"

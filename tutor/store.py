@@ -40,15 +40,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tutor import settings
 from tutor.store_checks import (
-    _as_id,
-    _bad_user,
-    _bad_value,
-    _check_len,
-    _db_error,
-    _field,
-    _not_found,
-    _opt_text,
-    _text,
+    as_id,
+    bad_user,
+    bad_value,
+    check_len,
+    db_error,
+    field_of,
+    not_found,
+    stored_opt_text,
+    stored_text,
 )
 from tutor.store_schema import (
     MAX_EXT_ID,
@@ -150,7 +150,7 @@ class Store:
                     alembic_command.upgrade(alembic_config(conn), revision)
         except SQLAlchemyError as e:
             log.exception("database migration failed")
-            raise _db_error(e) from e
+            raise db_error(e) from e
 
     def close(self) -> None:
         self.engine.dispose()
@@ -171,14 +171,14 @@ class Store:
                 yield s
         except SQLAlchemyError as e:
             log.exception("store failure")
-            raise _db_error(e) from e
+            raise db_error(e) from e
 
     # --- users ---
 
     @staticmethod
     def _check_user(ext_id: str) -> str:
         if not isinstance(ext_id, str) or not ext_id.strip() or len(ext_id) > MAX_EXT_ID:
-            raise _bad_user(f"user id {ext_id!r:.60}")
+            raise bad_user(f"user id {ext_id!r:.60}")
         return ext_id
 
     def _user(self, s: Session, ext_id: str, create: bool) -> User | None:
@@ -200,16 +200,16 @@ class Store:
             return UserInfo(u.id, u.ext_id, u.created_at)
 
     def _problem(self, s: Session, user: str, problem_id: int, lock: bool = False) -> Problem:
-        problem_id = _as_id(problem_id, "problem")
+        problem_id = as_id(problem_id, "problem")
         u = self._user(s, user, create=False)
         q = select(Problem).where(Problem.id == problem_id, Problem.user_id == (u.id if u else -1))
         p = s.scalar(q.with_for_update() if lock else q)
         if p is None:
-            raise _not_found("problem", f"problem {problem_id} for user {user!r}")
+            raise not_found("problem", f"problem {problem_id} for user {user!r}")
         return p
 
     def _attempt(self, s: Session, user: str, attempt_id: int) -> Attempt:
-        attempt_id = _as_id(attempt_id, "attempt")
+        attempt_id = as_id(attempt_id, "attempt")
         u = self._user(s, user, create=False)
         a = s.scalar(
             select(Attempt)
@@ -217,7 +217,7 @@ class Store:
             .where(Attempt.id == attempt_id, Problem.user_id == (u.id if u else -1))
         )
         if a is None:
-            raise _not_found("attempt", f"attempt {attempt_id} for user {user!r}")
+            raise not_found("attempt", f"attempt {attempt_id} for user {user!r}")
         return a
 
     # --- writes ---
@@ -234,7 +234,7 @@ class Store:
         images: Sequence[Any] = (),
     ) -> int:
         """Save a new problem and its images (``IntakeImage`` or :class:`ImageRef`); return its id."""
-        _check_len(subject=subject, problem_type=problem_type, lang=lang)
+        check_len(subject=subject, problem_type=problem_type, lang=lang)
         with self._session(write=True) as s:
             u = self._user(s, user, create=True)
             assert u is not None
@@ -242,9 +242,9 @@ class Store:
                 user_id=u.id,
                 subject=subject,
                 problem_type=problem_type,
-                question=_text(question),
+                question=stored_text(question),
                 lang=lang,
-                gold_answer=_opt_text(gold_answer),
+                gold_answer=stored_opt_text(gold_answer),
             )
             for pos, img in enumerate(images):
                 path = self._save_photo(img) if hasattr(img, "save") else Path(img.path)
@@ -267,10 +267,10 @@ class Store:
     ) -> int:
         """Record one run of the model on a problem; return the attempt id."""
         if mode not in MODES:
-            raise _bad_value("mode", mode, MODES)
+            raise bad_value("mode", mode, MODES)
         if status not in STATUSES:
-            raise _bad_value("status", status, STATUSES)
-        _check_len(model=model, backend=backend)
+            raise bad_value("status", status, STATUSES)
+        check_len(model=model, backend=backend)
         with self._session(write=True) as s:
             p = self._problem(s, user, problem_id)
             a = Attempt(
@@ -295,7 +295,7 @@ class Store:
     ) -> None:
         """Set an attempt's status and/or merge new timings (e.g. when streaming finishes)."""
         if status is not None and status not in STATUSES:
-            raise _bad_value("status", status, STATUSES)
+            raise bad_value("status", status, STATUSES)
         with self._session(write=True) as s:
             a = self._attempt(s, user, attempt_id)
             if status is not None:
@@ -315,18 +315,18 @@ class Store:
             for i, c in enumerate(candidates):
                 if dataclasses.is_dataclass(c) and not isinstance(c, type):
                     c = dataclasses.asdict(c)
-                index = int(_field(c, "index", start + i))
-                reward = _field(c, "reward")
-                group = _field(c, "group", _field(c, "group_id"))
-                agreement = _field(c, "agreement")
+                index = int(field_of(c, "index", start + i))
+                reward = field_of(c, "reward")
+                group = field_of(c, "group", field_of(c, "group_id"))
+                agreement = field_of(c, "agreement")
                 row = Candidate(
                     index=index,
-                    text=_text(_field(c, "text")),
-                    thinking=_text(_field(c, "thinking")),
-                    answer=_text(_field(c, "answer")),
+                    text=stored_text(field_of(c, "text")),
+                    thinking=stored_text(field_of(c, "thinking")),
+                    answer=stored_text(field_of(c, "answer")),
                     reward=None if reward is None else float(reward),
-                    tokens=int(_field(c, "tokens", 0) or 0),
-                    chosen=bool(_field(c, "chosen", False)) if chosen is None else index == chosen,
+                    tokens=int(field_of(c, "tokens", 0) or 0),
+                    chosen=bool(field_of(c, "chosen", False)) if chosen is None else index == chosen,
                     group_id=None if group is None else int(group),
                     agreement=None if agreement is None else float(agreement),
                 )
@@ -340,17 +340,17 @@ class Store:
     ) -> int:
         """Append a chat message to a problem's conversation; return its id."""
         if role not in ROLES:
-            raise _bad_value("role", role, ROLES)
+            raise bad_value("role", role, ROLES)
         with self._session(write=True) as s:
             p = self._problem(s, user, problem_id, lock=True)  # row lock orders concurrent appends
             if attempt_id is not None and self._attempt(s, user, attempt_id).problem_id != p.id:
-                raise _not_found("attempt", f"attempt {attempt_id} is not on problem {problem_id}")
+                raise not_found("attempt", f"attempt {attempt_id} is not on problem {problem_id}")
             last = s.scalar(select(func.max(Message.position)).where(Message.problem_id == p.id))
             m = Message(
                 problem_id=p.id,
                 attempt_id=attempt_id,
                 role=role,
-                content=_text(content),
+                content=stored_text(content),
                 position=0 if last is None else last + 1,
             )
             s.add(m)
@@ -361,7 +361,7 @@ class Store:
         """Thumbs up (``up=True``) or down on an attempt, with an optional comment."""
         with self._session(write=True) as s:
             a = self._attempt(s, user, attempt_id)
-            f = Feedback(up=bool(up), comment=_opt_text(comment) or None)
+            f = Feedback(up=bool(up), comment=stored_opt_text(comment) or None)
             a.feedback.append(f)
             s.flush()
             return f.id

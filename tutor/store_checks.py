@@ -15,7 +15,7 @@ from tutor.errors import StoreError
 # --- errors -------------------------------------------------------------------------------------
 
 
-def _not_found(what: str, detail: str) -> StoreError:
+def not_found(what: str, detail: str) -> StoreError:
     en, zh = {
         "problem": ("This problem was not found in your history.", "在你的历史记录中找不到这道题。"),
         "attempt": ("This answer was not found in your history.", "在你的历史记录中找不到这次解答。"),
@@ -23,7 +23,7 @@ def _not_found(what: str, detail: str) -> StoreError:
     return StoreError("not_found", en, zh, detail)
 
 
-def _bad_user(detail: str) -> StoreError:
+def bad_user(detail: str) -> StoreError:
     return StoreError(
         "bad_user",
         "Your session could not be identified. Please reload the page.",
@@ -32,7 +32,7 @@ def _bad_user(detail: str) -> StoreError:
     )
 
 
-def _bad_value(field: str, value: object, allowed: Sequence[str]) -> StoreError:
+def bad_value(field: str, value: object, allowed: Sequence[str]) -> StoreError:
     return StoreError(
         "bad_value",
         f"Could not save to history: '{field}' must be one of {', '.join(allowed)}.",
@@ -41,7 +41,7 @@ def _bad_value(field: str, value: object, allowed: Sequence[str]) -> StoreError:
     )
 
 
-def _check_len(**fields: str | None) -> None:
+def check_len(**fields: str | None) -> None:
     """Short labels must fit their column (PostgreSQL enforces the length, SQLite would not)."""
     limits = {"subject": 32, "problem_type": 32, "lang": 8, "model": 200, "backend": 50}
     for name, value in fields.items():
@@ -54,7 +54,7 @@ def _check_len(**fields: str | None) -> None:
             )
 
 
-def _db_error(e: Exception) -> StoreError:
+def db_error(e: Exception) -> StoreError:
     return StoreError(
         "db_error",
         "History could not be read or saved right now. Please try again.",
@@ -66,7 +66,7 @@ def _db_error(e: Exception) -> StoreError:
 # --- values from the page ----------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
+def stored_text(value: Any) -> str:
     """Text as stored: NUL characters removed (PostgreSQL refuses them; SQLite would keep them) and lone
     UTF-16 surrogates (possible in JSON from an API client) replaced, as neither database can encode them."""
     if value is None:
@@ -74,19 +74,19 @@ def _text(value: Any) -> str:
     return str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
-def _opt_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
+def stored_opt_text(value: Any) -> str | None:
+    return None if value is None else stored_text(value)
 
 
-def _as_id(value: Any, what: str) -> int:
+def as_id(value: Any, what: str) -> int:
     """An id from the page (possibly a string); anything that is not one is simply not found."""
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise _not_found(what, f"{what} id {value!r:.40}") from None
+        raise not_found(what, f"{what} id {value!r:.40}") from None
 
 
-def _field(item: Any, name: str, default: Any = None) -> Any:
+def field_of(item: Any, name: str, default: Any = None) -> Any:
     if isinstance(item, Mapping):
         return item.get(name, default)
     return getattr(item, name, default)

@@ -2,11 +2,11 @@
 
 ``SafeImageEditor``, ``SafeImage`` and ``SafeGallery`` refuse an input that names a server file
 instead of uploading one (another visitor's stored photo, the database: ``PRIVATE_DIRS``), and turn
-a bad file into the intake's specific message (``_Refused``, raised by ``_unrefused`` inside the
+a bad file into the intake's specific message (``Refused``, raised by ``unrefused`` inside the
 handler, where it becomes the page-language error). ``Chatbot`` and ``Gallery`` hash an unchanged
 file once (``webui.blocks.FileMemo``). Used by ``app.py``::
 
-    from webui.components import PRIVATE_DIRS, SafeImageEditor, _editor_image
+    from webui.components import PRIVATE_DIRS, SafeImageEditor, editor_image
     PRIVATE_DIRS.add(store.image_dir.resolve())
 """
 
@@ -27,14 +27,14 @@ from webui.blocks import FileMemo, StockFrontend
 log = logging.getLogger("r1v.app")
 
 
-class _Refused:
+class Refused:
     """Stands in for an uploaded image that was refused while Gradio preprocessed it."""
 
     def __init__(self, error: InputError):
         self.error = error
 
 
-def _uploaded(path: Any) -> bool:
+def uploaded(path: Any) -> bool:
     """Is ``path`` a file this server received as an upload (Gradio's upload folder)? Anything else,
     e.g. the path of another visitor's stored photo sent through the API, must not be read."""
     try:
@@ -44,25 +44,25 @@ def _uploaded(path: Any) -> bool:
         return False
 
 
-def _not_uploaded(path: Any) -> InputError:
+def not_uploaded(path: Any) -> InputError:
     return InputError("image_not_uploaded", "This photo was not uploaded from your device. Please upload it again.",
                       "这张照片不是从你的设备上传的，请重新上传。", f"path {str(path)[:80]!r}")
 
 
-def _refusal(files: list[Any], error: Exception | None = None) -> _Refused:
+def _refusal(files: list[Any], error: Exception | None = None) -> Refused:
     """Why a preprocessed image failed, as the intake's specific message (a foreign path, a bad file)."""
     for f in files:
         path = getattr(f, "path", None)
         if path is None:
             continue
-        if not _uploaded(path):
-            return _Refused(_not_uploaded(path))
+        if not uploaded(path):
+            return Refused(not_uploaded(path))
         try:
             load_image(path)
         except InputError as e:
-            return _Refused(e)
+            return Refused(e)
     log.info("image preprocessing failed: %r", error)
-    return _Refused(InputError("image_corrupt", "The image is damaged or incomplete and cannot be read.",
+    return Refused(InputError("image_corrupt", "The image is damaged or incomplete and cannot be read.",
                                "图片已损坏或不完整，无法读取。", repr(error)))
 
 
@@ -80,7 +80,7 @@ class _NoPrivateFiles(StockFrontend):
             return
         if any(p.is_relative_to(d) for d in PRIVATE_DIRS):
             log.warning("refused an input naming a private file: %s", p)
-            raise gr.Error(_not_uploaded(path).message("en") + " / " + _not_uploaded(path).message("zh"))
+            raise gr.Error(not_uploaded(path).message("en") + " / " + not_uploaded(path).message("zh"))
 
     def move_resource_to_block_cache(self, url_or_file_path: Any) -> Any:
         self._guard(url_or_file_path)
@@ -113,7 +113,7 @@ class SafeImageEditor(_NoPrivateFiles, gr.ImageEditor):
         if payload is None:
             return None
         files = [payload.background, payload.composite, *(payload.layers or [])]
-        if any(getattr(f, "path", None) and not _uploaded(f.path) for f in files):
+        if any(getattr(f, "path", None) and not uploaded(f.path) for f in files):
             bad = _refusal(files)
             return {"background": bad, "layers": [], "composite": bad}
         try:
@@ -130,21 +130,21 @@ class SafeImage(_NoPrivateFiles, gr.Image):
 
     def preprocess(self, payload: Any) -> Any:
         path = getattr(payload, "path", None)
-        if path and not _uploaded(path):
-            return _Refused(_not_uploaded(path))
+        if path and not uploaded(path):
+            return Refused(not_uploaded(path))
         try:
             return super().preprocess(payload)
         except Exception as e:  # noqa: BLE001 - becomes the specific intake message
             return _refusal([payload], e)
 
 
-def _unrefused(value: Any) -> Any:
-    if isinstance(value, _Refused):
+def unrefused(value: Any) -> Any:
+    if isinstance(value, Refused):
         raise value.error
     return value
 
 
-def _placeholder() -> str:
+def placeholder() -> str:
     path = Path(tempfile.gettempdir()) / "r1v-no-photo.png"
     if not path.exists():
         from PIL import Image
@@ -153,16 +153,16 @@ def _placeholder() -> str:
     return str(path)
 
 
-def _editor_image(value: Any) -> Any:
+def editor_image(value: Any) -> Any:
     """The edited photo (composite, else background); raises the refusal of a bad upload."""
     if not isinstance(value, dict):
-        return _unrefused(value)
-    return _unrefused(value.get("composite") if value.get("composite") is not None else value.get("background"))
+        return unrefused(value)
+    return unrefused(value.get("composite") if value.get("composite") is not None else value.get("background"))
 
 
-def _rotate(value: Any, angle: int) -> Any:
+def rotate(value: Any, angle: int) -> Any:
     try:
-        img = _editor_image(value)
+        img = editor_image(value)
     except InputError as e:
         gr.Warning(e.message("en"))
         return gr.skip()

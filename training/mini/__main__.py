@@ -3,7 +3,7 @@
     python -m training.mini                      # everything, into data/mini, then ship to assets/mini
     python -m training.mini --out /tmp/m --no-ship --train-size 400   # a smaller run elsewhere
     python -m training.mini --from-stage assemble                     # reuse data + stage-0 parts
-    python -m training.mini --out data/mini-long --parts-from data/mini --lm-steps 2600   # longer stage 0
+    python -m training.mini --out data/mini-long --parts-from data/mini --lm-steps 3000 --vision-steps 1900 --no-ship
 
 Stages (each timed; the commands run are recorded in report.json):
   data      render train / val / test problems (``training.mini.tasks``)
