@@ -275,6 +275,26 @@ class ProblemInfo:
 # --- engine -----------------------------------------------------------------------------------------
 
 
+def _wal(cur: Any, wait_s: float = 30.0) -> None:
+    """Put the database file in WAL mode (it stays so: later connections only check). Switching needs
+    the file to itself and SQLite answers "database is locked" at once, busy timeout or not, when another
+    connection is in it -- as when several workers open a new database together -- so retry until
+    ``wait_s``."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; on SQLite: WAL, foreign keys, real transactions, a 30 s busy wait."""
     u = make_url(url)
@@ -294,7 +314,7 @@ def make_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None  # let SQLAlchemy, not the sqlite3 module, issue BEGIN
         cur = dbapi_conn.cursor()
         if not memory:
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last commits
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
