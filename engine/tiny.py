@@ -25,9 +25,12 @@ from tutor.settings import data_dir
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 1  # bump when the recipe below changes, so stale caches are not reused
+BUILD_VERSION = 2  # bump when the recipe below changes, so stale caches are not reused
 
 # R1V2's chat vocabulary (FACTS.md: ChatML turns, <image> expands to <img><IMG_CONTEXT>...</img>).
+# InternVL's pixel normalization (FACTS.md): ImageNet mean/std after rescaling to [0, 1]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
 # <think>/</think> are added but not "special": decoding with skip_special_tokens keeps them, as in QwQ.
 THINK_TOKENS = ["<think>", "</think>"]
@@ -127,6 +130,8 @@ def build_processor(tokenizer, *, image_size: int = 448, max_tiles: int = 12, im
         max_patches=max_tiles,
         do_resize=True,
         do_normalize=True,
+        image_mean=list(IMAGENET_MEAN),  # InternVL's; the class default is CLIP's, which InternViT never saw
+        image_std=list(IMAGENET_STD),
     )
     return InternVLProcessor(
         image_processor=image_processor,

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.tiny import IMAGENET_MEAN, IMAGENET_STD
 from training.mini import tasks
 from tutor.prompts import build_messages, render_text_prompt
 
@@ -44,8 +45,8 @@ MAX_CHARS = 48
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
                r"\s*[\r\n]+|\s+(?!\S)|\s+")
 PAD, UNK = 0, 1
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)  # the processor's (engine.tiny.build_processor)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 # ------------------------------------------------------------------------------------ tokenizer
@@ -124,17 +125,20 @@ def vision_config(image_size: int = tasks.IMAGE_SIZE, patch: int = 16, hidden: i
                                 use_mean_pooling=True, layer_scale_init_value=0.1)
 
 
-def shuffled_tokens(vision: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """What InternVL's adapter sees: last hidden state, CLS dropped, pixel shuffle 0.5 -> (B, 49, 4h)."""
-    return _shuffle(vision(pixel_values=pixel_values).last_hidden_state[:, 1:, :])
+def shuffled_tokens(vision: nn.Module, pixel_values: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    """What InternVL's adapter sees: last hidden state, CLS dropped, pixel shuffle at ``ratio``
+    (0.5: 196 patches -> (B, 49, 4h); 1.0: the 196 patches themselves, (B, 196, h))."""
+    return _shuffle(vision(pixel_values=pixel_values).last_hidden_state[:, 1:, :], ratio)
 
 
-def _shuffle(feats: torch.Tensor) -> torch.Tensor:
+def _shuffle(feats: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     from transformers.models.internvl.modeling_internvl import InternVLModel
 
+    if ratio == 1.0:
+        return feats
     b, n, h = feats.shape
     side = int(n ** 0.5)
-    feats = InternVLModel.pixel_shuffle(None, feats.reshape(b, side, side, h), scale_factor=0.5)
+    feats = InternVLModel.pixel_shuffle(None, feats.reshape(b, side, side, h), scale_factor=ratio)
     return feats.reshape(b, -1, feats.shape[-1])
 
 
@@ -197,12 +201,13 @@ def encode_text(texts: list[str], charset: dict[str, int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def read_accuracy(vision: nn.Module, head: ReadingHead, images_u8: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def read_accuracy(vision: nn.Module, head: ReadingHead, images_u8: torch.Tensor, y: torch.Tensor,
+                  ratio: float = 0.5) -> tuple[float, float]:
     """(character accuracy, share of statements read exactly) of greedy reading."""
     was = vision.training
     vision.eval()
     head.eval()
-    pred = torch.cat([head.read(shuffled_tokens(vision, normalize(images_u8[i:i + 50])))
+    pred = torch.cat([head.read(shuffled_tokens(vision, normalize(images_u8[i:i + 50]), ratio))
                       for i in range(0, len(images_u8), 50)])
     vision.train(was)
     head.train(was)
@@ -214,8 +219,9 @@ def read_accuracy(vision: nn.Module, head: ReadingHead, images_u8: torch.Tensor,
 
 def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 600, batch: int = 32,
                     lr: float = 1e-3, seed: int = 0, time_budget_s: float | None = None,
-                    init: str | Path | None = None, eval_every: int = 0) -> dict:
+                    init: str | Path | None = None, eval_every: int = 0, ratio: float = 0.5) -> dict:
     """Train the vision tower + reading head on train.jsonl; report character/exact accuracy on val.
+    The head reads the tokens the adapter will see at the assembly's pixel-shuffle ``ratio``.
 
     Saves the tower alone (``save_pretrained``: a native ``InternVLVisionModel``) to ``out_dir``."""
     from transformers import InternVLVisionModel
@@ -229,7 +235,9 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     y_train = encode_text([r["statement"] for r in train_recs], charset)
     y_val = encode_text([r["statement"] for r in val_recs], charset)
     vision = InternVLVisionModel.from_pretrained(init) if init else InternVLVisionModel(vision_config())
-    head = ReadingHead(4 * vision.config.hidden_size, len(charset) + 3)
+    per = round(1 / ratio) ** 2  # patches per adapter token
+    head = ReadingHead(per * vision.config.hidden_size, len(charset) + 3,
+                       tokens=(vision.config.image_size[0] // vision.config.patch_size[0]) ** 2 // per)
     # dense supervision: the character under each patch centre, from the patch's own output (local, so
     # glyph features are learned in a few hundred steps; the reading head alone plateaus for long)
     layouts = torch.from_numpy(np.load(data_dir / "train.layout.npy")).long().flatten(1)
@@ -244,7 +252,7 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
         idx = torch.randint(0, len(train_u8), (batch,), generator=gen)
         y = y_train[idx]
         feats = vision(pixel_values=normalize(train_u8[idx])).last_hidden_state[:, 1:, :]
-        logits = head(_shuffle(feats), y)
+        logits = head(_shuffle(feats, ratio), y)
         read_loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD)
         dense_loss = nn.functional.cross_entropy(dense(feats).flatten(0, 1), layouts[idx].reshape(-1))
         loss = read_loss + dense_loss
@@ -260,13 +268,13 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
             log.info("vision step %d loss %.4f (reading %.4f, layout %.4f)", step + 1, loss.item(), read_loss.item(),
                      dense_loss.item())
         if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
-            c, e = read_accuracy(vision, head, val_u8[:100], y_val[:100])
+            c, e = read_accuracy(vision, head, val_u8[:100], y_val[:100], ratio)
             curve.append({"step": step + 1, "val_char_accuracy": round(c, 4), "val_exact_read": round(e, 4)})
             log.info("vision step %d: val char accuracy %.3f, exact %.3f", step + 1, c, e)
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             log.warning("vision pretraining stopped by its time budget at step %d", step + 1)
             break
-    char_acc, exact = read_accuracy(vision, head, val_u8, y_val)
+    char_acc, exact = read_accuracy(vision, head, val_u8, y_val, ratio)
     out.mkdir(parents=True, exist_ok=True)
     vision.save_pretrained(out)
     metrics = {"steps": done, "val_char_accuracy": round(char_acc, 4), "val_exact_read": round(exact, 4),
