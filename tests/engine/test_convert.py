@@ -72,3 +72,20 @@ def test_ps_v1_is_refused():
     with pytest.raises(InputError) as e:
         config_to_native({"ps_version": "v1", "vision_config": {}, "llm_config": {}}, 5)
     assert e.value.code == "unsupported_checkpoint" and e.value.message("zh")
+
+
+def test_processor_normalises_as_internvl(tmp_path):
+    """InternViT was trained on ImageNet mean/std; the image processor class defaults to CLIP's. Every
+    processor the project writes (tiny, converted, assembled) must carry InternVL's, and a white pixel
+    must come out as (1 - mean) / std."""
+    import numpy as np
+
+    from engine.tiny import IMAGENET_MEAN, IMAGENET_STD, build_processor, build_tokenizer
+
+    proc = build_processor(build_tokenizer(), image_size=56, max_tiles=1)
+    proc.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())["image_processor"]
+    assert saved["image_mean"] == list(IMAGENET_MEAN) and saved["image_std"] == list(IMAGENET_STD)
+    px = proc.image_processor(images=[Image.new("RGB", (56, 56), (255, 255, 255))], return_tensors="pt")
+    want = (1.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(px["pixel_values"][0, :, 0, 0].numpy(), want, rtol=1e-5)
