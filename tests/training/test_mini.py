@@ -3,6 +3,7 @@ the recipes, the ``mini`` preset, and the shipped checkpoint reading held-out ph
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,32 @@ def test_driver_resumes_with_the_kept_stages_commands_and_time(tmp_path, monkeyp
     assert report["commands"] == cmds[:2]
     assert 300.0 <= report["total_wall_s"] < 310.0
     assert "grpo" not in report["stage_start_s"] and report["stage_start_s"]["sft"] == 300.0
+
+
+def test_probes_measure_reading_from_a_runs_parts(tmp_path):
+    """``training.mini.probe`` on a tiny run: the fresh head learns the photos it trains on (its loss
+    falls), and the LM probe measures the same statements through an adapter, digits separately."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    from training.mini import probe, stage0
+
+    run = tmp_path / "run"
+    tasks.write_split(run / "data", "train", 8)
+    tasks.write_split(run / "data", "val", 4)
+    stage0.pretrain_vision(run / "data", run / "vision", steps=1, batch=4, seed=0)
+    tok = stage0.train_tokenizer(vocab_size=400)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(stage0.lm_config(tok, hidden=64, layers=1)).save_pretrained(run / "llm")
+    tok.save_pretrained(run / "llm")
+
+    rows = probe.probe_head(run, steps=40, train=8, every=20, log=lambda _: None)
+    assert [r["step"] for r in rows] == [20, 40] and rows[-1]["loss"] < rows[0]["loss"]
+    for r in rows:
+        assert all(0.0 <= r[k] <= 1.0 for k in ("accuracy", "digit_accuracy", "exact", "greedy_accuracy"))
+    for lm in ("pretrained", "frozen"):
+        (row,) = probe.probe_lm(run, lm=lm, steps=2, train=8, every=2, log=lambda _: None)
+        assert row["probe"] == f"lm ({lm})" and 0.0 <= row["digit_accuracy"] <= 1.0
+    shutil.rmtree(run / "llm")
+    with pytest.raises(SystemExit, match="no llm"):
+        probe.main(["lm", str(run)])

@@ -1,0 +1,188 @@
+"""Where reading breaks between Mini-R1V's vision tower and its LM: probes on a run's stage-0 parts.
+
+    python -m training.mini.probe head data/mini-long              # a fresh reading head, frozen tower
+    python -m training.mini.probe lm data/mini-long                # stage-0 LM + a fresh adapter, same features
+    python -m training.mini.probe lm data/mini-long --lm frozen    # adapter only (R1V2's adapter stage)
+    python -m training.mini.probe lm data/mini-long --lm scratch   # a random LM of the same shape
+
+Both probes read the same thing: the statement of a training photo from the tower's pixel-shuffled
+tokens (frozen, computed once), trained on ``--train`` photos and measured on 200 val photos every
+``--every`` steps. They print one JSON line per measurement with the *teacher-forced* accuracy over
+the statement's characters/tokens, over its digits alone (a digit is one token for the LM as for the
+head, so that column compares the two directly), and the share of statements with every position
+right. The head also reports its greedy reading, as stage 0 does.
+
+The head is ``stage0.ReadingHead`` (a 2-layer cross-attention decoder). The LM probe is the InternVL
+path in miniature: ``<img>`` + adapter(tokens) + ``</img>`` + the restatement prefix of R1V2's
+format (``Problem: ``/``题目：``) and the statement, loss on the statement; the adapter is InternVL's
+``mlp1`` shape (LayerNorm -> Linear -> GELU -> Linear). Nothing is saved: these are measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.mini import stage0
+
+
+@torch.no_grad()
+def features(vision, images_u8: torch.Tensor, ratio: float = 0.5, batch: int = 64) -> torch.Tensor:
+    """The adapter's input for every photo: (N, tokens, dim), as ``stage0.shuffled_tokens``."""
+    vision.eval()
+    return torch.cat([stage0.shuffled_tokens(vision, stage0.normalize(images_u8[i:i + batch]), ratio)
+                      for i in range(0, len(images_u8), batch)])
+
+
+def _load(run: Path, train: int):
+    from transformers import InternVLVisionModel
+
+    vision = InternVLVisionModel.from_pretrained(run / "vision")
+    tr_u8, tr = stage0.load_images(run / "data" / "train.jsonl", limit=train)
+    va_u8, va = stage0.load_images(run / "data" / "val.jsonl", limit=200)
+    return features(vision, tr_u8), tr, features(vision, va_u8), va
+
+
+def _scores(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, digit: torch.Tensor) -> dict:
+    ok = pred == y
+    return {"accuracy": round(float((ok & mask).sum() / mask.sum()), 4),
+            "digit_accuracy": round(float((ok & digit).sum() / digit.sum()), 4),
+            "exact": round(float((ok | ~mask).all(-1).float().mean()), 4)}
+
+
+def probe_head(run: Path, *, steps: int = 600, train: int = 3000, every: int = 150, lr: float = 1e-3,
+               seed: int = 0, log=print) -> list[dict]:
+    """A fresh ``ReadingHead`` on the frozen tower's tokens."""
+    torch.manual_seed(seed)
+    ftr, tr, fva, va = _load(run, train)
+    chars = sorted({c for r in tr for c in r["statement"]})
+    charset = {c: i + 3 for i, c in enumerate(chars)}
+    ytr = stage0.encode_text([r["statement"] for r in tr], charset)
+    yva = stage0.encode_text([r["statement"] for r in va], charset)
+    digits = torch.tensor([charset[d] for d in "0123456789" if d in charset])
+    head = stage0.ReadingHead(ftr.shape[-1], len(charset) + 3, tokens=ftr.shape[1])
+    opt = torch.optim.AdamW(head.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    rows, t0 = [], time.perf_counter()
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(ftr), (32,), generator=gen)
+        logits = head(ftr[idx], ytr[idx])
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), ytr[idx].flatten(), ignore_index=stage0.PAD)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % every == 0 or step == steps:
+            head.eval()
+            with torch.no_grad():
+                forced = head(fva, yva).argmax(-1)
+                greedy = head.read(fva)
+            head.train()
+            mask = yva != stage0.PAD
+            g = _scores(greedy, yva, mask, mask & torch.isin(yva, digits))
+            rows.append({"probe": "head", "step": step, "loss": round(loss.item(), 4),
+                         **_scores(forced, yva, mask, mask & torch.isin(yva, digits)),
+                         "greedy_accuracy": g["accuracy"], "greedy_exact": g["exact"],
+                         "time_s": round(time.perf_counter() - t0, 1)})
+            log(json.dumps(rows[-1]))
+    return rows
+
+
+def probe_lm(run: Path, *, lm: str = "pretrained", steps: int = 900, train: int = 3000, every: int = 150,
+             lr: float = 1e-3, adapter_lr: float = 3e-3, seed: int = 0, log=print) -> list[dict]:
+    """The stage-0 LM (``pretrained``; ``frozen``: only the adapter learns; ``scratch``: a random LM of
+    the same config) reading the frozen tower's tokens through a fresh adapter."""
+    from transformers import AutoConfig, AutoTokenizer, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    ftr, tr, fva, va = _load(run, train)
+    tok = AutoTokenizer.from_pretrained(run / "llm")
+    model = (Qwen2ForCausalLM(AutoConfig.from_pretrained(run / "llm")) if lm == "scratch"
+             else Qwen2ForCausalLM.from_pretrained(run / "llm"))
+    hidden = model.config.hidden_size
+    adapter = nn.Sequential(nn.LayerNorm(ftr.shape[-1]), nn.Linear(ftr.shape[-1], hidden), nn.GELU(),
+                            nn.Linear(hidden, hidden))
+    emb = model.get_input_embeddings()
+    img = [tok.convert_tokens_to_ids(t) for t in ("<img>", "</img>")]
+    n_img = ftr.shape[1] + 2
+
+    def encode(recs):
+        out = []
+        for r in recs:
+            prefix = "<|im_start|>assistant\n<think>\n" + ("题目：" if r["lang"] == "zh" else "Problem: ")
+            out.append((tok(prefix)["input_ids"], tok(r["statement"] + "\n")["input_ids"]))
+        return out
+
+    def batch(f, rows):
+        width = max(len(p) + len(s) for p, s in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        labels = torch.full((len(rows), n_img + width), -100)
+        att = torch.zeros(len(rows), n_img + width, dtype=torch.long)
+        for i, (p, s) in enumerate(rows):
+            ids[i, :len(p) + len(s)] = torch.tensor(p + s)
+            att[i, :n_img + len(p) + len(s)] = 1
+            labels[i, n_img + len(p):n_img + len(p) + len(s)] = torch.tensor(s)
+        b = len(rows)
+        x = torch.cat([emb(torch.full((b, 1), img[0])), adapter(f), emb(torch.full((b, 1), img[1])), emb(ids)], 1)
+        return x, att, labels
+
+    rtr, rva = encode(tr), encode(va)
+    groups = [{"params": list(adapter.parameters()), "lr": adapter_lr}]
+    if lm == "frozen":
+        model.requires_grad_(False)
+    else:
+        groups.append({"params": list(model.parameters()), "lr": lr})
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    params = [p for g in groups for p in g["params"]]
+    digits = torch.tensor(tok.convert_tokens_to_ids(list("0123456789")))
+    gen = torch.Generator().manual_seed(seed)
+    rows, t0 = [], time.perf_counter()
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(ftr), (32,), generator=gen)
+        x, att, labels = batch(ftr[idx], [rtr[i] for i in idx])
+        loss = model(inputs_embeds=x, attention_mask=att, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % every == 0 or step == steps:
+            with torch.no_grad():
+                x, att, labels = batch(fva, rva)
+                pred = model(inputs_embeds=x, attention_mask=att).logits[:, :-1].argmax(-1)
+            y = labels[:, 1:]
+            mask = y != -100
+            rows.append({"probe": f"lm ({lm})", "step": step, "loss": round(loss.item(), 4),
+                         **_scores(pred, y, mask, mask & torch.isin(y, digits)),
+                         "time_s": round(time.perf_counter() - t0, 1)})
+            log(json.dumps(rows[-1]))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.mini.probe", description=__doc__.split("\n")[0])
+    ap.add_argument("probe", choices=("head", "lm"))
+    ap.add_argument("run", help="a training.mini output directory (with data/, vision/, llm/)")
+    ap.add_argument("--lm", default="pretrained", choices=("pretrained", "frozen", "scratch"))
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--train", type=int, default=3000, help="training photos (their features are cached)")
+    ap.add_argument("--every", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    for part in ("vision", "data/train.jsonl") + (("llm",) if args.probe == "lm" else ()):
+        if not (run / part).exists():
+            raise SystemExit(f"{run}: no {part} (run `python -m training.mini --out {run}` first)")
+    if args.probe == "head":
+        probe_head(run, steps=args.steps, train=args.train, every=args.every)
+    else:
+        probe_lm(run, lm=args.lm, steps=args.steps, train=args.train, every=args.every)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
