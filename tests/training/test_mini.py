@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from training.config import load_config
 from training.mini import tasks
-from tutor.answers import accuracy_reward, equivalent, extract_final, format_reward
+from tutor.answers import accuracy_reward, format_reward
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "training" / "recipes" / "mini"
@@ -197,32 +197,13 @@ def test_shipped_mini_reads_held_out_photos(shipped, tmp_path):
     assert sum(g.correct[0] for g in groups if g not in mc) >= 1
 
 
-def test_shipped_reward_model_prefers_the_right_solution(shipped, tmp_path):
-    """The shipped reward model scores a right worked solution above a wrong one, mostly."""
-    from training.data import Collator, Record
-    from training.reward import RewardModel
-    from tutor.prompts import build_messages
+def test_shipped_reward_model_prefers_the_right_solution():
+    """The shipped reward model scores a right worked solution above the same one with its boxed answer
+    changed, mostly (``probe.reward_preference``; on 60 problems the first run's scores 43)."""
+    from training.mini import probe
 
-    rm = RewardModel.from_pretrained(ASSETS / "reward")
-    collator = Collator(shipped.processor, max_length=512, max_tiles=1)
-    wins = 0
-    rng = random.Random(4)
-    for i in range(6):
-        p = tasks.make_problem(rng, choice=False)
-        img = tmp_path / f"rm-{i}.png"
-        tasks.render(p, random.Random(i), split="test").save(img)
-        rec = Record(line=i, source="test", images=[img], messages=build_messages(
-            "solve", question="", problem_type=p.problem_type, lang=p.lang, n_images=1))
-        wrong_value = str(int(p.meta["value"].split("/")[0]) + 3)
-        wrong = p.solution.replace(f"\\boxed{{{p.answer}}}", f"\\boxed{{{wrong_value}}}")
-        assert not equivalent(p.answer, extract_final(wrong))
-        import torch
-
-        with torch.no_grad():
-            b = collator.completions([rec, rec], [collator.response_ids(p.solution), collator.response_ids(wrong)])
-            s = rm(b["input_ids"], b["attention_mask"], b["pixel_values"])
-        wins += int(s[0] > s[1])
-    assert wins >= 4
+    res = probe.reward_preference(ASSETS / "reward", problems=6)
+    assert res["problems"] == 6 and res["right_preferred"] >= 4
 
 
 # ------------------------------------------------------------------------------------ stage 0

@@ -4,6 +4,7 @@
     python -m training.mini.probe lm data/mini-long                # stage-0 LM + a fresh adapter, same features
     python -m training.mini.probe lm data/mini-long --lm frozen    # adapter only (R1V2's adapter stage)
     python -m training.mini.probe lm data/mini-long --lm scratch   # a random LM of the same shape
+    python -m training.mini.probe reward assets/mini/reward        # right vs changed-answer solutions
 
 Both probes read the same thing: the statement of a training photo from the tower's pixel-shuffled
 tokens (frozen, computed once), trained on ``--train`` photos and measured on 200 val photos every
@@ -16,6 +17,7 @@ The head is ``stage0.ReadingHead`` (a 2-layer cross-attention decoder). The LM p
 path in miniature: ``<img>`` + adapter(tokens) + ``</img>`` + the restatement prefix of R1V2's
 format (``Problem: ``/``题目：``) and the statement, loss on the statement; the adapter is InternVL's
 ``mlp1`` shape (LayerNorm -> Linear -> GELU -> Linear). Nothing is saved: these are measurements.
+The reward probe scores right worked solutions against the same ones with the boxed answer changed.
 """
 
 from __future__ import annotations
@@ -162,18 +164,60 @@ def probe_lm(run: Path, *, lm: str = "pretrained", steps: int = 900, train: int 
     return rows
 
 
+@torch.no_grad()
+def reward_preference(reward_dir: str | Path, *, problems: int = 60, seed: int = 4) -> dict:
+    """How often a reward model scores a right worked solution above the same solution with its boxed
+    answer changed (the value + 3), on held-out-style photos of free-response problems."""
+    import random
+    import tempfile
+
+    from transformers import AutoProcessor
+
+    from training.data import Collator, Record
+    from training.mini import tasks
+    from training.reward import RewardModel
+    from tutor.answers import equivalent, extract_final
+    from tutor.prompts import build_messages
+
+    rm = RewardModel.from_pretrained(reward_dir).eval()
+    collator = Collator(AutoProcessor.from_pretrained(reward_dir), max_length=512, max_tiles=1)
+    rng, wins = random.Random(seed), 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(problems):
+            p = tasks.make_problem(rng, choice=False)
+            img = Path(tmp) / f"{i}.png"
+            tasks.render(p, random.Random(i), split="test").save(img)
+            rec = Record(line=i, source="probe", images=[img], messages=build_messages(
+                "solve", question="", problem_type=p.problem_type, lang=p.lang, n_images=1))
+            wrong = p.solution.replace(f"\\boxed{{{p.answer}}}",
+                                       f"\\boxed{{{int(p.meta['value'].split('/')[0]) + 3}}}")
+            assert not equivalent(p.answer, extract_final(wrong))
+            b = collator.completions([rec, rec], [collator.response_ids(p.solution), collator.response_ids(wrong)])
+            s = rm(b["input_ids"], b["attention_mask"], b["pixel_values"])
+            wins += int(s[0] > s[1])
+    return {"probe": "reward", "reward_model": str(reward_dir), "problems": problems, "right_preferred": wins,
+            "share": round(wins / max(problems, 1), 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.mini.probe", description=__doc__.split("\n")[0])
-    ap.add_argument("probe", choices=("head", "lm"))
-    ap.add_argument("run", help="a training.mini output directory (with data/, vision/, llm/)")
+    ap.add_argument("probe", choices=("head", "lm", "reward"))
+    ap.add_argument("run", help="a training.mini output directory (with data/, vision/, llm/); "
+                    "for `reward`, a reward model directory")
     ap.add_argument("--lm", default="pretrained", choices=("pretrained", "frozen", "scratch"))
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--train", type=int, default=3000, help="training photos (their features are cached)")
     ap.add_argument("--every", type=int, default=150)
+    ap.add_argument("--problems", type=int, default=60, help="reward: right vs changed-answer pairs")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = Path(args.run)
+    if args.probe == "reward":
+        if not (run / "value_head.safetensors").exists():
+            raise SystemExit(f"{run}: not a reward model (no value_head.safetensors)")
+        print(json.dumps(reward_preference(run, problems=args.problems)))
+        return 0
     for part in ("vision", "data/train.jsonl") + (("llm",) if args.probe == "lm" else ()):
         if not (run / part).exists():
             raise SystemExit(f"{run}: no {part} (run `python -m training.mini --out {run}` first)")

@@ -304,7 +304,10 @@ def drill_fact(rng: random.Random) -> tuple[str, str]:
     two or three facts among the copying (the first run's LM, 1700 steps without drills, got facts such
     as 18+5 wrong). A drill row carries 16, only their results labelled. Measured: the LM continued for
     3000 steps with drills knows all 200 facts probed (``assets/mini/runs/long``); no run of the same
-    length without drills was made, so their share of that is not separated out."""
+    length without drills was made, so their share of that is not separated out. From scratch, 1700
+    steps with 30 % drill batches reached 17 % text-only accuracy (facts 66 %) against 25 % without
+    (the first run: same seed and budget); end to end that run was no worse (val 16.0 % vs 13.3 %,
+    within the noise of 150 problems), and it is the recipe shipped (``assets/mini/REPORT.md``)."""
     kind = rng.randrange(5)
     if kind == 0:  # a column of an addition (tasks._add), also a fraction's numerators
         da, db, carry = rng.randrange(10), rng.randrange(10), rng.random() < 0.4
