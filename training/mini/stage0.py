@@ -307,7 +307,7 @@ def drill_fact(rng: random.Random) -> tuple[str, str]:
     length without drills was made, so their share of that is not separated out. From scratch, 1700
     steps with 30 % drill batches reached 17 % text-only accuracy (facts 66 %) against 25 % without
     (the first run: same seed and budget); end to end that run was no worse (val 16.0 % vs 13.3 %,
-    within the noise of 150 problems), and it is the recipe shipped (``assets/mini/REPORT.md``)."""
+    within the noise of 150 problems; ``assets/mini/runs/v4``), so the recipe keeps them."""
     kind = rng.randrange(5)
     if kind == 0:  # a column of an addition (tasks._add), also a fraction's numerators
         da, db, carry = rng.randrange(10), rng.randrange(10), rng.random() < 0.4
