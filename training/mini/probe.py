@@ -6,9 +6,9 @@
     python -m training.mini.probe lm data/mini-long --lm scratch   # a random LM of the same shape
     python -m training.mini.probe reward assets/mini/reward        # right vs changed-answer solutions
 
-Both probes read the same thing: the statement of a training photo from the tower's pixel-shuffled
-tokens (frozen, computed once), trained on ``--train`` photos and measured on 200 val photos every
-``--every`` steps. They print one JSON line per measurement with the *teacher-forced* accuracy over
+The head and LM probes read the same thing: the statement of a training photo from the tower's
+pixel-shuffled tokens (frozen, computed once), trained on ``--train`` photos and measured on 200 val
+photos every ``--every`` steps. They print one JSON line per measurement with the *teacher-forced* accuracy over
 the statement's characters/tokens, over its digits alone (a digit is one token for the LM as for the
 head, so that column compares the two directly), and the share of statements with every position
 right. The head also reports its greedy reading, as stage 0 does.
