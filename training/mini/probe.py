@@ -8,10 +8,10 @@
 
 The head and LM probes read the same thing: the statement of a training photo from the tower's
 pixel-shuffled tokens (frozen, computed once), trained on ``--train`` photos and measured on 200 val
-photos every ``--every`` steps. They print one JSON line per measurement with the *teacher-forced* accuracy over
-the statement's characters/tokens, over its digits alone (a digit is one token for the LM as for the
-head, so that column compares the two directly), and the share of statements with every position
-right. The head also reports its greedy reading, as stage 0 does.
+photos every ``--every`` steps. They print one JSON line per measurement with the *teacher-forced*
+accuracy over the statement's characters/tokens, over its digits alone (a digit is one token for the
+LM as for the head, so that column compares the two directly), and the share of statements with
+every position right. The head also reports its greedy reading, as stage 0 does.
 
 The head is ``stage0.ReadingHead`` (a 2-layer cross-attention decoder). The LM probe is the InternVL
 path in miniature: ``<img>`` + adapter(tokens) + ``</img>`` + the restatement prefix of R1V2's
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.mini import stage0
+from training.mini import stage0, tasks
 
 
 @torch.no_grad()
@@ -115,7 +115,7 @@ def probe_lm(run: Path, *, lm: str = "pretrained", steps: int = 900, train: int 
     def encode(recs):
         out = []
         for r in recs:
-            prefix = "<|im_start|>assistant\n<think>\n" + ("题目：" if r["lang"] == "zh" else "Problem: ")
+            prefix = "<|im_start|>assistant\n<think>\n" + tasks.restatement_prefix(r["lang"])
             out.append((tok(prefix)["input_ids"], tok(r["statement"] + "\n")["input_ids"]))
         return out
 
@@ -174,7 +174,6 @@ def reward_preference(reward_dir: str | Path, *, problems: int = 60, seed: int =
     from transformers import AutoProcessor
 
     from training.data import Collator, Record
-    from training.mini import tasks
     from training.reward import RewardModel
     from tutor.answers import equivalent, extract_final
     from tutor.prompts import build_messages

@@ -79,6 +79,11 @@ _WORDS = {
 }
 
 
+def restatement_prefix(lang: str) -> str:
+    """What a worked solution opens with before restating the problem it read ("Problem: ", "题目：")."""
+    return _WORDS[lang]["problem"] + (" " if lang == "en" else "")
+
+
 def _add(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str]]:
     digits = rng.choice((2, 3))
     lo, hi = 10 ** (digits - 1), 10 ** digits - 1
@@ -180,7 +185,7 @@ def make_problem(rng: random.Random, *, lang: str | None = None, kind: str | Non
         steps.append(f"{answer}, {w['option']} {letter}." if lang == "en" else f"{answer}，{w['option']} {letter}。")
         final = letter
     statement = " ".join(lines)
-    intro = w["problem"] + (" " if lang == "en" else "") + statement + ("." if lang == "en" else "。")
+    intro = restatement_prefix(lang) + statement + ("." if lang == "en" else "。")
     think = "\n".join([intro, *steps])
     tail = f"{w['answer']} \\boxed{{{final}}}" + ("." if lang == "en" else "。")
     return Problem(kind=kind, lang=lang, lines=lines, answer=final, solution=f"{think}\n</think>\n\n{tail}",
