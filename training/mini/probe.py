@@ -1,7 +1,7 @@
 """Where reading breaks between Mini-R1V's vision tower and its LM: probes on a run's stage-0 parts.
 
-    python -m training.mini.probe head data/mini-long              # a fresh reading head, frozen tower
-    python -m training.mini.probe lm data/mini-long                # stage-0 LM + a fresh adapter, same features
+    python -m training.mini.probe head data/mini-long              # a fresh reading head, frozen tower (600 steps)
+    python -m training.mini.probe lm data/mini-long                # stage-0 LM + a fresh adapter (900 steps)
     python -m training.mini.probe lm data/mini-long --lm frozen    # adapter only (R1V2's adapter stage)
     python -m training.mini.probe lm data/mini-long --lm scratch   # a random LM of the same shape
     python -m training.mini.probe reward assets/mini/reward        # right vs changed-answer solutions
@@ -85,9 +85,10 @@ def probe_head(run: Path, *, steps: int = 600, train: int = 3000, every: int = 1
                 greedy = head.read(fva)
             head.train()
             mask = yva != stage0.PAD
-            g = _scores(greedy, yva, mask, mask & torch.isin(yva, digits))
+            digit = mask & torch.isin(yva, digits)
+            g = _scores(greedy, yva, mask, digit)
             rows.append({"probe": "head", "step": step, "loss": round(loss.item(), 4),
-                         **_scores(forced, yva, mask, mask & torch.isin(yva, digits)),
+                         **_scores(forced, yva, mask, digit),
                          "greedy_accuracy": g["accuracy"], "greedy_exact": g["exact"],
                          "time_s": round(time.perf_counter() - t0, 1)})
             log(json.dumps(rows[-1]))
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", help="a training.mini output directory (with data/, vision/, llm/); "
                     "for `reward`, a reward model directory")
     ap.add_argument("--lm", default="pretrained", choices=("pretrained", "frozen", "scratch"))
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=None, help="default: 600 for head, 900 for lm")
     ap.add_argument("--train", type=int, default=3000, help="training photos (their features are cached)")
     ap.add_argument("--every", type=int, default=150)
     ap.add_argument("--problems", type=int, default=60, help="reward: right vs changed-answer pairs")
@@ -220,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     for part in ("vision", "data/train.jsonl") + (("llm",) if args.probe == "lm" else ()):
         if not (run / part).exists():
             raise SystemExit(f"{run}: no {part} (run `python -m training.mini --out {run}` first)")
+    steps = {} if args.steps is None else {"steps": args.steps}
     if args.probe == "head":
-        probe_head(run, steps=args.steps, train=args.train, every=args.every)
+        probe_head(run, train=args.train, every=args.every, **steps)
     else:
-        probe_lm(run, lm=args.lm, steps=args.steps, train=args.train, every=args.every)
+        probe_lm(run, lm=args.lm, train=args.train, every=args.every, **steps)
     return 0
 
 
