@@ -249,6 +249,26 @@ def test_vision_pretraining_learns_and_saves_a_native_tower(tmp_path):
     assert len(changed) > len(before) // 2
 
 
+def test_lm_pretraining_learns_and_reports_solving_and_copying(tmp_path):
+    """A few steps of the stage-0 LM: parameters change, the saved LM reloads with its tokenizer, and
+    its metrics split text-only solving by kind and say how often it restated the problem exactly."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    from training.mini import stage0
+
+    tok = stage0.train_tokenizer(vocab_size=400)
+    torch.manual_seed(0)
+    before = Qwen2ForCausalLM(stage0.lm_config(tok)).state_dict()
+    metrics = stage0.pretrain_lm(tok, tmp_path / "llm", steps=3, batch=4, seed=0, eval_count=6)
+    assert metrics["steps"] == 3 and [c["step"] for c in metrics["curve"]] == [1, 3]
+    after = Qwen2ForCausalLM.from_pretrained(tmp_path / "llm").state_dict()
+    assert sum(not torch.equal(before[k], after[k]) for k in before) > len(before) // 2
+    assert metrics["restatement_copied"] == 0.0  # three steps do not teach copying
+    assert 0.0 <= metrics["text_only_greedy_accuracy"] <= 1.0
+    assert set(metrics["text_only_by_kind"]) <= {k + mc for k in tasks.KINDS for mc in ("", "-mc")}
+
+
 def test_drill_facts_are_true_and_written_as_the_solutions_write_them():
     """Every drill is a true equation, and each kind of step the worked solutions take is drilled in
     the same notation (so what the drills teach is what the solutions need)."""
@@ -346,7 +366,7 @@ def test_driver_resumes_with_the_kept_stages_commands_and_time(tmp_path, monkeyp
     assert "grpo" not in report["stage_start_s"] and report["stage_start_s"]["sft"] == 300.0
 
 
-def test_probes_measure_reading_from_a_runs_parts(tmp_path):
+def test_probes_measure_reading_from_a_runs_parts(tmp_path, capsys):
     """``training.mini.probe`` on a tiny run: the fresh head learns the photos it trains on (its loss
     falls), and the LM probe measures the same statements through an adapter, digits separately."""
     import torch
@@ -370,6 +390,14 @@ def test_probes_measure_reading_from_a_runs_parts(tmp_path):
     for lm in ("pretrained", "frozen"):
         (row,) = probe.probe_lm(run, lm=lm, steps=2, train=8, every=2, log=lambda _: None)
         assert row["probe"] == f"lm ({lm})" and 0.0 <= row["digit_accuracy"] <= 1.0
+    # the text probe: a random LM restates nothing exactly; kinds are named as the problems are drawn
+    probe.main(["text", str(run), "--problems", "6"])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["probe"] == "text" and row["problems"] == 6 and row["copied"] == 0.0
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["by_kind"]
+    assert set(row["by_kind"]) <= {k + mc for k in tasks.KINDS for mc in ("", "-mc")}
     shutil.rmtree(run / "llm")
     with pytest.raises(SystemExit, match="no llm"):
         probe.main(["lm", str(run)])
+    with pytest.raises(SystemExit, match="no stage-0 LM"):
+        probe.main(["text", str(run)])

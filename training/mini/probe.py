@@ -5,6 +5,7 @@
     python -m training.mini.probe lm data/mini-long --lm frozen    # adapter only (R1V2's adapter stage)
     python -m training.mini.probe lm data/mini-long --lm scratch   # a random LM of the same shape
     python -m training.mini.probe reward assets/mini/reward        # right vs changed-answer solutions
+    python -m training.mini.probe text data/mini-long              # the stage-0 LM on typed-in problems
 
 The head and LM probes read the same thing: the statement of a training photo from the tower's
 pixel-shuffled tokens (frozen, computed once), trained on ``--train`` photos and measured on 200 val
@@ -18,6 +19,9 @@ path in miniature: ``<img>`` + adapter(tokens) + ``</img>`` + the restatement pr
 format (``Problem: ``/``题目：``) and the statement, loss on the statement; the adapter is InternVL's
 ``mlp1`` shape (LayerNorm -> Linear -> GELU -> Linear). Nothing is saved: these are measurements.
 The reward probe scores right worked solutions against the same ones with the boxed answer changed.
+The text probe asks the stage-0 LM (``RUN/llm``, or an LM directory) to solve problems typed in
+(``stage0.lm_scores``): its accuracy by kind and how often it restates the problem exactly, the copy a
+photo's reading must also make.
 """
 
 from __future__ import annotations
@@ -199,16 +203,32 @@ def reward_preference(reward_dir: str | Path, *, problems: int = 60, seed: int =
             "share": round(wins / max(problems, 1), 4)}
 
 
+def probe_text(llm_dir: Path, *, count: int = 120, full: bool = True) -> dict:
+    """The stage-0 LM given ``count`` problems as text (``stage0.lm_scores``, greedy)."""
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    model = Qwen2ForCausalLM.from_pretrained(llm_dir)
+    t0 = time.perf_counter()
+    scores = stage0.lm_scores(model, tok, count, full=full, max_new_tokens=160)
+    return {"probe": "text", "llm": str(llm_dir), "prompt": "full" if full else "short", "problems": count,
+            "accuracy": round(scores["accuracy"], 4), "copied": round(scores["copied"], 4),
+            "by_kind": scores["by_kind"], "wall_s": round(time.perf_counter() - t0, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.mini.probe", description=__doc__.split("\n")[0])
-    ap.add_argument("probe", choices=("head", "lm", "reward"))
+    ap.add_argument("probe", choices=("head", "lm", "reward", "text"))
     ap.add_argument("run", help="a training.mini output directory (with data/, vision/, llm/); "
                     "for `reward`, a reward model directory")
     ap.add_argument("--lm", default="pretrained", choices=("pretrained", "frozen", "scratch"))
     ap.add_argument("--steps", type=int, default=None, help="default: 600 for head, 900 for lm")
     ap.add_argument("--train", type=int, default=3000, help="training photos (their features are cached)")
     ap.add_argument("--every", type=int, default=150)
-    ap.add_argument("--problems", type=int, default=60, help="reward: right vs changed-answer pairs")
+    ap.add_argument("--problems", type=int, default=None, help="reward: right vs changed-answer pairs (60); "
+                    "text: problems typed in (120)")
+    ap.add_argument("--prompt", default="full", choices=("full", "short"),
+                    help="text: the tutor's whole prompt, or the bare problem in a user turn")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -216,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe == "reward":
         if not (run / "value_head.safetensors").exists():
             raise SystemExit(f"{run}: not a reward model (no value_head.safetensors)")
-        print(json.dumps(reward_preference(run, problems=args.problems)))
+        print(json.dumps(reward_preference(run, problems=args.problems or 60)))
+        return 0
+    if args.probe == "text":
+        llm = run / "llm" if (run / "llm").is_dir() else run
+        if not (llm / "config.json").exists():
+            raise SystemExit(f"{run}: no stage-0 LM there (neither {run}/llm nor an LM directory)")
+        print(json.dumps(probe_text(llm, count=args.problems or 120, full=args.prompt == "full"),
+                         ensure_ascii=False))
         return 0
     for part in ("vision", "data/train.jsonl") + (("llm",) if args.probe == "lm" else ()):
         if not (run / part).exists():

@@ -363,24 +363,39 @@ def _padded(tokenizer, rows, labels) -> dict:
 
 
 @torch.no_grad()
-def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens: int = 120) -> float:
-    """Greedy text-only accuracy on fresh problems (answers checked by ``tutor.answers``)."""
+def lm_scores(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens: int = 120, *,
+              full: bool = True) -> dict:
+    """Greedy text-only solving of ``count`` fresh problems (answers checked by ``tutor.answers``):
+    ``accuracy``; ``copied``, the share whose reply opens with the problem restated exactly (the
+    copy every worked solution starts with, as a photo's reading does); and the accuracy of each
+    kind, ``"add"`` .. ``"function-mc"``. ``full``: the tutor's whole prompt, else the short one
+    (``lm_prompt``)."""
     from tutor.answers import accuracy_reward
 
     rng = random.Random(seed)
     probs = [tasks.make_problem(rng) for _ in range(count)]
     tokenizer.padding_side = "left"
-    enc = tokenizer([text_prompt(p, with_image=False) for p in probs], return_tensors="pt", padding=True,
-                    add_special_tokens=False)
+    enc = tokenizer([lm_prompt(p, full) for p in probs], return_tensors="pt", padding=True, add_special_tokens=False)
+    was = model.training
     model.eval()
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                          eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
                          pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     tokenizer.padding_side = "right"
-    model.train()
-    rewards = accuracy_reward(texts, [f"\\boxed{{{p.answer}}}" for p in probs])
-    return sum(r or 0.0 for r in rewards) / count
+    model.train(was)
+    right = [r or 0.0 for r in accuracy_reward(texts, [f"\\boxed{{{p.answer}}}" for p in probs])]
+    copied = [t.startswith(tasks.restatement_prefix(p.lang) + p.statement) for p, t in zip(probs, texts, strict=True)]
+    kinds: dict[str, list[float]] = {}
+    for p, r in zip(probs, right, strict=True):
+        kinds.setdefault(p.kind + ("-mc" if p.choice else ""), []).append(r)
+    return {"accuracy": sum(right) / count, "copied": sum(copied) / count,
+            "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(kinds.items())}}
+
+
+def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens: int = 120) -> float:
+    """Greedy text-only accuracy on fresh problems given with the tutor's whole prompt (``lm_scores``)."""
+    return lm_scores(model, tokenizer, count, seed, max_new_tokens)["accuracy"]
 
 
 @torch.no_grad()
@@ -399,9 +414,10 @@ def fact_accuracy(model, tokenizer, count: int = 200, seed: int = 123) -> float:
 
 def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int = 32, lr: float = 2e-3,
                 seed: int = 0, time_budget_s: float | None = None, init: str | Path | None = None,
-                eval_every: int = 0, full_share: float = 0.25, drill_share: float = 0.3) -> dict:
+                eval_every: int = 0, full_share: float = 0.25, drill_share: float = 0.3, eval_count: int = 100) -> dict:
     """Train the Qwen2 LM on text-only worked solutions (fresh problems every step); save it with
-    its tokenizer to ``out_dir``; return metrics including greedy text-only accuracy."""
+    its tokenizer to ``out_dir``; return metrics including greedy text-only accuracy (``lm_scores`` on
+    ``eval_count`` problems) and fact accuracy (on twice as many facts)."""
     from transformers import Qwen2ForCausalLM
 
     out = Path(out_dir)
@@ -434,8 +450,9 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             log.warning("LM pretraining stopped by its time budget at step %d", step + 1)
             break
-    acc = lm_accuracy(model, tokenizer)
-    facts = fact_accuracy(model.eval(), tokenizer)
+    scores = lm_scores(model, tokenizer, eval_count)
+    acc = scores["accuracy"]
+    facts = fact_accuracy(model.eval(), tokenizer, 2 * eval_count)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -445,6 +462,7 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     if AutoTokenizer.from_pretrained(out)(probe)["input_ids"] != tokenizer(probe)["input_ids"]:
         raise RuntimeError("the saved tokenizer does not reload to the same tokenization")
     metrics = {"steps": done, "text_only_greedy_accuracy": round(acc, 4), "fact_accuracy": round(facts, 4),
+               "restatement_copied": round(scores["copied"], 4), "text_only_by_kind": scores["by_kind"],
                "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
     (out / "stage0_metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("lm: text-only greedy accuracy %.3f", acc)
