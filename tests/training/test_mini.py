@@ -401,3 +401,24 @@ def test_probes_measure_reading_from_a_runs_parts(tmp_path, capsys):
         probe.main(["lm", str(run)])
     with pytest.raises(SystemExit, match="no stage-0 LM"):
         probe.main(["text", str(run)])
+
+
+def test_report_card_computes_the_targets_and_keeps_hand_notes(tmp_path):
+    """The report card from a real run's report.json: targets are judged from the numbers (never typed
+    in), the stage-0 LM's copying is stated when measured, and notes written by hand survive a rewrite."""
+    from training.mini import report
+
+    run = json.loads((Path(__file__).resolve().parents[2] / "assets/mini/runs/v4/report.json").read_text())
+    rows = {r.split(" | ")[0].lstrip("| "): r for r in report.targets(run) if r.startswith("| ") and "wanted" not in r}
+    assert rows["held-out accuracy, single sample (mean over the 8 samples)"].endswith("| 12.6% | **no** |")
+    assert rows["GRPO+SSB minus MPO (held-out test, one sample)"].endswith("| +0.7 pts | **no** |")
+    assert rows["whole recipe on this 2-core CPU"].endswith("| 47.1 min | yes |")
+    assert "restates" not in report.markdown(run)  # an older run: no copying measured
+    run["stages"]["stage0"]["lm"]["restatement_copied"] = 0.35
+    assert "it restates 35% of them exactly" in report.markdown(run)
+    report.write(run, tmp_path)
+    card = tmp_path / "REPORT.md"
+    card.write_text(card.read_text() + report.NOTES_MARK + "\nwritten by hand\n")
+    report.write(run, tmp_path)
+    assert card.read_text().endswith(report.NOTES_MARK + "\nwritten by hand\n")
+    assert json.loads((tmp_path / "report.json").read_text())["stages"]["stage0"]["lm"]["restatement_copied"] == 0.35

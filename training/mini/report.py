@@ -112,7 +112,9 @@ def markdown(report: dict) -> str:
     s0 = report.get("stages", {}).get("stage0", {})
     if s0:
         lines += ["", "Stage 0 alone: the LM solves "
-                  f"{100 * s0['lm']['text_only_greedy_accuracy']:.0f}% of fresh problems given as text (greedy); "
+                  f"{100 * s0['lm']['text_only_greedy_accuracy']:.0f}% of fresh problems given as text (greedy"
+                  + (f"; it restates {100 * s0['lm']['restatement_copied']:.0f}% of them exactly"
+                     if "restatement_copied" in s0["lm"] else "") + "); "
                   f"the vision tower reads {100 * s0['vision']['val_char_accuracy']:.0f}% of val characters "
                   f"({100 * s0['vision']['val_exact_read']:.0f}% of statements exactly)."]
     cont = report.get("stage0_continued")
