@@ -390,6 +390,10 @@ def test_probes_measure_reading_from_a_runs_parts(tmp_path, capsys):
     for lm in ("pretrained", "frozen"):
         (row,) = probe.probe_lm(run, lm=lm, steps=2, train=8, every=2, log=lambda _: None)
         assert row["probe"] == f"lm ({lm})" and 0.0 <= row["digit_accuracy"] <= 1.0
+    # the patch probe: a linear layer learns at least the paper (most patches) from the layouts
+    patch = probe.probe_patches(run, train=8, steps=60)
+    assert patch["val_patches_with_text"] > 0 and patch["paper_patches"] >= 0.8
+    assert 0.0 <= patch["digit_patches"] <= 1.0 and 0.0 <= patch["other_text_patches"] <= 1.0
     # the text probe: a random LM restates nothing exactly; kinds are named as the problems are drawn
     probe.main(["text", str(run), "--problems", "6"])
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -6,6 +6,7 @@
     python -m training.mini.probe lm data/mini-long --lm scratch   # a random LM of the same shape
     python -m training.mini.probe reward assets/mini/reward        # right vs changed-answer solutions
     python -m training.mini.probe text data/mini-long              # the stage-0 LM on typed-in problems
+    python -m training.mini.probe patch data/mini-long             # glyphs under each patch, linear probe
 
 The head and LM probes read the same thing: the statement of a training photo from the tower's
 pixel-shuffled tokens (frozen, computed once), trained on ``--train`` photos and measured on 200 val
@@ -19,6 +20,9 @@ path in miniature: ``<img>`` + adapter(tokens) + ``</img>`` + the restatement pr
 format (``Problem: ``/``题目：``) and the statement, loss on the statement; the adapter is InternVL's
 ``mlp1`` shape (LayerNorm -> Linear -> GELU -> Linear). Nothing is saved: these are measurements.
 The reward probe scores right worked solutions against the same ones with the boxed answer changed.
+The patch probe asks the frozen tower what it recognises before any reading: a linear layer on each
+patch's output, trained to name the character under the patch centre (the layout saved with the
+photos), scored on val patches with a digit and with other text.
 The text probe asks the stage-0 LM (``RUN/llm``, or an LM directory) to solve problems typed in
 (``stage0.lm_scores``): its accuracy by kind and how often it restates the problem exactly, the copy a
 photo's reading must also make.
@@ -203,6 +207,39 @@ def reward_preference(reward_dir: str | Path, *, problems: int = 60, seed: int =
             "share": round(wins / max(problems, 1), 4)}
 
 
+def probe_patches(run: Path, *, train: int = 2000, steps: int = 1500, seed: int = 0) -> dict:
+    """A linear probe on the frozen tower's patch outputs (196 per photo, before the pixel shuffle):
+    the character under each patch centre, from ``data/{split}.layout.npy``."""
+    import numpy as np
+    from transformers import InternVLVisionModel
+
+    torch.manual_seed(seed)
+    vision = InternVLVisionModel.from_pretrained(run / "vision")
+    data = run / "data"
+    feats, labels = {}, {}
+    for split, limit in (("train", train), ("val", 200)):
+        u8, _ = stage0.load_images(data / f"{split}.jsonl", limit=limit)
+        feats[split] = features(vision, u8, ratio=1.0).flatten(0, 1)
+        labels[split] = torch.from_numpy(np.load(data / f"{split}.layout.npy")[:len(u8)]).long().flatten()
+    linear = nn.Linear(feats["train"].shape[-1], len(tasks.CHARSET) + 1)
+    opt = torch.optim.Adam(linear.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(labels["train"]), (4096,), generator=gen)
+        loss = nn.functional.cross_entropy(linear(feats["train"][idx]), labels["train"][idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        ok = linear(feats["val"]).argmax(-1) == labels["val"]
+    is_digit = torch.tensor([False] + [c.isdigit() for c in tasks.CHARSET])[labels["val"]]
+    text = labels["val"] > 0
+    return {"probe": "patch", "run": str(run), "val_patches_with_text": int(text.sum()),
+            "digit_patches": round(float(ok[is_digit].float().mean()), 4),
+            "other_text_patches": round(float(ok[text & ~is_digit].float().mean()), 4),
+            "paper_patches": round(float(ok[~text].float().mean()), 4)}
+
+
 def probe_text(llm_dir: Path, *, count: int = 120, full: bool = True) -> dict:
     """The stage-0 LM given ``count`` problems as text (``stage0.lm_scores``, greedy)."""
     from transformers import AutoTokenizer, Qwen2ForCausalLM
@@ -218,12 +255,13 @@ def probe_text(llm_dir: Path, *, count: int = 120, full: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.mini.probe", description=__doc__.split("\n")[0])
-    ap.add_argument("probe", choices=("head", "lm", "reward", "text"))
+    ap.add_argument("probe", choices=("head", "lm", "reward", "text", "patch"))
     ap.add_argument("run", help="a training.mini output directory (with data/, vision/, llm/); "
                     "for `reward`, a reward model directory")
     ap.add_argument("--lm", default="pretrained", choices=("pretrained", "frozen", "scratch"))
-    ap.add_argument("--steps", type=int, default=None, help="default: 600 for head, 900 for lm")
-    ap.add_argument("--train", type=int, default=3000, help="training photos (their features are cached)")
+    ap.add_argument("--steps", type=int, default=None, help="default: 600 for head, 900 for lm, 1500 for patch")
+    ap.add_argument("--train", type=int, default=3000, help="training photos (their features are cached; "
+                    "patch: at most 2000)")
     ap.add_argument("--every", type=int, default=150)
     ap.add_argument("--problems", type=int, default=None, help="reward: right vs changed-answer pairs (60); "
                     "text: problems typed in (120)")
@@ -248,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     for part in ("vision", "data/train.jsonl") + (("llm",) if args.probe == "lm" else ()):
         if not (run / part).exists():
             raise SystemExit(f"{run}: no {part} (run `python -m training.mini --out {run}` first)")
+    if args.probe == "patch":
+        if not (run / "data" / "val.layout.npy").exists():
+            raise SystemExit(f"{run}: no data/val.layout.npy (photos rendered with their layouts)")
+        print(json.dumps(probe_patches(run, train=min(args.train, 2000), **(
+            {} if args.steps is None else {"steps": args.steps}))))
+        return 0
     steps = {} if args.steps is None else {"steps": args.steps}
     if args.probe == "head":
         probe_head(run, train=args.train, every=args.every, **steps)
