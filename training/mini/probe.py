@@ -260,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                     "for `reward`, a reward model directory")
     ap.add_argument("--lm", default="pretrained", choices=("pretrained", "frozen", "scratch"))
     ap.add_argument("--steps", type=int, default=None, help="default: 600 for head, 900 for lm, 1500 for patch")
-    ap.add_argument("--train", type=int, default=3000, help="training photos (their features are cached; "
-                    "patch: at most 2000)")
+    ap.add_argument("--train", type=int, default=None, help="training photos, their features cached "
+                    "(default: 3000 for head and lm, 2000 for patch)")
     ap.add_argument("--every", type=int, default=150)
     ap.add_argument("--problems", type=int, default=None, help="reward: right vs changed-answer pairs (60); "
                     "text: problems typed in (120)")
@@ -286,17 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     for part in ("vision", "data/train.jsonl") + (("llm",) if args.probe == "lm" else ()):
         if not (run / part).exists():
             raise SystemExit(f"{run}: no {part} (run `python -m training.mini --out {run}` first)")
+    # each probe's own defaults where the command leaves --steps / --train out
+    given = {k: v for k, v in (("steps", args.steps), ("train", args.train)) if v is not None}
     if args.probe == "patch":
         if not (run / "data" / "val.layout.npy").exists():
             raise SystemExit(f"{run}: no data/val.layout.npy (photos rendered with their layouts)")
-        print(json.dumps(probe_patches(run, train=min(args.train, 2000), **(
-            {} if args.steps is None else {"steps": args.steps}))))
+        print(json.dumps(probe_patches(run, **given)))
         return 0
-    steps = {} if args.steps is None else {"steps": args.steps}
     if args.probe == "head":
-        probe_head(run, train=args.train, every=args.every, **steps)
+        probe_head(run, every=args.every, **given)
     else:
-        probe_lm(run, lm=args.lm, train=args.train, every=args.every, **steps)
+        probe_lm(run, lm=args.lm, every=args.every, **given)
     return 0
 
 

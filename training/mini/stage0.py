@@ -366,10 +366,11 @@ def _padded(tokenizer, rows, labels) -> dict:
 def lm_scores(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens: int = 120, *,
               full: bool = True) -> dict:
     """Greedy text-only solving of ``count`` fresh problems (answers checked by ``tutor.answers``):
-    ``accuracy``; ``copied``, the share whose reply opens with the problem restated exactly (the
-    copy every worked solution starts with, as a photo's reading does); and the accuracy of each
+    ``accuracy``; ``copied``, the share whose reply restates the problem exactly (the copy every worked
+    solution starts with; judged by ``evaluate.restated``, as a photo's reading is); and the accuracy of each
     kind, ``"add"`` .. ``"function-mc"``. ``full``: the tutor's whole prompt, else the short one
     (``lm_prompt``)."""
+    from training.mini.evaluate import restated
     from tutor.answers import accuracy_reward
 
     rng = random.Random(seed)
@@ -385,17 +386,12 @@ def lm_scores(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens
     tokenizer.padding_side = "right"
     model.train(was)
     right = [r or 0.0 for r in accuracy_reward(texts, [f"\\boxed{{{p.answer}}}" for p in probs])]
-    copied = [t.startswith(tasks.restatement_prefix(p.lang) + p.statement) for p, t in zip(probs, texts, strict=True)]
+    copied = [restated(t) == p.statement for p, t in zip(probs, texts, strict=True)]  # as a photo's reading
     kinds: dict[str, list[float]] = {}
     for p, r in zip(probs, right, strict=True):
         kinds.setdefault(p.kind + ("-mc" if p.choice else ""), []).append(r)
     return {"accuracy": sum(right) / count, "copied": sum(copied) / count,
             "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(kinds.items())}}
-
-
-def lm_accuracy(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens: int = 120) -> float:
-    """Greedy text-only accuracy on fresh problems given with the tutor's whole prompt (``lm_scores``)."""
-    return lm_scores(model, tokenizer, count, seed, max_new_tokens)["accuracy"]
 
 
 @torch.no_grad()
@@ -445,7 +441,7 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
             curve.append({"step": step + 1, "loss": round(loss.item(), 4), "time_s": round(time.perf_counter() - t0, 1)})
             log.info("lm step %d loss %.4f", step + 1, loss.item())
         if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
-            curve.append({"step": step + 1, "text_only_greedy_accuracy": lm_accuracy(model, tokenizer, count=50)})
+            curve.append({"step": step + 1, "text_only_greedy_accuracy": lm_scores(model, tokenizer, 50)["accuracy"]})
             log.info("lm step %d text-only greedy accuracy %.2f", step + 1, curve[-1]["text_only_greedy_accuracy"])
         if time_budget_s and time.perf_counter() - t0 > time_budget_s:
             log.warning("LM pretraining stopped by its time budget at step %d", step + 1)
