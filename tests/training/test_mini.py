@@ -241,8 +241,11 @@ def test_vision_pretraining_learns_and_saves_a_native_tower(tmp_path):
     tasks.write_split(tmp_path / "data", "val", 4)
     torch.manual_seed(0)
     before = InternVLVisionModel(stage0.vision_config()).state_dict()
-    metrics = stage0.pretrain_vision(tmp_path / "data", tmp_path / "vision", steps=3, batch=4, seed=0)
+    metrics = stage0.pretrain_vision(tmp_path / "data", tmp_path / "vision", steps=3, batch=4, seed=0,
+                                     layout_weight=3.0)
     assert metrics["steps"] == 3 and {"read_loss", "layout_loss"} <= set(metrics["curve"][0])
+    for row in metrics["curve"]:  # the layout loss enters at its weight
+        assert row["loss"] == pytest.approx(row["read_loss"] + 3.0 * row["layout_loss"], abs=2e-3)
     assert 0.0 <= metrics["val_char_accuracy"] <= 1.0
     after = InternVLVisionModel.from_pretrained(tmp_path / "vision").state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -329,6 +332,32 @@ def test_driver_continues_parts_from_an_earlier_run(tmp_path, monkeypatch):
     assert report["stage0_continued"]["prior_wall_s"] == 5.0 + 60.0
     assert report["stages"]["stage0"]["lm"]["total_steps"] == 107
     assert json.loads((out / "vision" / "stage0_metrics.json").read_text())["total_steps"] == 57
+
+
+def test_driver_passes_the_layout_weight_to_the_vision_part_only(tmp_path, monkeypatch):
+    """``--layout-weight`` reaches the vision part's command, which the stage-0 CLI parses back; the
+    default recipe's commands stay as they were (no flag)."""
+    from training.mini import __main__ as mini
+    from training.mini import stage0
+
+    calls = []
+
+    def fake_parallel(self, jobs):
+        calls.append(jobs)
+        for name in ("llm", "vision"):
+            (self.out / name).mkdir(exist_ok=True)
+            (self.out / name / "stage0_metrics.json").write_text(json.dumps({"steps": 1, "wall_s": 1.0}))
+        return {k: 1.0 for k in jobs}
+
+    monkeypatch.setattr(mini.Driver, "parallel", fake_parallel)
+    small = ["--train-size", "2", "--eval-size", "2", "--threads", "1", "--to-stage", "stage0"]
+    mini.main(["--out", str(tmp_path / "a"), *small, "--layout-weight", "3"])
+    mini.main(["--out", str(tmp_path / "b"), *small])
+    weighted, default = calls
+    args = stage0.parser().parse_args(weighted["stage0-vision"][3:])
+    assert (args.part, args.steps, args.layout_weight) == ("vision", 900, 3.0)
+    assert stage0.parser().parse_args(weighted["stage0-lm"][3:]).layout_weight == 1.0
+    assert not any("--layout-weight" in c for cmd in default.values() for c in cmd)
 
 
 def test_reading_splits_the_error_into_reading_and_solving():

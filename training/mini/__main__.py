@@ -155,6 +155,8 @@ class Driver:
                 data_s + max(b["wall_s"] for b in before.values()), 1)}
         jobs = {f"stage0-{part}": [sys.executable, "-m", "training.mini.stage0", part, str(self.out), str(steps),
                                    str(self.args.seed)] + ([before[part]["from"]] if before else [])
+                + (["--layout-weight", str(self.args.layout_weight)] if part == "vision" and self.args.layout_weight != 1.0
+                   else [])
                 for part, steps in (("lm", self.args.lm_steps), ("vision", self.args.vision_steps))}
         for cmd in jobs.values():
             self.report["commands"].append(" ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", ""))
@@ -369,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(and reuse its data/) instead of starting the parts from scratch")
     ap.add_argument("--lm-steps", type=int, default=1700)
     ap.add_argument("--vision-steps", type=int, default=900)
+    ap.add_argument("--layout-weight", type=float, default=1.0, help="weight of the vision tower's per-patch "
+                    "layout loss against its reading loss in stage 0 (3.0: run v5, assets/mini/runs/v5)")
     ap.add_argument("--sft-runs", default="adapter,adapter+llm", help="which SFT runs to compare")
     ap.add_argument("--sft-steps", type=int, default=200)
     ap.add_argument("--pair-prompts", type=int, default=96)

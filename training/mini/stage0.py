@@ -219,9 +219,11 @@ def read_accuracy(vision: nn.Module, head: ReadingHead, images_u8: torch.Tensor,
 
 def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 600, batch: int = 32,
                     lr: float = 1e-3, seed: int = 0, time_budget_s: float | None = None,
-                    init: str | Path | None = None, eval_every: int = 0, ratio: float = 0.5) -> dict:
+                    init: str | Path | None = None, eval_every: int = 0, ratio: float = 0.5,
+                    layout_weight: float = 1.0) -> dict:
     """Train the vision tower + reading head on train.jsonl; report character/exact accuracy on val.
-    The head reads the tokens the adapter will see at the assembly's pixel-shuffle ``ratio``.
+    The head reads the tokens the adapter will see at the assembly's pixel-shuffle ``ratio``;
+    ``layout_weight`` scales the per-patch layout loss against the reading loss.
 
     Saves the tower alone (``save_pretrained``: a native ``InternVLVisionModel``) to ``out_dir``."""
     from transformers import InternVLVisionModel
@@ -255,7 +257,7 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
         logits = head(_shuffle(feats, ratio), y)
         read_loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD)
         dense_loss = nn.functional.cross_entropy(dense(feats).flatten(0, 1), layouts[idx].reshape(-1))
-        loss = read_loss + dense_loss
+        loss = read_loss + layout_weight * dense_loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -465,22 +467,34 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m training.mini.stage0 lm|vision OUT STEPS SEED [INIT]``: one part, as the driver runs it."""
-    import sys
+def parser():
+    """The command line of one stage-0 part (the driver's commands are parsed by it)."""
+    import argparse
 
-    args = argv if argv is not None else sys.argv[1:]
-    part, out, steps, seed = args[:4]
-    init = args[4] if len(args) > 4 else None  # continue from an earlier part
+    ap = argparse.ArgumentParser(prog="python -m training.mini.stage0",
+                                 description="Pretrain one stage-0 part of Mini-R1V, as python -m training.mini runs it.")
+    ap.add_argument("part", choices=("lm", "vision"))
+    ap.add_argument("out", help="the run directory (reads OUT/data, writes OUT/llm or OUT/vision)")
+    ap.add_argument("steps", type=int)
+    ap.add_argument("seed", type=int)
+    ap.add_argument("init", nargs="?", default=None, help="continue from this earlier part")
+    ap.add_argument("--layout-weight", type=float, default=1.0, help="vision: weight of the per-patch layout loss")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.mini.stage0 lm|vision OUT STEPS SEED [INIT] [--layout-weight W]``: one part."""
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
-    if part == "lm":
+    every = args.steps // 4 if args.steps >= 100 else 0
+    if args.part == "lm":
         tok = train_tokenizer(vocab_size=1024)
-        pretrain_lm(tok, Path(out) / "llm", steps=int(steps), batch=16, lr=1e-3 if init else 3e-3, seed=int(seed),
-                    init=init, eval_every=int(steps) // 4 if int(steps) >= 100 else 0)
+        pretrain_lm(tok, Path(args.out) / "llm", steps=args.steps, batch=16, lr=1e-3 if args.init else 3e-3,
+                    seed=args.seed, init=args.init, eval_every=every)
     else:
-        pretrain_vision(Path(out) / "data", Path(out) / "vision", steps=int(steps), batch=32, lr=2e-3, seed=int(seed),
-                        init=init, eval_every=int(steps) // 4 if int(steps) >= 100 else 0)
+        pretrain_vision(Path(args.out) / "data", Path(args.out) / "vision", steps=args.steps, batch=32, lr=2e-3,
+                        seed=args.seed, init=args.init, eval_every=every, layout_weight=args.layout_weight)
     return 0
 
 
