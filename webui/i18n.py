@@ -96,10 +96,11 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "mini_banner": ("ℹ️ This is Mini-R1V, a small model trained on a laptop CPU with this project's recipe. It can "
                     "only read printed photos of simple problems (multi-digit addition, ax+b=c, fractions with "
                     "the same denominator, evaluating f(x)=ax+b, and their multiple-choice versions), and it is "
-                    "right only about 15% of the time. For gaokao problems use `--model r1v2-38b-nf4` on a GPU "
-                    "or `--server URL`.",
+                    "right only about one time in eight (12% of held-out photos). For gaokao problems use "
+                    "`--model r1v2-38b-nf4` on a GPU or `--server URL`.",
                     "ℹ️ 当前是 Mini-R1V：按本项目的训练流程在笔记本 CPU 上训练的小模型。它只能读懂印刷体照片里的简单题"
-                    "（多位数加法、ax+b=c、同分母分数、求 f(x)=ax+b 的值，以及它们的选择题形式），正确率只有约 15%。"
+                    "（多位数加法、ax+b=c、同分母分数、求 f(x)=ax+b 的值，以及它们的选择题形式），"
+                    "正确率只有约八分之一（留出测试照片上为 12%）。"
                     "要解高考题，请在 GPU 上用 `--model r1v2-38b-nf4` 或用 `--server URL` 启动。"),
     "thinking_now": ("Thinking… {tokens} tokens", "思考中… 已生成 {tokens} 个词元"),
     "answering_now": ("Writing the answer… {tokens} tokens", "正在写解答… 已生成 {tokens} 个词元"),
