@@ -252,6 +252,25 @@ def test_vision_pretraining_learns_and_saves_a_native_tower(tmp_path):
     assert len(changed) > len(before) // 2
 
 
+@pytest.mark.gpu
+def test_stage0_parts_train_on_cuda(tmp_path):
+    """On a GPU machine both parts train there, and what they save reloads on the CPU."""
+    import torch
+    from transformers import InternVLVisionModel, Qwen2ForCausalLM
+
+    from training.mini import stage0
+
+    assert torch.cuda.is_available()
+    tasks.write_split(tmp_path / "data", "train", 8)
+    tasks.write_split(tmp_path / "data", "val", 4)
+    vision = stage0.pretrain_vision(tmp_path / "data", tmp_path / "vision", steps=3, batch=4, seed=0)
+    lm = stage0.pretrain_lm(stage0.train_tokenizer(vocab_size=400), tmp_path / "llm", steps=3, batch=4, seed=0,
+                            eval_count=4)
+    assert vision["device"].startswith("cuda") and lm["device"].startswith("cuda")
+    InternVLVisionModel.from_pretrained(tmp_path / "vision")
+    Qwen2ForCausalLM.from_pretrained(tmp_path / "llm")
+
+
 def test_lm_pretraining_learns_and_reports_solving_and_copying(tmp_path):
     """A few steps of the stage-0 LM: parameters change, the saved LM reloads with its tokenizer, and
     its metrics split text-only solving by kind and say how often it restated the problem exactly."""
@@ -265,6 +284,7 @@ def test_lm_pretraining_learns_and_reports_solving_and_copying(tmp_path):
     before = Qwen2ForCausalLM(stage0.lm_config(tok)).state_dict()
     metrics = stage0.pretrain_lm(tok, tmp_path / "llm", steps=3, batch=4, seed=0, eval_count=6)
     assert metrics["steps"] == 3 and [c["step"] for c in metrics["curve"]] == [1, 3]
+    assert metrics["device"] == str(stage0.pick_device())
     after = Qwen2ForCausalLM.from_pretrained(tmp_path / "llm").state_dict()
     assert sum(not torch.equal(before[k], after[k]) for k in before) > len(before) // 2
     assert metrics["restatement_copied"] == 0.0  # three steps do not teach copying

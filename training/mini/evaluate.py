@@ -38,7 +38,7 @@ class Group:
 def load(path: str | Path):
     from engine.loading import load_model
 
-    lm = load_model(str(path), quantization=None, device="cpu", dtype="float32")
+    lm = load_model(str(path), quantization=None, device="auto", dtype="float32")  # CUDA when there is one
     return lm.model.eval(), lm.processor
 
 
@@ -114,14 +114,15 @@ def reward_scores(reward_dir: str | Path, groups: list[Group], *, batch: int = 3
     from training.data import Collator, to_device
     from training.reward import RewardModel
 
-    rm = RewardModel.from_pretrained(reward_dir).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rm = RewardModel.from_pretrained(reward_dir).to(device).eval()
     collator = Collator(AutoProcessor.from_pretrained(reward_dir), max_length=1024, max_tiles=1)
     flat = [(g.record, t) for g in groups for t in g.texts]
     scores: list[float] = []
     for i in range(0, len(flat), batch):
         chunk = flat[i:i + batch]
         ids = [collator.response_ids(t) for _, t in chunk]
-        b = to_device(collator.completions([r for r, _ in chunk], ids), "cpu")
+        b = to_device(collator.completions([r for r, _ in chunk], ids), device)
         scores += rm(b["input_ids"], b["attention_mask"], b.get("pixel_values")).tolist()
     k = len(groups[0].texts) if groups else 0
     return [scores[j * k:(j + 1) * k] for j in range(len(groups))]

@@ -20,6 +20,8 @@ pretrained InternViT and a pretrained reasoning LM).
   in 30% of the batches, drills of the arithmetic facts those solutions use (``drill_fact``).
 
 Every function is deterministic from its seed and logs its loss curve; both return their metrics.
+Both parts train on CUDA when there is one (``pick_device``; ``--device`` overrides), else on the
+CPU, where every timing in the report card was measured.
 """
 
 from __future__ import annotations
@@ -188,8 +190,14 @@ def load_images(jsonl: Path, limit: int | None = None) -> tuple[torch.Tensor, li
 
 
 def normalize(u8: torch.Tensor) -> torch.Tensor:
-    """uint8 tiles -> the processor's pixel values (ImageNet mean/std; the tile is already 224 px)."""
-    return (u8.float() / 255.0 - MEAN) / STD
+    """uint8 tiles -> the processor's pixel values (ImageNet mean/std; the tile is already 224 px), on
+    the tiles' device."""
+    return (u8.float() / 255.0 - MEAN.to(u8.device)) / STD.to(u8.device)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when there is one, else the CPU (as ``engine.loading`` picks)."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def encode_text(texts: list[str], charset: dict[str, int]) -> torch.Tensor:
@@ -207,7 +215,8 @@ def read_accuracy(vision: nn.Module, head: ReadingHead, images_u8: torch.Tensor,
     was = vision.training
     vision.eval()
     head.eval()
-    pred = torch.cat([head.read(shuffled_tokens(vision, normalize(images_u8[i:i + 50]), ratio))
+    dev = next(vision.parameters()).device
+    pred = torch.cat([head.read(shuffled_tokens(vision, normalize(images_u8[i:i + 50].to(dev)), ratio)).cpu()
                       for i in range(0, len(images_u8), 50)])
     vision.train(was)
     head.train(was)
@@ -220,10 +229,11 @@ def read_accuracy(vision: nn.Module, head: ReadingHead, images_u8: torch.Tensor,
 def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 600, batch: int = 32,
                     lr: float = 1e-3, seed: int = 0, time_budget_s: float | None = None,
                     init: str | Path | None = None, eval_every: int = 0, ratio: float = 0.5,
-                    layout_weight: float = 1.0) -> dict:
+                    layout_weight: float = 1.0, device: str | None = None) -> dict:
     """Train the vision tower + reading head on train.jsonl; report character/exact accuracy on val.
     The head reads the tokens the adapter will see at the assembly's pixel-shuffle ``ratio``;
-    ``layout_weight`` scales the per-patch layout loss against the reading loss.
+    ``layout_weight`` scales the per-patch layout loss against the reading loss. ``device``: see
+    ``pick_device`` (the photos stay in CPU memory; each batch moves).
 
     Saves the tower alone (``save_pretrained``: a native ``InternVLVisionModel``) to ``out_dir``."""
     from transformers import InternVLVisionModel
@@ -244,6 +254,8 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     # glyph features are learned in a few hundred steps; the reading head alone plateaus for long)
     layouts = torch.from_numpy(np.load(data_dir / "train.layout.npy")).long().flatten(1)
     dense = nn.Linear(vision.config.hidden_size, len(tasks.CHARSET) + 1)
+    dev = pick_device(device)
+    vision, head, dense = vision.to(dev), head.to(dev), dense.to(dev)
     params = list(vision.parameters()) + list(head.parameters()) + list(dense.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -252,11 +264,11 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     done = 0
     for step in range(steps):
         idx = torch.randint(0, len(train_u8), (batch,), generator=gen)
-        y = y_train[idx]
-        feats = vision(pixel_values=normalize(train_u8[idx])).last_hidden_state[:, 1:, :]
+        y = y_train[idx].to(dev)
+        feats = vision(pixel_values=normalize(train_u8[idx].to(dev))).last_hidden_state[:, 1:, :]
         logits = head(_shuffle(feats, ratio), y)
         read_loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD)
-        dense_loss = nn.functional.cross_entropy(dense(feats).flatten(0, 1), layouts[idx].reshape(-1))
+        dense_loss = nn.functional.cross_entropy(dense(feats).flatten(0, 1), layouts[idx].reshape(-1).to(dev))
         loss = read_loss + layout_weight * dense_loss
         opt.zero_grad()
         loss.backward()
@@ -280,7 +292,7 @@ def pretrain_vision(data_dir: str | Path, out_dir: str | Path, *, steps: int = 6
     out.mkdir(parents=True, exist_ok=True)
     vision.save_pretrained(out)
     metrics = {"steps": done, "val_char_accuracy": round(char_acc, 4), "val_exact_read": round(exact, 4),
-               "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
+               "wall_s": round(time.perf_counter() - t0, 1), "device": str(dev), "curve": curve}
     (out / "stage0_metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("vision: val char accuracy %.3f, exact %.3f", char_acc, exact)
     return metrics
@@ -378,7 +390,8 @@ def lm_scores(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens
     rng = random.Random(seed)
     probs = [tasks.make_problem(rng) for _ in range(count)]
     tokenizer.padding_side = "left"
-    enc = tokenizer([lm_prompt(p, full) for p in probs], return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tokenizer([lm_prompt(p, full) for p in probs], return_tensors="pt", padding=True,
+                    add_special_tokens=False).to(model.device)
     was = model.training
     model.eval()
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
@@ -404,7 +417,7 @@ def fact_accuracy(model, tokenizer, count: int = 200, seed: int = 123) -> float:
     for _ in range(count):
         context = "".join(a + b + "\n" for a, b in (drill_fact(rng) for _ in range(3)))
         lhs, rhs = drill_fact(rng)
-        enc = tokenizer(context + lhs, return_tensors="pt", add_special_tokens=False)
+        enc = tokenizer(context + lhs, return_tensors="pt", add_special_tokens=False).to(model.device)
         out = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         right += tokenizer.decode(out[0, enc["input_ids"].shape[1]:]).split("\n")[0] == rhs
     return right / count
@@ -412,7 +425,8 @@ def fact_accuracy(model, tokenizer, count: int = 200, seed: int = 123) -> float:
 
 def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int = 32, lr: float = 2e-3,
                 seed: int = 0, time_budget_s: float | None = None, init: str | Path | None = None,
-                eval_every: int = 0, full_share: float = 0.25, drill_share: float = 0.3, eval_count: int = 100) -> dict:
+                eval_every: int = 0, full_share: float = 0.25, drill_share: float = 0.3, eval_count: int = 100,
+                device: str | None = None) -> dict:
     """Train the Qwen2 LM on text-only worked solutions (fresh problems every step); save it with
     its tokenizer to ``out_dir``; return metrics including greedy text-only accuracy (``lm_scores`` on
     ``eval_count`` problems) and fact accuracy (on twice as many facts)."""
@@ -421,6 +435,8 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     out = Path(out_dir)
     torch.manual_seed(seed)
     model = (Qwen2ForCausalLM.from_pretrained(init) if init else Qwen2ForCausalLM(lm_config(tokenizer))).train()
+    dev = pick_device(device)
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     rng = random.Random(seed + 5 if init is None else f"{seed}-{init}")  # a continued run sees new problems
@@ -432,7 +448,7 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
         drill = rng.random() < drill_share  # whole batches of arithmetic drills (see drill_fact)
         problems = [tasks.make_problem(rng) for _ in range(batch)]  # drawn either way: one random stream
         inputs = _drill_batch(tokenizer, rng, batch) if drill else _lm_batch(tokenizer, problems, full)
-        loss = model(**inputs).loss
+        loss = model(**{k: v.to(dev) for k, v in inputs.items()}).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -461,7 +477,7 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
         raise RuntimeError("the saved tokenizer does not reload to the same tokenization")
     metrics = {"steps": done, "text_only_greedy_accuracy": round(acc, 4), "fact_accuracy": round(facts, 4),
                "restatement_copied": round(scores["copied"], 4), "text_only_by_kind": scores["by_kind"],
-               "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
+               "wall_s": round(time.perf_counter() - t0, 1), "device": str(dev), "curve": curve}
     (out / "stage0_metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("lm: text-only greedy accuracy %.3f", acc)
     return metrics
@@ -479,11 +495,12 @@ def parser():
     ap.add_argument("seed", type=int)
     ap.add_argument("init", nargs="?", default=None, help="continue from this earlier part")
     ap.add_argument("--layout-weight", type=float, default=1.0, help="vision: weight of the per-patch layout loss")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when there is one)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.mini.stage0 lm|vision OUT STEPS SEED [INIT] [--layout-weight W]``: one part."""
+    """``python -m training.mini.stage0 lm|vision OUT STEPS SEED [INIT] [--layout-weight W] [--device D]``."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
@@ -491,10 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "lm":
         tok = train_tokenizer(vocab_size=1024)
         pretrain_lm(tok, Path(args.out) / "llm", steps=args.steps, batch=16, lr=1e-3 if args.init else 3e-3,
-                    seed=args.seed, init=args.init, eval_every=every)
+                    seed=args.seed, init=args.init, eval_every=every, device=args.device)
     else:
         pretrain_vision(Path(args.out) / "data", Path(args.out) / "vision", steps=args.steps, batch=32, lr=2e-3,
-                        seed=args.seed, init=args.init, eval_every=every, layout_weight=args.layout_weight)
+                        seed=args.seed, init=args.init, eval_every=every, layout_weight=args.layout_weight,
+                        device=args.device)
     return 0
 
 
