@@ -322,6 +322,19 @@ def test_drill_facts_are_true_and_written_as_the_solutions_write_them():
     assert steps - {"N/N+N/N="} <= shapes | {"N×N="}, steps - shapes
 
 
+def _stage0_recorder(calls: list, *, steps: int, wall_s: float):
+    """A stand-in for ``Driver.parallel`` at stage 0: records the commands and writes what the two
+    parts would write (their metrics), without training them."""
+    def parallel(self, jobs):
+        calls.append(jobs)
+        for name in ("llm", "vision"):
+            (self.out / name).mkdir(exist_ok=True)
+            (self.out / name / "stage0_metrics.json").write_text(json.dumps({"steps": steps, "wall_s": wall_s}))
+        return {k: wall_s for k in jobs}
+
+    return parallel
+
+
 def test_driver_continues_parts_from_an_earlier_run(tmp_path, monkeypatch):
     """``--parts-from``: the earlier run's data is reused (linked, not re-rendered), stage 0 starts from
     its parts, and the steps and time of both runs are added up in the report."""
@@ -334,15 +347,7 @@ def test_driver_continues_parts_from_an_earlier_run(tmp_path, monkeypatch):
         (old / name / "stage0_metrics.json").write_text(json.dumps({"steps": steps, "wall_s": wall}))
     (old / "report.json").write_text(json.dumps({"stages": {"data": {"wall_s": 5.0}}}))
     calls = []
-
-    def fake_parallel(self, jobs):  # records the commands; writes what the two parts would write
-        calls.append(jobs)
-        for name in ("llm", "vision"):
-            (self.out / name).mkdir(exist_ok=True)
-            (self.out / name / "stage0_metrics.json").write_text(json.dumps({"steps": 7, "wall_s": 3.0}))
-        return {k: 3.0 for k in jobs}
-
-    monkeypatch.setattr(mini.Driver, "parallel", fake_parallel)
+    monkeypatch.setattr(mini.Driver, "parallel", _stage0_recorder(calls, steps=7, wall_s=3.0))
     out = tmp_path / "new"
     mini.main(["--out", str(out), "--parts-from", str(old), "--to-stage", "stage0"])
     assert (out / "data").is_symlink() and (out / "data").resolve() == (old / "data").resolve()
@@ -361,15 +366,7 @@ def test_driver_passes_the_layout_weight_to_the_vision_part_only(tmp_path, monke
     from training.mini import stage0
 
     calls = []
-
-    def fake_parallel(self, jobs):
-        calls.append(jobs)
-        for name in ("llm", "vision"):
-            (self.out / name).mkdir(exist_ok=True)
-            (self.out / name / "stage0_metrics.json").write_text(json.dumps({"steps": 1, "wall_s": 1.0}))
-        return {k: 1.0 for k in jobs}
-
-    monkeypatch.setattr(mini.Driver, "parallel", fake_parallel)
+    monkeypatch.setattr(mini.Driver, "parallel", _stage0_recorder(calls, steps=1, wall_s=1.0))
     small = ["--train-size", "2", "--eval-size", "2", "--threads", "1", "--to-stage", "stage0"]
     mini.main(["--out", str(tmp_path / "a"), *small, "--layout-weight", "3"])
     mini.main(["--out", str(tmp_path / "b"), *small])

@@ -112,9 +112,10 @@ def reward_scores(reward_dir: str | Path, groups: list[Group], *, batch: int = 3
     from transformers import AutoProcessor
 
     from training.data import Collator, to_device
+    from training.mini.stage0 import pick_device
     from training.reward import RewardModel
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device()
     rm = RewardModel.from_pretrained(reward_dir).to(device).eval()
     collator = Collator(AutoProcessor.from_pretrained(reward_dir), max_length=1024, max_tiles=1)
     flat = [(g.record, t) for g in groups for t in g.texts]
