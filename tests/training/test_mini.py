@@ -98,6 +98,43 @@ def test_render_is_a_224_tile_and_depends_on_the_seed():
     assert np.asarray(a).std() > 5  # there is ink on the page
 
 
+def test_photos_are_drawn_exactly_as_the_shipped_model_saw_them():
+    """The four shipped example photos are held-out test photos the recipe rendered with the system
+    fonts of its machine; drawn again from the fonts the repository ships, every pixel is the same."""
+    import numpy as np
+    from PIL import Image
+
+    shipped = Path(__file__).resolve().parents[2] / "assets" / "mini" / "examples"
+    listing = json.loads((shipped / "examples.json").read_text(encoding="utf-8"))
+    for i, (p, rseed) in enumerate(tasks.problems("test", len(listing))):
+        assert p.statement == listing[i]["statement"]
+        ref = np.asarray(Image.open(shipped / listing[i]["image"]).convert("RGB"))
+        assert np.array_equal(np.asarray(tasks.render(p, random.Random(rseed), split="test")), ref), i
+
+
+def test_photos_read_only_the_shipped_fonts(monkeypatch):
+    """No system font path: every face render() opens lies in assets/fonts/ and draws every character a
+    statement can show (a glyph missing from the subset would draw as a box)."""
+    from fontTools.ttLib import TTFont
+    from PIL import ImageFont
+
+    from training.mini import fonts
+
+    opened = []
+    real = ImageFont.truetype
+    monkeypatch.setattr(ImageFont, "truetype", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+    for seed in range(40):
+        p = tasks.make_problem(random.Random(seed), lang=tasks.LANGS[seed % 2])
+        tasks.render(p, random.Random(seed))
+    assert opened and all(Path(f).parent == fonts.FONT_DIR for f in opened), set(opened)
+    rng = random.Random(123)
+    for lang, faces in (("en", fonts.LATIN), ("zh", fonts.CJK)):
+        needed = {c for _ in range(2000) for c in tasks.make_problem(rng, lang=lang).statement if not c.isspace()}
+        for name in faces:
+            cmap = TTFont(fonts.path(name))["cmap"].getBestCmap()
+            assert not {c for c in needed if ord(c) not in cmap}, name
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_layout_marks_the_statement_characters_under_the_patches(seed):
     """The layout map names only characters of the statement, most of them, and the same photo."""

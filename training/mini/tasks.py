@@ -15,7 +15,8 @@ Worked solutions use R1V2's format: they continue the assistant turn after the `
 pre-fill, restate the problem (so a model that reads the photo can reason from its own transcript),
 work it step by step, close ``</think>`` and box the final answer.
 
-Rendering: one 224 px square tile (the mini model's image size), varied fonts, size, position,
+Rendering: one 224 px square tile (the mini model's image size), varied fonts (shipped in
+``assets/fonts/``: ``training.mini.fonts``), size, position,
 rotation, perspective, lighting gradient, background tint, blur and noise. The splits differ in seed
 *and* in rendering: the held-out ``test`` split draws its nuisance parameters from shifted ranges
 (stronger rotation and perspective, other tints, more noise), so test accuracy is not measured on
@@ -31,6 +32,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training.mini import fonts
+
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 224
@@ -38,10 +41,8 @@ KINDS = ("add", "linear", "fraction", "function")
 LANGS = ("en", "zh")
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
 
-_FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/liberation")
-LATIN_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf",
-               "LiberationSans-Regular.ttf", "LiberationSerif-Regular.ttf", "LiberationMono-Regular.ttf")
-CJK_FONTS = ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+LATIN_FONTS = fonts.LATIN  # the shipped faces (assets/fonts/, training.mini.fonts): never a system path
+CJK_FONTS = fonts.CJK
 
 
 @dataclass
@@ -196,14 +197,8 @@ def make_problem(rng: random.Random, *, lang: str | None = None, kind: str | Non
 
 
 def _font_path(lang: str, rng: random.Random) -> str:
-    if lang == "zh":
-        return rng.choice(CJK_FONTS)
-    name = rng.choice(LATIN_FONTS)
-    for d in _FONT_DIRS:
-        p = Path(d) / name
-        if p.exists():
-            return str(p)
-    return rng.choice(CJK_FONTS)  # the CJK fonts draw Latin text too
+    """A font for one photo, drawn from the faces the mini model was trained on (one rng draw)."""
+    return fonts.path(rng.choice(CJK_FONTS if lang == "zh" else LATIN_FONTS))
 
 
 @dataclass(frozen=True)
