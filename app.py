@@ -32,7 +32,7 @@ from typing import Any
 
 import gradio as gr
 
-from tutor import settings
+from tutor import mathcheck, settings
 from tutor.errors import InputError, StoreError, TutorError
 from tutor.examples import load_examples
 from tutor.intake import load_image, load_images
@@ -603,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         log.warning("marked %d attempt(s) left running by a previous run as interrupted", stale)
     demo = build_app(store=store, cfg=cfg)
+    mathcheck.warm_up()  # sympy loads in the checker's workers while the page starts, not on the first check
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)
     log.info("R1V Tutor: model %s, http://%s:%d", demo.r1v.engine.name, cfg.host, cfg.port)  # type: ignore[attr-defined]
     demo.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share, **launch_kwargs(cfg, store))

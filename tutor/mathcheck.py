@@ -27,7 +27,8 @@ On top of math-verify the worker fixes its known false positives:
 * finite sets of different sizes are never equal ("find all" answers: a subset is wrong);
 * numbers (anything without free symbols) are compared with a relative tolerance.
 
-The pool has ``R1V_CHECK_WORKERS`` workers (default 2) and starts on first use; ``shutdown()`` stops it.
+The pool has ``R1V_CHECK_WORKERS`` workers (default 2) and starts on first use, or in the background
+when ``warm_up()`` is called (the app does at start-up); ``shutdown()`` stops it.
 """
 
 from __future__ import annotations
@@ -226,10 +227,16 @@ def number_latex(n: tuple[list[Fraction], str | None]) -> str:
 
 
 def _init_worker() -> None:
-    """Import the heavy modules once per worker and quieten math-verify's 'timeout disabled' note."""
+    """Import the heavy modules once per worker, run one comparison (math-verify's parser sets itself up
+    on first use) and quieten math-verify's 'timeout disabled' note."""
     for name in ("math_verify", "math_verify.parser", "math_verify.grader", "latex2sympy2_extended"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import math_verify  # noqa: F401
+
+    try:  # the parser builds its grammar on first use (seconds): do it now, not in a caller's first check
+        compare("x^2+1", "1+x^2")
+    except Exception:  # noqa: BLE001 - a real call reports any failure
+        pass
 
 
 def _ready() -> int:
@@ -436,6 +443,21 @@ def run_in_pool(fn, *args, timeout: float) -> tuple[bool, Any]:
 def shutdown() -> None:
     """Stop the worker pool (it restarts on the next call)."""
     _POOL.shutdown()
+
+
+def warm_up() -> threading.Thread:
+    """Start the worker pool in the background now (the app calls this at start-up): each worker
+    imports sympy, which takes seconds, and the first answer check would otherwise wait for it."""
+
+    def start() -> None:
+        try:
+            _POOL.executor()
+        except Exception:  # noqa: BLE001 - the first real call retries and reports
+            logger.warning("math checker pool did not start in the background", exc_info=True)
+
+    thread = threading.Thread(target=start, name="r1v-mathcheck-warmup", daemon=True)
+    thread.start()
+    return thread
 
 
 def pool_started() -> bool:

@@ -264,6 +264,17 @@ def test_bad_arguments_raise_tutor_errors():
 # ----------------------------------------------------------------------------- pool, threads, timeouts
 
 
+def test_warm_up_starts_the_pool_in_the_background():
+    """The app starts the checker at start-up, so the first answer check does not wait for sympy."""
+    mathcheck.shutdown()
+    assert not mathcheck.pool_started()
+    t = mathcheck.warm_up()
+    t.join(120)
+    assert mathcheck.pool_started() and not t.is_alive()
+    assert equivalent(r"\frac{1}{2}x", "0.5x")  # math-verify in the warm pool
+    mathcheck.shutdown()
+
+
 def test_equivalent_from_non_main_threads():
     cases = [(r"2\sqrt{2}", r"\sqrt{8}", True), (r"\{1,2\}", r"\{2,1\}", True), ("y=2x+1", "y=3x+1", False),
              ("(1,2]", r"x\in(1,2]", True)]
