@@ -67,7 +67,7 @@ __all__ = [
     "check_n",
 ]
 
-#: name -> value, for the README table and the tests.
+#: name -> value, for the limits table in docs/USAGE.md and the tests.
 LIMITS: dict[str, int] = {
     "MAX_UPLOAD_BYTES": MAX_UPLOAD_BYTES,
     "MAX_PIXELS": MAX_PIXELS,
