@@ -92,7 +92,7 @@ def drill_hint(problem: drills.Problem, level: int, source: str, lang: str) -> s
 
 
 _EMPTY_HINT = re.compile(
-    r"\\(?:boxed|fbox)\s*\{[^{}]*\}|the\s+(?:final\s+)?answer\s+is|answer|最终答案|答案[是为]?|[?？…。.,，:：!！\s$]")
+    r"(?i)\\(?:boxed|fbox)\s*\{[^{}]*\}|the\s+(?:final\s+)?answer\s+is|answer|最终答案|答案[是为]?|[?？…。.,，:：!！\s$]")
 
 
 def usable_hint(text: str) -> bool:

@@ -296,7 +296,20 @@ class Tutor:
         return TurnResult(mode, p.id, attempt, text, best.thinking, best.answer or None, solution=sol, **kw)
 
     def _history(self, p: ProblemInfo) -> list[dict]:
-        return [{"role": m.role, "content": m.content} for m in p.messages if m.role in ("user", "assistant")]
+        """The conversation so far as alternating turns: consecutive messages of one role (a turn whose run
+        failed, a mode the tutor answered without a reply of the model's) are joined; a last student turn
+        that got no reply is left out."""
+        out: list[dict] = []
+        for m in p.messages:
+            if m.role not in ("user", "assistant"):
+                continue
+            if out and out[-1]["role"] == m.role:
+                out[-1]["content"] += "\n\n" + m.content
+            else:
+                out.append({"role": m.role, "content": m.content})
+        while len(out) > 1 and out[-1]["role"] == "user":
+            out.pop()
+        return out
 
     # -- modes ------------------------------------------------------------------------------------
 
@@ -376,6 +389,9 @@ class Tutor:
         """A conversation that keeps the photos and every earlier turn."""
         p = self.store.get_problem(user, problem_id)
         history = self._history(p)
+        if not any(m["role"] == "assistant" for m in history):
+            raise InputError("no_reply_yet", "There is no answer to follow up on yet: solve the problem first.",
+                             "还没有可以追问的解答：请先求解这道题。")
         messages = build_messages("followup", question=message, subject=p.subject, lang=p.lang,
                                   n_images=len(p.images), history=history)
         self.store.add_message(user, p.id, "user", message.strip())
