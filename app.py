@@ -33,6 +33,7 @@ from typing import Any
 import gradio as gr
 
 from tutor import mathcheck, settings
+from tutor.drills import drill_examples
 from tutor.errors import InputError, StoreError, TutorError
 from tutor.examples import load_examples
 from tutor.intake import load_image, load_images
@@ -117,7 +118,8 @@ class TutorApp:
         self.limiter = RateLimiter(int(os.environ.get("R1V_RATE_PER_MINUTE") or REQUESTS_PER_MINUTE))
         self.stops: dict[str, threading.Event] = {}
         self.user_stopped: set[str] = set()
-        self.examples = load_examples()
+        # a small model (preset writes_problems False) gets photos of the drill kinds it can solve
+        self.examples = load_examples() if engine.writes_problems else drill_examples()
         self.export_dir = Path(tempfile.mkdtemp(prefix="r1v-export-"))
 
     # -- identity, status -------------------------------------------------------------------------

@@ -261,6 +261,7 @@ class Engine(BaseEngine):
         super().__init__()
         self.lm = loaded or load_model(model, quantization=quantization, device=device)
         self.name = self.lm.name
+        self.writes_problems = writes_problems(self.name)
         self._lock = threading.Lock()  # one generation at a time: the model and the torch RNG are shared
 
     @property
@@ -423,6 +424,14 @@ class Engine(BaseEngine):
         }
         return Solution(candidates, chosen, self.name, prompt_len, timings,
                         stopped=stop.is_set() and any(c.finish_reason == "stopped" for c in candidates))
+
+
+def writes_problems(name: str) -> bool:
+    """The preset's ``writes_problems`` capability (True for a model that is not a preset)."""
+    from engine.presets import PRESETS
+
+    preset = PRESETS.get(name)
+    return preset.writes_problems if preset else True
 
 
 def _preset_max_new(lm) -> int:

@@ -34,6 +34,10 @@ class Preset:
     seed: int = 0  # for source="tiny"
     served_only: bool = False  # only a serving engine (SGLang / vLLM) loads it, never the in-process Engine
     tp_size: int = 1  # GPUs per server replica (tensor parallelism) for `python -m engine serve`
+    # Whether the model can write new problems, hints and explanations of its own. False for the small
+    # models (tiny-random, mini): the tutor then makes practice problems, hints and the page's examples
+    # from its drill family (tutor.drills) and says honestly what the model cannot do.
+    writes_problems: bool = True
     notes: dict = field(default_factory=dict)
 
 
@@ -44,6 +48,7 @@ PRESETS: dict[str, Preset] = {
         description="Miniature random-weight R1V2 (native InternVL + Qwen2), built locally; for tests and UI work",
         max_tiles=6,
         max_new_tokens=64,
+        writes_problems=False,
     ),
     "mini": Preset(
         name="mini",
@@ -56,6 +61,7 @@ PRESETS: dict[str, Preset] = {
         ),
         max_tiles=1,
         max_new_tokens=128,
+        writes_problems=False,
         notes={"report": "assets/mini/REPORT.md", "reward": "assets/mini/reward"},
     ),
     "r1v2-38b": Preset(

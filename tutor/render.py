@@ -10,7 +10,8 @@
 Both renderers share one scanner that splits text into prose, code (fenced blocks and inline
 spans, never touched) and math (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]`` and a bare
 ``\\boxed{...}`` written outside any delimiters). Neither function ever raises on any input: a
-delimiter with no partner is shown literally, and math that latex2mathml cannot convert cleanly
+delimiter with no partner is shown literally, a broken ``\\boxed`` (``\\boxed}``, no closing brace, or
+a box holding sentences over several lines, as small models write) is shown as its text, and math that latex2mathml cannot convert cleanly
 (truncated, unknown commands, markup leaking through ``\\text{}``) is shown as escaped LaTeX source
 in a ``<code>``. Converted MathML is parsed and checked against an element/attribute allow-list
 before it is used, so the export never carries script or event handlers.
@@ -217,6 +218,25 @@ def split_segments(text: str) -> list[Segment]:
     return segs
 
 
+_BROKEN_BOX = re.compile(r"(?<!\\)\\(?:boxed|fbox)(?![A-Za-z])\s*[{}]?")
+
+
+def repaired(segs: list[Segment]) -> list[Segment]:
+    """The segments with broken ``\\boxed`` markup made text: in prose, a ``\\boxed`` that found no brace
+    pair (``\\boxed}``, ``\\boxed{`` never closed) loses the command and keeps its text; a bare box whose
+    content runs over lines or holds a full stop (``\\boxed{9。\\n十位：8+7=11}``) becomes that content."""
+    out: list[Segment] = []
+    for seg in segs:
+        if seg.kind == "text" and "\\" in seg.body:
+            seg = Segment("text", _BROKEN_BOX.sub("", seg.body))
+        elif seg.kind == "math" and not seg.left and "{" in seg.body:
+            inner = seg.body[seg.body.index("{") + 1 : -1]
+            if "\n" in inner or "。" in inner:
+                seg = Segment("text", inner)
+        out.append(seg)
+    return out
+
+
 def to_markdown(text: str) -> str:
     """Markdown for a Gradio page whose ``latex_delimiters`` are ``$``, ``$$``, ``\\(\\)``, ``\\[\\]``.
 
@@ -227,7 +247,7 @@ def to_markdown(text: str) -> str:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     out: list[str] = []
-    for seg in split_segments(text):
+    for seg in repaired(split_segments(text)):
         if seg.kind == "code":
             out.append(seg.body)
             continue
@@ -316,7 +336,7 @@ def to_mathml_html(text: str) -> str:
             blocks.append(f"<p>{body}</p>")
         para.clear()
 
-    for seg in split_segments(text):
+    for seg in repaired(split_segments(text)):
         if seg.kind == "code":
             if seg.body.startswith(("```", "~~~")):
                 end_paragraph()

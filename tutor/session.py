@@ -26,6 +26,7 @@ model is asked only to explain where wrong work went wrong.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
 from collections import OrderedDict
@@ -33,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tutor import drills, replies
 from tutor.answers import equivalent, extract_final
 from tutor.errors import InputError
 from tutor.intake import IntakeImage, load_image
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 VERDICTS = ("correct", "incorrect", "unknown")
 PIXEL_CACHE = 8  # decoded photos kept by content hash, so a turn does not re-read and decode the stored PNG
+DRILL_MODEL = "tutor.drills"  # the attempts' model when the tutor answered from its drill family, not the model
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
@@ -126,6 +129,8 @@ class Tutor:
         self.engine, self.store, self.backend, self.reward = engine, store, backend, reward
         self._pixels: OrderedDict[str, Any] = OrderedDict()  # sha256 -> PIL image (content-addressed)
         self._pixels_lock = threading.Lock()
+        self._drill_photos: dict[str, str] | None = None  # sha256 of a shipped drill photo -> its statement
+        self.rng = random.Random()  # draws the tutor's own practice problems
 
     # -- problems ---------------------------------------------------------------------------------
 
@@ -170,6 +175,64 @@ class Tutor:
                 if chosen is not None:
                     return (p.gold_answer or chosen.answer or None), chosen.text
         return p.gold_answer, ""
+
+    # -- the drill family (tutor.drills) ------------------------------------------------------------
+
+    @property
+    def writes_problems(self) -> bool:
+        """The engine's declared capability (``engine.presets.Preset.writes_problems``): False for a small
+        model whose practice problems, hints and explanations the tutor makes from its drill family."""
+        return bool(getattr(self.engine, "writes_problems", True))
+
+    def _known_photos(self) -> dict[str, str]:
+        if self._drill_photos is None:
+            known = {}
+            for ex in drills.drill_examples():
+                try:
+                    known[load_image(ex.image_path).sha256] = ex.question
+                except Exception:  # noqa: BLE001 - a missing example photo only means it is not recognised
+                    log.warning("drill example %s unreadable", ex.image_path, exc_info=True)
+            self._drill_photos = known
+        return self._drill_photos
+
+    def _drill(self, p: ProblemInfo) -> tuple[drills.Problem | None, str]:
+        """The drill problem ``p`` is, and how that is known: "question" (typed), "example" (a shipped drill
+        photo), "read" (the model's own restatement of the photo, generator ranges only); (None, "") else."""
+        if p.question and (d := drills.recognize(p.question, p.lang)):
+            return d, "question"
+        known = self._known_photos()
+        for img in p.images:
+            if img.sha256 in known and (d := drills.recognize(known[img.sha256], p.lang)):
+                return d, "example"
+        for a in reversed(p.attempts):
+            if a.model == DRILL_MODEL or a.mode in ("check", "practice"):
+                continue
+            for c in sorted(a.candidates, key=lambda c: not c.chosen):
+                first = (c.thinking or "").strip().split("\n", 1)[0]
+                if d := drills.recognize(first, p.lang, strict=True):
+                    return d, "read"
+        return None, ""
+
+    def _tutor_turn(self, user: str, p: ProblemInfo, mode: str, text: str, *, stored: str | None = None,
+                    answer: str | None = None, **kw: Any) -> TurnResult:
+        """A turn the tutor answers itself (no model run): saved as an attempt of ``DRILL_MODEL`` with one
+        candidate (``stored``, default ``text``), and ``text`` as the tutor's message."""
+        attempt = self.store.add_attempt(user, p.id, mode=mode, model=DRILL_MODEL, backend="tutor", status="done")
+        self.store.add_candidates(user, attempt, [{"index": 0, "text": stored or text, "thinking": "",
+                                                   "answer": answer or "", "tokens": 0}], chosen=0)
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        return TurnResult(mode, p.id, attempt, text, "", None, **kw)
+
+    def _drill_practice(self, user: str, p: ProblemInfo, like: drills.Problem | None, note: str = "") -> TurnResult:
+        """A practice problem from the generator (the kind of ``like`` when given); its worked solution and
+        gold answer are stored with it (in the practice headers) for ``answer_practice``."""
+        q = drills.practice_like(like, p.lang, self.rng)
+        body, solution = "\n".join(q.lines), drills.worked_solution(q)
+        p_mark, s_mark = practice_markers(p.lang)
+        intro = note or replies.practice_intro(p.lang, like is not None)
+        prac = PracticeProblem(body, solution, q.answer)
+        return self._tutor_turn(user, p, "practice", f"{intro}\n\n{body}", stored=f"{p_mark}\n{body}\n{s_mark}\n{solution}",
+                                answer=q.answer, practice=prac)
 
     # -- running the model --------------------------------------------------------------------------
 
@@ -233,7 +296,20 @@ class Tutor:
         return TurnResult(mode, p.id, attempt, text, best.thinking, best.answer or None, solution=sol, **kw)
 
     def _history(self, p: ProblemInfo) -> list[dict]:
-        return [{"role": m.role, "content": m.content} for m in p.messages if m.role in ("user", "assistant")]
+        """The conversation so far as alternating turns: consecutive messages of one role (a turn whose run
+        failed, a mode the tutor answered without a reply of the model's) are joined; a last student turn
+        that got no reply is left out."""
+        out: list[dict] = []
+        for m in p.messages:
+            if m.role not in ("user", "assistant"):
+                continue
+            if out and out[-1]["role"] == m.role:
+                out[-1]["content"] += "\n\n" + m.content
+            else:
+                out.append({"role": m.role, "content": m.content})
+        while len(out) > 1 and out[-1]["role"] == "user":
+            out.pop()
+        return out
 
     # -- modes ------------------------------------------------------------------------------------
 
@@ -254,6 +330,10 @@ class Tutor:
         messages = self._prompt("hint", p, hint_level=level)
         w = _words(p.lang)
         self.store.add_message(user, p.id, "user", f"{w['hint']} {level}")
+        drill, source = self._drill(p) if not self.writes_problems else (None, "")
+        if drill is not None:  # a small model on a drill problem: the next worked step, from the generator
+            yield self._tutor_turn(user, p, "hint", replies.drill_hint(drill, level, source, p.lang), hint_level=level)
+            return
         attempt, sol = yield from self._run(user, p, "hint", messages, self._images(p), sampling=sampling, stop=stop)
         if sol is None:
             return
@@ -262,6 +342,11 @@ class Tutor:
         ref, _ = self._reference(p)
         if ref:
             text = mask_answer(text, ref)
+        if not replies.usable_hint(text):  # e.g. "The answer is ?.": say so, or teach from its reading
+            drill, source = self._drill(self.store.get_problem(user, problem_id)) if not self.writes_problems \
+                else (None, "")
+            text = (replies.drill_hint(drill, level, source, p.lang) if drill is not None else
+                    replies.no_hint(p.lang, small=not self.writes_problems, truncated=best.finish_reason == "length"))
         self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
         yield TurnResult("hint", p.id, attempt, text, best.thinking, None, hint_level=level, solution=sol)
 
@@ -304,26 +389,53 @@ class Tutor:
         """A conversation that keeps the photos and every earlier turn."""
         p = self.store.get_problem(user, problem_id)
         history = self._history(p)
+        if not any(m["role"] == "assistant" for m in history):
+            raise InputError("no_reply_yet", "There is no answer to follow up on yet: solve the problem first.",
+                             "还没有可以追问的解答：请先求解这道题。")
         messages = build_messages("followup", question=message, subject=p.subject, lang=p.lang,
                                   n_images=len(p.images), history=history)
         self.store.add_message(user, p.id, "user", message.strip())
+        drill, source = self._drill(p) if not self.writes_problems else (None, "")
+        if drill is not None:  # a small model cannot discuss: the worked solution, from the generator
+            yield self._tutor_turn(user, p, "followup", replies.drill_followup(drill, source, p.lang))
+            return
         attempt, sol = yield from self._run(user, p, "followup", messages, self._images(p), sampling=sampling,
                                             stop=stop)
-        if sol is not None:
-            yield self._reply(user, p, "followup", attempt, sol)
+        if sol is None:
+            return
+        best = sol.candidates[sol.chosen]
+        text = (best.text or best.thinking).strip()
+        if best.finish_reason == "length":  # never shown as if it were the whole reply
+            text = f"{text}\n\n{replies.truncated_note(p.lang)}".strip()
+        if not self.writes_problems:
+            text = f"{text}\n\n{replies.say('followup_small_note', p.lang)}".strip()
+        self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+        yield TurnResult("followup", p.id, attempt, text, best.thinking, best.answer or None, solution=sol)
 
     def practice(self, user: str, problem_id: int, *, sampling: Any = None,
                  stop: threading.Event | None = None) -> Iterator[Any]:
         """A similar new problem; its solution and answer are kept back until the student answers."""
         p = self.store.get_problem(user, problem_id)
         messages = self._prompt("practice", p)
+        self.store.add_message(user, p.id, "user", replies.say("practice_request", p.lang))
+        if not self.writes_problems:  # a small model cannot write problems: the tutor makes one of its kinds
+            yield self._drill_practice(user, p, self._drill(p)[0])
+            return
         attempt, sol = yield from self._run(user, p, "practice", messages, self._images(p), sampling=sampling,
                                             stop=stop)
         if sol is None:
             return
         best = sol.candidates[sol.chosen]
         prac = parse_practice(best.text, p.lang)
-        text = prac.problem if prac else _words(p.lang)["no_practice"]
+        if prac is None:
+            why = replies.practice_unusable(best, p.lang, practice_markers(p.lang))
+            drill = self._drill(p)[0]
+            if drill is not None:  # a drill problem: one of the same kind from the generator instead
+                yield self._drill_practice(user, p, drill, replies.say("practice_fallback", p.lang, why=why))
+                return
+            text = replies.say("practice_bad", p.lang, why=why)
+        else:
+            text = prac.problem
         self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
         yield TurnResult("practice", p.id, attempt, text, best.thinking, None, practice=prac, solution=sol)
 
@@ -340,7 +452,10 @@ class Tutor:
         if not given:
             raise InputError("empty_answer", "Please type your answer first.", "请先输入你的答案。")
         verdict = "unknown"
-        if prac and prac.answer:
+        drill = drills.recognize(prac.problem, p.lang) if prac and a.model == DRILL_MODEL else None
+        if drill is not None:  # the tutor's own problem: checked exactly against the generator's gold answer
+            verdict = "correct" if drills.check_answer(drill, student_answer) else "incorrect"
+        elif prac and prac.answer:
             verdict = "correct" if equivalent(prac.answer, given) else "incorrect"
         self.store.add_message(user, p.id, "user", w["my_answer"] + student_answer.strip(), attempt_id=attempt_id)
         text = w[verdict] + (f"\n\n{prac.solution}" if prac and verdict != "correct" else "")

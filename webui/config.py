@@ -188,6 +188,18 @@ class LazyEngine:
         return "http" if self.kind == "http" else "transformers"
 
     @property
+    def writes_problems(self) -> bool:
+        """The model's declared capability (``engine.presets.Preset.writes_problems``), known before it
+        loads: a served model is taken to be a capable one."""
+        if self._engine is not None:
+            return bool(getattr(self._engine, "writes_problems", True))
+        if self.kind == "http":
+            return True
+        from engine.core import writes_problems
+
+        return writes_problems(self.target)
+
+    @property
     def loaded(self) -> bool:
         return self._engine is not None
 

@@ -159,3 +159,12 @@ def test_export_never_raises_on_odd_input() -> None:
     for problem in [{}, {"solution": "text"}, {"images": "x"}, {"question": "$\\frac{1"}, None]:
         page = export_problem_html(problem)  # type: ignore[arg-type]
         assert page.startswith("<!DOCTYPE html>")
+
+
+def test_broken_boxes_are_shown_as_text() -> None:
+    """Small models write ``\\boxed}`` or box a sentence: the page and the export show text, never the markup."""
+    for broken, shown in (("答案是 \\boxed}。", "答案是 。"), ("so \\boxed{3", "so 3"),
+                          ("答案是 \\boxed{9。\n十位：8+7=11}。", "答案是 9。\n十位：8+7=11。")):
+        assert to_markdown(broken) == shown
+        assert "boxed" not in to_mathml_html(broken)
+    assert to_markdown("x \\boxed{\\frac{1}{2}}") == "x $\\boxed{\\frac{1}{2}}$"  # a good box stays math

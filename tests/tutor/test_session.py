@@ -1,6 +1,8 @@
 """Tutoring modes: logic with a scripted model, and one end-to-end run on the real tiny engine."""
 
+import re
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -204,3 +206,152 @@ def test_mini_with_its_reward_model_scores_every_candidate(store):
     scores = [c.reward for c in res.solution.candidates]
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
     assert res.solution.strategy == "reward+vote"
+
+
+# ------------------------------------------------------------------ small models and the drill family
+
+MINI_EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "mini" / "examples"
+
+
+class SmallScripted(ScriptedEngine):
+    """A scripted engine declaring what the small presets declare (engine.presets: writes_problems=False)."""
+
+    writes_problems = False
+
+
+class CutScripted(ScriptedEngine):
+    """Every reply ends at the token limit (finish_reason "length")."""
+
+    def stream(self, *a, **kw):
+        for ev in super().stream(*a, **kw):
+            if isinstance(ev, Finished):
+                for c in ev.solution.candidates:
+                    c.finish_reason = "length"
+            yield ev
+
+
+def test_small_model_hints_walk_the_worked_steps_without_the_model(store):
+    eng = SmallScripted([])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Solve 4x+4=12", lang="en")
+    first, _ = _last(t.hint("u1", pid))
+    second, _ = _last(t.hint("u1", pid))
+    third, _ = _last(t.hint("u1", pid))
+    assert first.text == "Hint 1 of 2: 4x=12-4=8." and "x=8÷4=?" in second.text and "yourself" in third.text
+    assert not eng.calls and all("2." not in r.text.split(":")[-1] for r in (first, second))
+    assert [h.hint_level for h in (first, second, third)] == [1, 2, 3]
+
+
+def test_small_model_practice_is_made_and_checked_by_the_tutor(store):
+    t = Tutor(SmallScripted([]), store)
+    pid = t.new_problem("u1", [_photo()], "计算 81+87 A.158 B.169 C.167 D.168", lang="zh")
+    res, _ = _last(t.practice("u1", pid))
+    assert res.practice and res.practice.answer in "ABCD" and "计算" in res.practice.problem
+    assert res.text.startswith("同类练习题") and res.practice.problem in res.text
+    value = re.search(rf"{res.practice.answer}\.(\S+)", res.practice.problem)[1]
+    assert t.answer_practice("u1", pid, res.attempt_id, res.practice.answer).verdict == "correct"
+    assert t.answer_practice("u1", pid, res.attempt_id, value).verdict == "correct"  # the option's value too
+    wrong = next(L for L in "ABCD" if L != res.practice.answer)
+    bad = t.answer_practice("u1", pid, res.attempt_id, wrong)
+    assert bad.verdict == "incorrect" and "\\boxed" in bad.text  # the worked solution follows
+    follow, _ = _last(t.followup("u1", pid, "为什么？"))  # two student turns in a row before it: still fine
+    assert "个位：1+7=8。" in follow.text
+
+
+def test_capable_model_practice_falls_back_or_says_why(store):
+    t = Tutor(CutScripted(["t</think>Let me think of a problem"] * 2), store)
+    drill = t.new_problem("u1", [_photo()], "Solve 4x+4=12", lang="en")
+    res, _ = _last(t.practice("u1", drill))  # a drill problem: one of the same kind from the generator
+    assert res.practice and "token limit" in res.text and res.practice.problem.startswith("Solve ")
+    other = t.new_problem("u1", [_photo()], "Find the area of the circle", lang="en")
+    res, _ = _last(t.practice("u1", other))
+    assert res.practice is None and res.text == ("Could not make a practice problem: its reply stopped at "
+                                                 "the token limit. Please try again.")
+
+
+def test_unusable_hints_say_so(store):
+    t = Tutor(ScriptedEngine(["t</think>The answer is \\boxed{2}."]), store)
+    pid = t.new_problem("u1", [_photo()], "Find the area of the circle", lang="en")
+    res, _ = _last(t.hint("u1", pid))
+    assert res.text.startswith("The model's reply was not a usable hint")
+    t = Tutor(SmallScripted(["t</think>答案是 \\boxed{2}。"]), store)
+    pid = t.new_problem("u1", [_photo()], "求圆的面积", lang="zh")
+    res, _ = _last(t.hint("u1", pid))
+    assert res.text.startswith("这个小模型无法为这道题给出提示")
+
+
+def test_followups_say_when_they_hit_the_token_limit(store):
+    t = Tutor(CutScripted(["t</think>The area is", "t</think>Because we subtract"]), store)
+    pid = t.new_problem("u1", [_photo()], "Find the area of the circle", lang="en")
+    with pytest.raises(InputError, match="solve the problem first"):
+        list(t.followup("u1", pid, "Why?"))  # nothing answered yet: a clear message, not "malformed history"
+    _last(t.solve("u1", pid))
+    res, _ = _last(t.followup("u1", pid, "Why?"))
+    assert res.text == "Because we subtract\n\n(The reply stopped at the token limit, so it is incomplete.)"
+
+
+def test_the_capability_is_read_from_the_preset_before_the_model_loads():
+    from webui.config import LazyEngine
+
+    assert LazyEngine("local", "mini").writes_problems is False
+    assert LazyEngine("local", "tiny-random").writes_problems is False
+    assert LazyEngine("local", "r1v2-38b-nf4").writes_problems is True
+    assert LazyEngine("http", "http://localhost:1").writes_problems is True
+    assert LazyEngine("local", "x", engine=ScriptedEngine([])).writes_problems is True
+
+
+@pytest.fixture(scope="module")
+def mini():
+    from engine.core import Engine
+
+    return Engine("mini")
+
+
+def _mini_problem(t, name="00000.png", lang="zh"):
+    return t.new_problem("u1", [load_image(MINI_EXAMPLES / name)], "", lang=lang)
+
+
+def test_mini_practice_gives_a_problem_and_checks_its_answer(store, mini):
+    """The real model path: the shipped mini on one of its page examples (解方程 4x+4=12)."""
+    from engine.core import Sampling
+
+    t = Tutor(mini, store)
+    pid = _mini_problem(t)
+    _last(t.solve("u1", pid, sampling=Sampling(seed=0)))
+    res, _ = _last(t.practice("u1", pid, sampling=Sampling(seed=0)))
+    assert res.practice is not None and res.practice.problem.startswith("解方程 ")  # the same kind
+    gold = res.practice.answer
+    assert t.answer_practice("u1", pid, res.attempt_id, f"x={gold}").verdict == "correct"
+    assert t.answer_practice("u1", pid, res.attempt_id, str(int(gold) + 1)).verdict == "incorrect"
+
+
+def test_mini_hints_are_steps_not_the_answer_is(store, mini):
+    from engine.core import Sampling
+
+    t = Tutor(mini, store)
+    for name, lang in (("00000.png", "zh"), ("00001.png", "en")):
+        pid = _mini_problem(t, name, lang)
+        _last(t.solve("u1", pid, sampling=Sampling(seed=0)))
+        res, _ = _last(t.hint("u1", pid, sampling=Sampling(seed=0)))
+        assert "?." not in res.text.replace("=?", "") and not re.search(r"(answer is|答案是)\s*\\?boxed", res.text)
+        assert res.text in ("提示 1/2：4x=12-4=8。", "Hint 1 of 3: 7x=46-4=42.")
+    pid = t.new_problem("u1", [_photo()], "", lang="en")  # not a drill photo: the model's own hint, or why not
+    res, _ = _last(t.hint("u1", pid, sampling=Sampling(seed=0)))
+    assert res.text.startswith(("This small model cannot give hints", "I read the photo as")), res.text
+
+
+def test_mini_followups_show_no_broken_latex(store, mini):
+    from engine.core import Sampling
+    from tutor.render import to_markdown
+
+    t = Tutor(mini, store)
+    pid = _mini_problem(t, "00002.png")
+    _last(t.solve("u1", pid, sampling=Sampling(seed=0)))
+    res, _ = _last(t.followup("u1", pid, "为什么？", sampling=Sampling(seed=0)))
+    assert "个位：1+7=8。" in res.text and "\\boxed{D}" in res.text  # the worked solution of 81+87
+    pid = t.new_problem("u1", [_photo()], "", lang="zh")  # not a drill: the model replies, with what it cannot do
+    _last(t.solve("u1", pid, sampling=Sampling(seed=0)))
+    for seed in range(3):
+        res, _ = _last(t.followup("u1", pid, "为什么？", sampling=Sampling(seed=seed)))
+        shown = to_markdown(res.text)
+        assert "\\boxed}" not in shown and "这个小模型只会解自己练过的题型" in res.text

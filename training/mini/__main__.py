@@ -317,7 +317,9 @@ class Driver:
             ex.mkdir(exist_ok=True)
             test = [json.loads(x) for x in Path(self.p("data", "test.jsonl")).read_text(encoding="utf-8").splitlines()]
             listing = []
-            for rec in test[:4]:  # a few held-out photos to try the preset on
+            from training.mini.examples import pick
+
+            for rec in pick(test):  # held-out photos to try the preset on: each (language, kind) once
                 name = Path(rec["images"][0]).name
                 shutil.copy(self.p("data", rec["images"][0]), ex / name)
                 listing.append({"image": name, "statement": rec["statement"], "answer": rec["answer"],

@@ -9,7 +9,9 @@
 
 Kinds: multi-digit addition with carries (2 or 3 digits), linear equations ``ax+b=c``, fractions
 with a common denominator (the sum simplified), evaluating ``f(x)=ax+b``, and multiple-choice (选择题)
-variants of each (four options A-D, the gold answer is the letter). Chinese and English.
+variants of each (four options A-D, the gold answer is the letter). Chinese and English. The
+problems and worked solutions come from ``tutor.drills`` (the tutor makes practice problems and hints
+of the same family); this module adds the photos and the training splits.
 
 Worked solutions use R1V2's format: they continue the assistant turn after the ``<think>\\n``
 pre-fill, restate the problem (so a model that reads the photo can reason from its own transcript),
@@ -29,168 +31,19 @@ import json
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.mini import fonts
+from tutor.drills import KINDS, LANGS, Problem, make_problem, restatement_prefix  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 224
-KINDS = ("add", "linear", "fraction", "function")
-LANGS = ("en", "zh")
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
 
 LATIN_FONTS = fonts.LATIN  # the shipped faces (assets/fonts/, training.mini.fonts): never a system path
 CJK_FONTS = fonts.CJK
-
-
-@dataclass
-class Problem:
-    """One generated problem: what the photo shows, the gold answer and a worked solution."""
-
-    kind: str
-    lang: str
-    lines: list[str]  # the text lines drawn in the photo
-    answer: str  # gold final answer (a number, a fraction, or a letter for multiple choice)
-    solution: str  # the assistant turn after the <think>\n pre-fill
-    choice: bool = False
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def statement(self) -> str:
-        return " ".join(self.lines)
-
-    @property
-    def problem_type(self) -> str:
-        return "single_choice" if self.choice else "auto"
-
-
-# ------------------------------------------------------------------------------------ problems
-
-_WORDS = {
-    "en": {"add": "Compute", "linear": "Solve", "fraction": "Compute", "find": "find", "problem": "Problem:",
-           "so": "So", "answer": "The answer is", "option": "which is option", "same": "Same denominator",
-           "simplify": "Simplify", "ones": "Ones", "tens": "Tens", "hundreds": "Hundreds", "carry": "carry 1",
-           "write": "write", "front": "Write the carry 1 in front."},
-    "zh": {"add": "计算", "linear": "解方程", "fraction": "计算", "find": "求", "problem": "题目：",
-           "so": "所以", "answer": "答案是", "option": "对应选项", "same": "分母相同", "simplify": "约分",
-           "ones": "个位", "tens": "十位", "hundreds": "百位", "carry": "进1", "write": "写",
-           "front": "最高位进1，写在最前面。"},
-}
-
-
-def restatement_prefix(lang: str) -> str:
-    """What a worked solution opens with before restating the problem it read ("Problem: ", "题目：")."""
-    return _WORDS[lang]["problem"] + (" " if lang == "en" else "")
-
-
-def _add(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str]]:
-    digits = rng.choice((2, 3))
-    lo, hi = 10 ** (digits - 1), 10 ** digits - 1
-    while True:
-        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-        if any((a // 10**k) % 10 + (b // 10**k) % 10 >= 10 for k in range(digits)):
-            break  # at least one carry
-    total = a + b
-    steps, carry = [], 0
-    names = [w["ones"], w["tens"], w["hundreds"]]
-    for k in range(digits):
-        da, db = (a // 10**k) % 10, (b // 10**k) % 10
-        s = da + db + carry
-        expr = f"{da}+{db}" + ("+1" if carry else "")
-        if s >= 10:
-            tail = f", {w['write']} {s - 10}, {w['carry']}." if lang == "en" else f"，{w['write']}{s - 10}{w['carry']}。"
-        else:
-            tail = "." if lang == "en" else "。"
-        steps.append(f"{names[k]}: {expr}={s}{tail}" if lang == "en" else f"{names[k]}：{expr}={s}{tail}")
-        carry = 1 if s >= 10 else 0
-    if carry:
-        steps.append(w["front"])
-    head = f"{w['add']} {a}+{b}"
-    end = "." if lang == "en" else "。"
-    steps.append(f"{w['so']} {a}+{b}={total}{end}")
-    return head, str(total), steps
-
-
-def _linear(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str]]:
-    a, x, b = rng.randint(2, 9), rng.randint(1, 9), rng.randint(1, 9)
-    c = a * x + b
-    end = "." if lang == "en" else "。"
-    head = f"{w['linear']} {a}x+{b}={c}"
-    steps = [f"{a}x={c}-{b}={c - b}{end}", f"x={c - b}÷{a}={x}{end}"]
-    return head, str(x), steps
-
-
-def _fraction(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str], ]:
-    d = rng.randint(3, 9)
-    p, q = rng.randint(1, d - 1), rng.randint(1, d - 1)
-    s = p + q
-    g = math.gcd(s, d)
-    ans = str(s // g) if d // g == 1 else f"{s // g}/{d // g}"
-    end = "." if lang == "en" else "。"
-    sep = ": " if lang == "en" else "："
-    steps = [f"{w['same']} {d}{sep}{p}+{q}={s}, {s}/{d}{end}" if lang == "en" else
-             f"{w['same']} {d}{sep}{p}+{q}={s}，得 {s}/{d}{end}"]
-    if g > 1:
-        steps.append(f"{w['simplify']}{sep}{s}/{d}={ans}{end}")
-    head = f"{w['fraction']} {p}/{d}+{q}/{d}"
-    return head, ans, steps
-
-
-def _function(rng: random.Random, w: dict, lang: str) -> tuple[str, str, list[str]]:
-    a, b, k = rng.randint(2, 9), rng.randint(1, 9), rng.randint(1, 9)
-    v = a * k + b
-    end = "." if lang == "en" else "。"
-    head = f"f(x)={a}x+{b}, {w['find']} f({k})" if lang == "en" else f"已知 f(x)={a}x+{b}，{w['find']} f({k})"
-    steps = [f"f({k})={a}×{k}+{b}={a * k}+{b}={v}{end}"]
-    return head, str(v), steps
-
-
-_MAKERS = {"add": _add, "linear": _linear, "fraction": _fraction, "function": _function}
-
-
-def _distractors(answer: str, rng: random.Random) -> list[str]:
-    """Three plausible wrong options (off by one, by ten, swapped digits...)."""
-    out: set[str] = set()
-    if "/" in answer:
-        n, d = (int(t) for t in answer.split("/"))
-        pool = [f"{n + 1}/{d}", f"{max(n - 1, 1)}/{d}", f"{n}/{d + 1}", f"{n + d}/{d}", f"{n}/{d * 2}"]
-    else:
-        v = int(answer)
-        pool = [str(v + 1), str(max(v - 1, 0)), str(v + 10), str(abs(v - 10)), str(v + 2), str(v * 2)]
-    rng.shuffle(pool)
-    for cand in pool:
-        if cand != answer and cand not in out:
-            out.add(cand)
-        if len(out) == 3:
-            break
-    return sorted(out)
-
-
-def make_problem(rng: random.Random, *, lang: str | None = None, kind: str | None = None,
-                 choice: bool | None = None) -> Problem:
-    """Draw one problem (kind, language and multiple-choice flag drawn too unless given)."""
-    lang = lang or rng.choice(LANGS)
-    kind = kind or rng.choice(KINDS)
-    choice = rng.random() < 0.3 if choice is None else choice
-    w = _WORDS[lang]
-    head, answer, steps = _MAKERS[kind](rng, w, lang)
-    lines = [head]
-    final = answer
-    if choice:
-        options = _distractors(answer, rng) + [answer]
-        rng.shuffle(options)
-        letter = "ABCD"[options.index(answer)]
-        lines.append(" ".join(f"{L}.{o}" for L, o in zip("ABCD", options, strict=True)))
-        steps.append(f"{answer}, {w['option']} {letter}." if lang == "en" else f"{answer}，{w['option']} {letter}。")
-        final = letter
-    statement = " ".join(lines)
-    intro = restatement_prefix(lang) + statement + ("." if lang == "en" else "。")
-    think = "\n".join([intro, *steps])
-    tail = f"{w['answer']} \\boxed{{{final}}}" + ("." if lang == "en" else "。")
-    return Problem(kind=kind, lang=lang, lines=lines, answer=final, solution=f"{think}\n</think>\n\n{tail}",
-                   choice=choice, meta={"value": answer})
 
 
 # ------------------------------------------------------------------------------------ rendering
