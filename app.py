@@ -279,6 +279,8 @@ class TutorApp:
                 r = out.pop("result", None)
                 if r is not None:
                     out["attempt"] = r.attempt_id
+                    if r.mode == "check" and r.verdict:  # the status line says the verdict (tutor.verdict)
+                        out["status"] = " · ".join([t("verdict_" + r.verdict, lang), *filter(None, [out.get("status")])])
                     if r.mode == "practice":
                         out["practice"] = r.attempt_id if r.practice else None
                     out["history"] = self.history(user, lang)

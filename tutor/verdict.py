@@ -56,6 +56,7 @@ SOURCES = ("gold", "drill", "candidates", "none")
 MIN_CANDIDATES = 3  # a strong reference needs at least this many candidates ...
 MAJORITY = 0.5  # ... and more than this share of them agreeing on it
 RESOLVE_N = 4  # more candidates solved when the reference is weak (capped by tutor.limits.MAX_N)
+SHORT_TEXT, MAX_THINKING = 120, 2000  # a solution this short is shown with its thinking, when that is short
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _FULLWIDTH = str.maketrans("：，；（）＝＋－", ":,;()=+-")
 
@@ -69,6 +70,7 @@ class Cand:
     reward: float | None = None
     shown: bool = False  # the answer the tutor showed the student (the latest solve's chosen candidate)
     text: str = ""  # its answer part (the worked solution), for the step-by-step check
+    thinking: str = ""  # its thinking, shown with a short answer part (a small model's steps are there)
 
 
 @dataclass
@@ -133,7 +135,7 @@ def cands_from(candidates: Sequence[Any], shown: bool = False) -> list[Cand]:
     for c in candidates:
         answer = "" if getattr(c, "truncated", False) else (getattr(c, "answer", "") or "").strip()
         out.append(Cand(answer, getattr(c, "reward", None), shown and bool(getattr(c, "chosen", False)),
-                        getattr(c, "text", "") or ""))
+                        getattr(c, "text", "") or "", getattr(c, "thinking", "") or ""))
     return out
 
 
@@ -307,7 +309,11 @@ def solution_text(v: Verdict, cands: Sequence[Cand], lang: str) -> str | None:
         return None
     members = sorted(v.groups[0].members, key=lambda i: not cands[i].shown)
     for i in members:
-        text = model_check(cands[i].text, "", v, lang)
+        c = cands[i]
+        steps = c.text.strip()
+        if len(steps) < SHORT_TEXT and c.thinking.strip() and len(c.thinking) <= MAX_THINKING:
+            steps = f"{c.thinking.strip()}\n\n{steps}"
+        text = model_check(steps, "", v, lang)
         if text:
             return text
     return None
@@ -336,7 +342,7 @@ _WORDS = {
         "reward_disagrees": "the reward model prefers {r}, but more solutions give {b}",
         "no_answer": "none of the tutor's {n} solutions reached a clear final answer",
         "no_student": "I could not read a final answer in what you typed",
-        "weak_match": "Your answer {s} agrees with the tutor's answer, but {why}.",
+        "weak_match": "Your answer {s} agrees with the tutor's most supported answer, but {why}.",
         "weak_minority": "Your answer {s} matches a solution the tutor wrote, but {why}.",
         "weak_none": "Your answer {s} differs from the tutor's answer {r}, but {why}.",
         "why": "Why: {why}.",
@@ -370,7 +376,7 @@ _WORDS = {
         "reward_disagrees": "奖励模型更看好 {r}，但更多的解答给出 {b}",
         "no_answer": "辅导程序的 {n} 个解答都没有给出明确的最终答案",
         "no_student": "我没能从你输入的内容里读出最终答案",
-        "weak_match": "你的答案 {s} 与辅导程序的答案一致，但{why}。",
+        "weak_match": "你的答案 {s} 与辅导程序得票最多的答案一致，但{why}。",
         "weak_minority": "你的答案 {s} 与辅导程序的某个解答一致，但{why}。",
         "weak_none": "你的答案 {s} 与辅导程序的答案 {r} 不同，但{why}。",
         "why": "原因：{why}。",
