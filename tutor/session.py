@@ -367,6 +367,7 @@ class Tutor:
         student_answer = (student_answer or "").strip()
         if not student_answer and not work_images:
             raise InputError("empty_answer", "Please type your answer first.", "请先输入你的答案。")
+        self._prompt("check", p, student_answer=student_answer or None, n_work_images=len(work_images))  # validates
         w = _words(p.lang)
         self.store.add_message(user, p.id, "user", w["my_answer"] + (student_answer or w["photo"]))
         drill, source = self._drill(p)
