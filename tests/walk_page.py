@@ -370,19 +370,30 @@ def verdict_of(text: str, lang: str) -> dict:
 
 def labels_wrapped_per_char(page: Any) -> list[str]:
     """Block labels a narrow column broke into one or two characters per line (more than 3 lines)."""
-    return page.evaluate("""(s) => [...document.querySelectorAll(s + ', label > span')].filter(e => {
+    return page.evaluate("""(s) => [...document.querySelectorAll(s + ', label > span, [data-testid=block-info]')].filter(e => {
         const r = e.getBoundingClientRect(); if (r.width < 2 || r.height < 2) return false;
         const lh = parseFloat(getComputedStyle(e).lineHeight) || parseFloat(getComputedStyle(e).fontSize) * 1.3;
         return e.innerText.trim().length >= 3 && r.height > 3.2 * lh; }).map(e => e.innerText.trim())""",
         SEL["block_label"])
 
 
-def overlaps(page: Any, a: str, b: str) -> bool:
-    """Do the first elements of selectors ``a`` and ``b`` overlap on screen (by more than 2 px)?"""
-    return page.evaluate("""([a, b]) => { const x = document.querySelector(a), y = document.querySelector(b);
-        if (!x || !y) return false; const p = x.getBoundingClientRect(), q = y.getBoundingClientRect();
+def covers(page: Any, a: str, b: str) -> list[str]:
+    """The elements of ``b`` that the first visible element of ``a`` covers on screen (by more than
+    2 px), each clipped to what its scrolling boxes show (a message scrolled under a floating label)."""
+    return page.evaluate("""([a, b]) => {
+      const x = [...document.querySelectorAll(a)].find(e => e.getBoundingClientRect().height > 1);
+      if (!x) return [];
+      const p = x.getBoundingClientRect();
+      const clip = (el) => { const r = el.getBoundingClientRect(); let [t, bt, l, rt] = [r.top, r.bottom, r.left, r.right];
+        for (let q = el.parentElement; q && !q.contains(x); q = q.parentElement) {
+          const st = getComputedStyle(q);
+          if (/(hidden|auto|scroll|clip)/.test(st.overflowY + st.overflowX)) { const z = q.getBoundingClientRect();
+            t = Math.max(t, z.top); bt = Math.min(bt, z.bottom); l = Math.max(l, z.left); rt = Math.min(rt, z.right); } }
+        return {top: t, bottom: bt, left: l, right: rt}; };
+      return [...document.querySelectorAll(b)].filter(y => { const q = clip(y);
         return Math.min(p.right, q.right) - Math.max(p.left, q.left) > 2 &&
-               Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top) > 2; }""", [a, b])
+               Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top) > 2; }).map(y => y.innerText.slice(0, 60)); }""",
+        [a, b])
 
 
 def icons_clipped(block: Any) -> list[str]:
