@@ -58,9 +58,9 @@ FONTS = Path(__file__).resolve().parents[1] / "assets" / "fonts"
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "mini" / "examples"
 # The drill photo each language's student uses, what they answer right and wrong, and a follow-up.
 STUDENT = {
-    "zh": {"photo": "00000.png", "statement": "解方程 4x+4=12", "right": "x = 2", "wrong": "x = 5",
+    "zh": {"photo": "00000.png", "statement": "解方程 4x+4=12", "right": "x = 2", "wrongs": ("x = 5", "x = 7", "x = 9"),
            "followup": "为什么先把 4 移到右边？"},
-    "en": {"photo": "00008.png", "statement": "f(x)=9x+3, find f(5)", "right": "48", "wrong": "51",
+    "en": {"photo": "00008.png", "statement": "f(x)=9x+3, find f(5)", "right": "48", "wrongs": ("51", "53", "57"),
            "followup": "Why do we multiply first?"},
 }
 SIZES = {1280: 800, 390: 844}
@@ -231,7 +231,7 @@ def walk(server: Server, browser, out_root: Path, lang: str, width: int, full: b
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
-    s = STUDENT[lang]
+    s = dict(STUDENT[lang])
     console: list[str] = []
     page = wp.open_page(browser, server.url, lang=lang, width=width, height=SIZES[width], console=console)
     w = Walk(page, server, out, lang, width)
@@ -332,6 +332,8 @@ def walk(server: Server, browser, out_root: Path, lang: str, width: int, full: b
         if v:
             w.check("3", "the right answer is not called wrong", not v["negative"], v)
             w.check("3", "the verdict on the right answer states the tutor's confidence", v["confidence"], v)
+    # the wrong answer is neither the right one nor the tutor's own (that case is checked on its own)
+    s["wrong"] = next(x for x in s["wrongs"] if not (tutor_answer and equivalent(tutor_answer, x.split("=")[-1].strip())))
     with w.step("check wrong"):
         v = verdicts["wrong"] = check_answer("check_wrong", s["wrong"])
         if v:
@@ -492,6 +494,9 @@ def walk(server: Server, browser, out_root: Path, lang: str, width: int, full: b
     if full:
         with w.step("new problem after delete"):
             n0 = len(server.problems(w.user))
+            page.locator(wp.SEL["photo_input"]).first.set_input_files(str(EXAMPLES / s["photo"]))  # after the reload
+            page.wait_for_function(f"() => !!document.querySelector('{wp.SEL['photo_loaded']}')")
+            page.wait_for_timeout(500)
             page.locator(wp.SEL["solve"]).scroll_into_view_if_needed()
             page.locator(wp.SEL["solve"]).click()
             t0 = time.perf_counter()
@@ -514,8 +519,8 @@ def walk(server: Server, browser, out_root: Path, lang: str, width: int, full: b
     return w
 
 
-def _report(w: Walk, out_root: Path) -> None:
-    key = f"{w.lang}-{w.width}"
+def _report(w: Walk, out_root: Path, key: str | None = None) -> None:
+    key = key or f"{w.lang}-{w.width}"
     path = out_root / "walk.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = {"times": w.times, "checks": w.checks, "shots": w.shots,
@@ -545,3 +550,76 @@ def test_walkthrough_phone_en(server, browser, out_root):
 def test_walkthrough_full(server, browser, out_root, lang, width):
     """The whole session in both languages at desktop and phone width."""
     _run(server, browser, out_root, lang, width, full=True)
+
+
+def test_bad_inputs_told_at_once(server, browser, out_root, tmp_path):
+    """Issue 18 point 7, as a student meets it on the English desktop page: a text file named .png is
+    refused with the intake's reason (on upload, or at the latest on Solve, never "Add a photo"), a
+    12000x12000 PNG is refused within 10 s, and HTML typed into the question is shown as text."""
+    from PIL import Image
+
+    out = out_root / "inputs-en-1280"
+    out.mkdir(parents=True, exist_ok=True)
+    page = wp.open_page(browser, server.url, lang="en", width=1280, height=800)
+    w = Walk(page, server, out, "en", 1280)
+    w.user = server.users[-1]
+    fake = tmp_path / "homework.png"
+    fake.write_text("this is a text file, not a photo\n", encoding="utf-8")
+    msg = wp.INPUT_MESSAGES
+
+    with w.step("text file named .png"):
+        t0 = time.perf_counter()
+        page.locator(wp.SEL["photo_input"]).first.set_input_files(str(fake))
+        took = wp.wait_text(page, msg["not_an_image"]["en"], 5)
+        w.times["fake_png_upload_to_message_s"] = None if took is None else round(took, 2)
+        w.shot("fake-png-uploaded")
+        w.check("7", "a text file named .png is refused on upload", took is not None, "nothing shown in 5 s")
+        if took is None:
+            page.locator(wp.SEL["solve"]).click()
+            took = wp.wait_text(page, msg["not_an_image"]["en"], 15)
+            w.times["fake_png_solve_to_message_s"] = None if took is None else round(took, 2)
+            w.shot("fake-png-solve")
+        shown = page.locator(wp.SEL["status"]).inner_text()
+        w.check("7", "the refusal gives the reason, not 'Add a photo'", took is not None and
+                t("need_input", "en") not in shown, f"status {shown!r}")
+
+    with w.step("12000x12000 PNG"):
+        page.reload(wait_until="load")
+        page.wait_for_function(f"() => (document.querySelector('{wp.SEL['banner']}')?.innerText || '').includes('mini')")
+        big = tmp_path / "huge.png"
+        Image.new("1", (12000, 12000), 1).save(big, optimize=True)
+        t0 = time.perf_counter()
+        page.locator(wp.SEL["photo_input"]).first.set_input_files(str(big))
+        took = wp.wait_text(page, msg["too_many_pixels"]["en"], 10)
+        if took is None:  # not on upload: as the issue did, press Solve
+            page.locator(wp.SEL["solve"]).click()
+            wp.wait_text(page, msg["too_many_pixels"]["en"], 60)
+        total = time.perf_counter() - t0
+        found = wp.wait_text(page, msg["too_many_pixels"]["en"], 0.2) is not None
+        w.times["huge_png_upload_to_refusal_s"] = round(total, 2) if found else None
+        w.shot("huge-png")
+        w.check("7", "a 12000x12000 PNG is refused within 10 s", found and total <= 10, f"{total:.1f} s, shown={found}")
+
+    with w.step("HTML in the question"):
+        page.reload(wait_until="load")
+        page.wait_for_function(f"() => (document.querySelector('{wp.SEL['banner']}')?.innerText || '')"
+                               ".includes('mini')")
+        typed = "<img src=x> is x<y>z true?"
+        page.locator(wp.SEL["question"]).fill(typed)
+        page.locator(wp.SEL["solve"]).click()
+        page.wait_for_function(f"() => document.querySelectorAll('{wp.SEL['user_msg']}').length > 0")
+        page.wait_for_timeout(800)
+        echo = " ".join(page.locator(wp.SEL["user_msg"]).all_inner_texts())
+        broken = page.evaluate("() => [...document.querySelectorAll('#r1v-chat img, #r1v-answer img')]"
+                               ".filter(i => i.getAttribute('src') === 'x').length")
+        w.shot("html-question")
+        w.check("7", "HTML typed into the question is shown as text", "<img src=x>" in echo and "x<y>z" in echo,
+                f"chat shows {echo!r}")
+        w.check("7", "no element is made from the student's HTML", broken == 0, f"{broken} <img src=x>")
+        page.locator(wp.SEL["stop"]).click()
+        page.wait_for_timeout(500)
+
+    page.context.close()
+    _report(w, out_root, key="inputs-en-1280")
+    failed = [f"[{c['point']}] {c['check']}: {c['detail'][:200]}" for c in w.checks if not c["ok"]]
+    assert not failed, f"{len(failed)} of {len(w.checks)} checks failed:\n" + "\n".join(failed)

@@ -43,6 +43,7 @@ SEL = {
     "photo_loaded": "#r1v-photo canvas, #r1v-photo img",
     "question": "#r1v-question textarea",
     "solve": "#r1v-ask-btn",
+    "stop": "#r1v-stop-btn",
     "chat": "#r1v-chat",
     "chat_label": "#r1v-chat [data-testid=block-label]",
     "bot_msg": "#r1v-chat [data-testid=bot]",
@@ -116,15 +117,16 @@ def english_ui_strings() -> list[str]:
     """Known English interface phrases (see the module docstring): i18n, the tutor's replies, Gradio."""
     from tutor import replies, session
 
-    texts = [en for en, zh in STRINGS.values() if en != zh]
-    texts += list(replies._SAY["en"].values())
-    texts += [v for k, v in session._words("en").items()]
+    pairs = [(en, zh) for en, zh in STRINGS.values() if en != zh]
+    pairs += [(v, replies._SAY["zh"][k]) for k, v in replies._SAY["en"].items()]
+    zh_words = session._words("zh")
+    pairs += [(v, zh_words[k]) for k, v in session._words("en").items()]
     out: set[str] = set(GRADIO_EN)
-    for text in texts:
+    for text, zh in pairs:
         for part in re.split(r"\{[^}]*\}|[`*_$]|\n", text):
             part = part.strip(" .:;,()…!?–-\"'“”")
-            # whole phrases of two or more words, or one word of the list above
-            if len(part.split()) >= 2 and re.search(r"[A-Za-z]{3}", part):
+            # whole phrases of two or more words; not one the Chinese string shows too (a command, a name)
+            if len(part.split()) >= 2 and re.search(r"[A-Za-z]{3}", part) and part not in zh:
                 out.add(part)
     return sorted(out, key=len, reverse=True)
 
@@ -462,3 +464,20 @@ def export_text(html: str) -> str:
     p = P()
     p.feed(html)
     return re.sub(r"\s+", " ", " ".join(p.out))
+
+
+# What the intake says about a bad photo (tutor.intake's messages), by language.
+INPUT_MESSAGES = {
+    "not_an_image": {"en": "not an image", "zh": "不是图片"},
+    "too_many_pixels": {"en": "too many pixels", "zh": "像素过多"},
+}
+
+
+def wait_text(page: Any, needle: str, timeout_s: float) -> float | None:
+    """Seconds until ``needle`` is in the visible text of the page (a toast, a status line), or None."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        if any(needle.lower() in c["text"].lower() for c in visible_texts(page)):
+            return time.perf_counter() - t0
+        page.wait_for_timeout(100)
+    return None
