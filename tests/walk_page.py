@@ -481,3 +481,32 @@ def wait_text(page: Any, needle: str, timeout_s: float) -> float | None:
             return time.perf_counter() - t0
         page.wait_for_timeout(100)
     return None
+
+
+def summary(walk_json: Path | str) -> str:
+    """A Markdown table of a ``walk.json``: per issue point, the checks that failed in each walk, and
+    the click-to-answer times (``python -m tests.walk_page /work/shots-before/walk.json``)."""
+    import json
+
+    data = json.loads(Path(walk_json).read_text(encoding="utf-8"))
+    walks = sorted(data)
+    points = sorted({c["point"] for w in data.values() for c in w["checks"]}, key=lambda p: (not p.isdigit(), p.zfill(3)))
+    rows = ["| point | " + " | ".join(walks) + " |", "|---" * (len(walks) + 1) + "|"]
+    for p in points:
+        cells = []
+        for k in walks:
+            cs = [c for c in data[k]["checks"] if c["point"] == p]
+            bad = sorted({c["check"] for c in cs if not c["ok"]})
+            cells.append("—" if not cs else f"{len(cs) - sum(not c['ok'] for c in cs)}/{len(cs)} ok" +
+                         ("".join(f"<br>✗ {b}" for b in bad)))
+        rows.append(f"| {p} | " + " | ".join(cells) + " |")
+    keys = sorted({t for w in data.values() for t in w["times"]})
+    rows += ["", "| time (s) | " + " | ".join(walks) + " |", "|---" * (len(walks) + 1) + "|"]
+    rows += [f"| {t} | " + " | ".join(str(data[k]["times"].get(t, "")) for k in walks) + " |" for t in keys]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(summary(sys.argv[1] if len(sys.argv) > 1 else "walk.json"))
