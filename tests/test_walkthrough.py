@@ -389,6 +389,8 @@ def walk(server: Server, browser, out_root: Path, lang: str, width: int, full: b
             w.reply_language("answer_practice", prose)
             w.shot("practice-answered")
         w.language("after the tutor's modes")
+        covered = wp.covers(page, wp.SEL["chat_label"], f"{wp.SEL['bot_msg']}, {wp.SEL['user_msg']}")
+        w.check("9", "the chat label does not cover a message (long chat)", not covered, covered)
 
     with w.step("feedback"):
         up, down = w.control("up"), w.control("down")
