@@ -607,7 +607,7 @@ def test_bad_inputs_told_at_once(server, browser, out_root, tmp_path):
         took = wp.wait_text(page, msg["too_many_pixels"]["en"], 10)
         if took is None:  # not on upload: as the issue did, press Solve
             page.locator(wp.SEL["solve"]).click()
-            wp.wait_text(page, msg["too_many_pixels"]["en"], 60)
+            wp.wait_text(page, msg["too_many_pixels"]["en"], 30)  # main took 35-77 s here: the test stops at 40
         total = time.perf_counter() - t0
         found = wp.wait_text(page, msg["too_many_pixels"]["en"], 0.2) is not None
         w.times["huge_png_upload_to_refusal_s"] = round(total, 2) if found else None
