@@ -119,7 +119,7 @@ def plain(text: str) -> str:
         s = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: f"{_group(m[1])}/{_group(m[2])}", s)
         s = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", s)
     for cmd, repl in (("cdot", "*"), ("times", "*"), ("pi", "pi"), ("le", "<="), ("ge", ">="), ("ne", "!=")):
-        s = re.sub(r"\\%s(?![a-zA-Z])" % cmd, repl, s)
+        s = re.sub(r"\\" + cmd + r"(?![a-zA-Z])", repl, s)
     s = re.sub(r"\\[()\[\]]|\$", "", s)
     s = re.sub(r"\\([a-zA-Z]+)", r"\1", s).replace("{", "").replace("}", "")
     return re.sub(r"\s+", " ", s).strip()
