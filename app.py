@@ -457,7 +457,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                                                  elem_id="r1v-comment"), "comment", "placeholder"), "comment")
         with lab(gr.Accordion(open=False, elem_id="r1v-history"), "history"):
             hist = Gallery(columns=4, height="auto", allow_preview=False, object_fit="contain", fit_columns=False,
-                           elem_id="r1v-history-list", show_label=False)
+                           interactive=False, buttons=[], elem_id="r1v-history-list", show_label=False)
             hist_empty = lab(gr.Markdown(t("history_empty", "zh"), elem_id="r1v-history-empty"), "history_empty",
                              "value")
             with gr.Row():
@@ -581,6 +581,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             items, ids = app.history(app.user(visitor_id, request), lang)
             upd = relabel(lang)
             upd[reply_lang] = gr.update(value=lang, choices=choices("lang", lang))
+            upd[ui_lang] = gr.update(value=lang, label=t("ui_lang", lang))  # not only its label
             return {visitor: visitor_id, ui_lang: lang, lang_store: lang, banner: app.status_md(lang),
                     hist: items, hist_ids: ids, **upd}
 

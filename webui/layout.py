@@ -38,18 +38,18 @@ CSS = f"""
 /* the work photo's upload icon was cut by its label */
 #r1v-work .image-container, #r1v-work [data-testid="image"] {{padding-top: 1.6em}}
 #r1v-work button.center, #r1v-work .upload-container {{padding-top: 0.4em}}
-/* the slider's label keeps its words whole: the number box goes below it when it does not fit */
+/* the slider's label breaks between words only (a CJK label stays whole): the number box wraps below it */
 #r1v-n .head {{flex-wrap: wrap; row-gap: 4px}}
-#r1v-n .head > label, #r1v-n .head > span, #r1v-n [data-testid="block-info"]
-  {{white-space: nowrap; word-break: keep-all; overflow-wrap: normal}}
+#r1v-n .head > label {{flex: 1 1 auto}}
+#r1v-n .head > label, #r1v-n [data-testid="block-info"] {{word-break: keep-all; overflow-wrap: normal}}
 /* the photo editor: only the image tool (brush and eraser exist only to keep Gradio's toolbar valid) */
 #r1v-photo .toolbar-wrap .half-container:first-child > button:not(:first-of-type) {{display: none}}
-/* history cards: whole, with their caption inside the card */
-#r1v-history-list .thumbnail-item {{aspect-ratio: 16 / 10; height: auto; min-height: 0}}
-#r1v-history-list .thumbnail-item img {{object-fit: contain}}
-#r1v-history-list .caption-label {{position: static; display: block; max-width: 100%; white-space: nowrap;
-  overflow: hidden; text-overflow: ellipsis; font-size: var(--text-sm); padding: 2px 4px}}
-#r1v-history-list .grid-wrap {{max-height: none}}
+/* history cards: whole (16:10), with their caption under the card, inside the item */
+#r1v-history-list .grid-wrap.fixed-height {{min-height: 0}}
+#r1v-history-list .thumbnail-item {{aspect-ratio: auto; height: auto; display: flex; flex-direction: column}}
+#r1v-history-list .thumbnail-item > img {{aspect-ratio: 16 / 10; height: auto; object-fit: contain}}
+#r1v-history-list .caption-label {{position: static; max-width: 100%; border: 0; border-radius: 0;
+  font-size: var(--text-sm); padding: 3px 6px; opacity: 1; white-space: normal; overflow-wrap: anywhere}}
 #r1v-history-empty {{color: var(--body-text-color-subdued)}}
 @media (max-width: {NARROW}px) {{
   #r1v-main {{flex-direction: column}}
@@ -57,6 +57,7 @@ CSS = f"""
   #r1v-main > #r1v-right {{order: 1; width: 100%}}
   #r1v-main > #r1v-left > #r1v-examples {{order: 2}}
   #r1v-main > #r1v-left > * {{width: 100%}}
+  #r1v-history-list .grid-container {{--grid-cols: 2 !important}}
 }}
 """
 
