@@ -106,12 +106,17 @@ def banner_timer(status_md: Callable[[str], str], ui_lang: Any, banner: Any, eng
     timer = gr.Timer(every)
 
     def tick(lang: str) -> tuple[str, Any]:
-        h = engine.health()
-        done = bool(h.get("ok")) and bool(h.get("loaded", True))
-        return status_md(lang), gr.Timer(active=not done)
+        return banner_tick(status_md, engine, lang)
 
     timer.tick(tick, ui_lang, [banner, timer], queue=False, api_visibility="private", show_progress="hidden")
     return timer
+
+
+def banner_tick(status_md: Callable[[str], str], engine: Any, lang: str) -> tuple[str, Any]:
+    """The banner now, and the timer kept running while the model is not loaded or not reachable."""
+    h = engine.health()
+    ready = bool(h.get("ok")) and bool(h.get("loaded", True))
+    return status_md(lang), gr.Timer(active=not ready)
 
 
 def thumb_dir(store: Any) -> Path:
