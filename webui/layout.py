@@ -36,8 +36,8 @@ CSS = f"""
 /* the chat's floating label sat over the first message */
 #r1v-chat .bubble-wrap {{padding-top: 2.4em}}
 /* the work photo's upload icon was cut by its label */
+#r1v-work {{height: 230px !important}}
 #r1v-work .image-container, #r1v-work [data-testid="image"] {{padding-top: 1.6em}}
-#r1v-work button.center, #r1v-work .upload-container {{padding-top: 0.4em}}
 /* the slider's label breaks between words only (a CJK label stays whole): the number box wraps below it */
 #r1v-n .head {{flex-wrap: wrap; row-gap: 4px}}
 #r1v-n .head > label {{flex: 1 1 auto}}
