@@ -48,7 +48,7 @@ from tutor.limits import (
 from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
-from webui import view
+from webui import layout, view
 from webui.blocks import Blocks
 from webui.components import (
     PRIVATE_DIRS,
@@ -60,7 +60,6 @@ from webui.components import (
     SafeImageEditor,
     editor_image,
     not_uploaded,
-    placeholder,
     rotate,
     unrefused,
     uploaded,
@@ -170,8 +169,8 @@ class TutorApp:
         items, ids = [], []
         try:
             for s, photo, answer in self.store.history_items(user, limit=30):
-                thumb = str(photo) if photo is not None and photo.exists() else None
-                items.append((thumb or placeholder(), view.history_caption(s, answer, lang)))
+                card = layout.history_card(s, photo, answer, lang, layout.thumb_dir(self.store))
+                items.append((card, view.history_caption(s, answer, lang)))
                 ids.append(s.id)
         except TutorError as e:
             gr.Warning(e.message(lang))
@@ -396,15 +395,16 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         hist_ids = gr.State([])
         with gr.Row():
             lab(gr.Markdown(f"## {t('title', 'zh')}\n{t('tagline', 'zh')}"), "header", "value")
-            ui_lang = gr.Radio([("中文", "zh"), ("English", "en")], value="zh", show_label=False,
-                               scale=0, min_width=160, elem_id="r1v-ui-lang")
+            ui_lang = lab(gr.Radio([("中文", "zh"), ("English", "en")], value="zh", show_label=False,
+                                   scale=0, min_width=160, elem_id="r1v-ui-lang"), "ui_lang")
             if os.environ.get("OAUTH_CLIENT_ID"):
                 gr.LoginButton(scale=0)
         banner = gr.Markdown(elem_id="r1v-status-banner")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=300):
+        layout.banner_timer(app.status_md, ui_lang, banner, app.engine)
+        with gr.Row(equal_height=False, elem_id="r1v-main"):
+            with gr.Column(scale=2, min_width=300, elem_id="r1v-left"):
                 editor = lab(SafeImageEditor(type="pil", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
-                                            layers=False, brush=False, eraser=False, height=340,
+                                            layers=False, **layout.EDITOR_TOOLS, height=340,
                                             elem_id="r1v-photo"), "photo")
                 with gr.Row():
                     rot_l = lab(gr.Button(t("rotate_left", "zh"), size="sm", min_width=80), "rotate_left", "value")
@@ -420,14 +420,14 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     ptype = lab(gr.Dropdown(choices("ptype", "zh"), value="auto", min_width=120), "ptype")
                 with gr.Row():
                     reply_lang = lab(gr.Radio(choices("lang", "zh"), value="zh", min_width=120), "reply_lang")
-                    n = lab(gr.Slider(1, 8, value=cfg.n, step=1, min_width=120), "n")
+                    n = lab(gr.Slider(1, 8, value=cfg.n, step=1, min_width=120, elem_id="r1v-n"), "n")
                 with gr.Row():
                     ask = lab(gr.Button(t("ask", "zh"), variant="primary", elem_id="r1v-ask-btn"), "ask", "value")
                     stop = lab(gr.Button(t("stop", "zh"), variant="stop", elem_id="r1v-stop-btn"), "stop", "value")
                 gr.Examples([[str(e.image_path), e.subject, e.problem_type, e.lang] for e in app.examples],
                             inputs=[editor, subject, ptype, reply_lang], label=f"{t('examples', 'zh')} / Examples",
-                            examples_per_page=8)
-            with gr.Column(scale=3, min_width=300):
+                            examples_per_page=8, elem_id="r1v-examples")
+            with gr.Column(scale=3, min_width=300, elem_id="r1v-right"):
                 chat = lab(Chatbot(height=520, latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-chat",
                                    feedback_options=None, buttons=["copy"]), "chat")
                 answer = gr.Markdown(latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-answer")
@@ -442,7 +442,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                         regen = lab(gr.Button(t("regenerate", "zh"), size="sm", min_width=80), "regenerate", "value")
                     with gr.Row(equal_height=False):
                         my_answer = lab(lab(gr.Textbox(min_width=160), "my_answer"), "my_answer_ph", "placeholder")
-                        work = lab(SafeImage(type="pil", height=170, min_width=160, sources=("upload", "webcam")),
+                        work = lab(SafeImage(type="pil", height=170, min_width=160, sources=("upload", "webcam"), elem_id="r1v-work"),
                                    "work_photo")
                     with gr.Row():
                         check = lab(gr.Button(t("check", "zh"), size="sm"), "check", "value")
@@ -454,13 +454,15 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                         send = lab(gr.Button(t("send", "zh"), scale=1, min_width=80), "send", "value")
                 lab(gr.Markdown(t("feedback", "zh")), "feedback", "value")
                 with gr.Row(equal_height=True):
-                    up = gr.Button("👍", size="sm", scale=0, min_width=56)
-                    down = gr.Button("👎", size="sm", scale=0, min_width=56)
-                    comment = lab(gr.Textbox(scale=3, min_width=140, show_label=False, container=False), "comment",
-                                  "placeholder")
+                    up = gr.Button("👍", size="sm", scale=0, min_width=56, elem_id="r1v-up")
+                    down = gr.Button("👎", size="sm", scale=0, min_width=56, elem_id="r1v-down")
+                    comment = lab(lab(gr.Textbox(scale=3, min_width=140, show_label=False, container=False,
+                                                 elem_id="r1v-comment"), "comment", "placeholder"), "comment")
         with lab(gr.Accordion(open=False, elem_id="r1v-history"), "history"):
-            hist = Gallery(columns=4, height=260, allow_preview=False, object_fit="contain",
-                           elem_id="r1v-history-list", show_label=False)
+            hist = Gallery(columns=4, height="auto", allow_preview=False, object_fit="contain", fit_columns=False,
+                           interactive=False, buttons=[], elem_id="r1v-history-list", show_label=False)
+            hist_empty = lab(gr.Markdown(t("history_empty", "zh"), elem_id="r1v-history-empty"), "history_empty",
+                             "value")
             with gr.Row():
                 refresh = lab(gr.Button(t("refresh", "zh"), size="sm"), "refresh", "value")
                 delete = lab(gr.Button(t("delete", "zh"), size="sm", variant="stop"), "delete", "value")
@@ -471,7 +473,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         # -- wiring ---------------------------------------------------------------------------------
         keys = {"chat": chat, "status": status, "answer": answer, "cands": cands, "why": why, "pid": pid,
                 "attempt": attempt, "practice": practice}
-        turn_outputs = [*keys.values(), cand_box, ans_prac, hist, hist_ids]
+        turn_outputs = [*keys.values(), cand_box, ans_prac, hist, hist_ids, up, down]
 
         def to_updates(out: dict) -> dict:
             upd = {keys[k]: v for k, v in out.items() if k in keys}
@@ -481,6 +483,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 upd[ans_prac] = gr.update(visible=out["practice"] is not None)
             if "history" in out:
                 upd[hist], upd[hist_ids] = out["history"]
+            if "attempt" in out:  # a new attempt: no vote on it yet
+                upd[up], upd[down] = layout.feedback_reset()
             return upd
 
         def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
@@ -507,18 +511,22 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                       concurrency_limit=lim, concurrency_id="engine", show_progress="minimal")
         follow.submit(mode_fn("followup"), mode_inputs, turn_outputs, api_visibility="private",
                       concurrency_limit=lim, concurrency_id="engine")
+        layout.scroll_to_chat(ask, hint, prac, regen, check, send, follow)
+        layout.clear_on_send(send, follow)
         stop.click(app.stop, None, None, queue=False, api_name="stop")
         ans_prac.click(app.answer_practice, [visitor, ui_lang, pid, practice, my_answer, chat], [chat, status])
 
         def fb_up(visitor, ui_lang, att, text, request: gr.Request):
-            return app.feedback(True, visitor, ui_lang, att, text, request)
+            msg, box = app.feedback(True, visitor, ui_lang, att, text, request)
+            return msg, box, *layout.feedback_states(msg == t("thanks", norm_lang(ui_lang)), True)
 
         def fb_down(visitor, ui_lang, att, text, request: gr.Request):
-            return app.feedback(False, visitor, ui_lang, att, text, request)
+            msg, box = app.feedback(False, visitor, ui_lang, att, text, request)
+            return msg, box, *layout.feedback_states(msg == t("thanks", norm_lang(ui_lang)), False)
 
         fb_inputs = [visitor, ui_lang, attempt, comment]
-        up.click(fb_up, fb_inputs, [status, comment], api_name="feedback_up")
-        down.click(fb_down, fb_inputs, [status, comment], api_name="feedback_down")
+        up.click(fb_up, fb_inputs, [status, comment, up, down], api_name="feedback_up")
+        down.click(fb_down, fb_inputs, [status, comment, up, down], api_name="feedback_down")
 
         rot_l.click(lambda v: rotate(v, 90), editor, editor, api_visibility="private")
         rot_r.click(lambda v: rotate(v, -90), editor, editor, api_visibility="private")
@@ -545,6 +553,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         hist.select(app.reopen, [visitor, ui_lang, hist_ids], [pid, chat, answer, hist_msg])
         delete.click(app.delete, [visitor, ui_lang, pid], [hist, hist_ids, pid, chat, hist_msg])
         export.click(app.export, [visitor, ui_lang, pid], [export_file, hist_msg])
+        hist.change(layout.empty_note, [hist, ui_lang], hist_empty, queue=False, api_visibility="private",
+                    show_progress="hidden")
 
         # -- language and first load ----------------------------------------------------------------
         labelled = [c for c, _, _ in L]
@@ -574,6 +584,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             items, ids = app.history(app.user(visitor_id, request), lang)
             upd = relabel(lang)
             upd[reply_lang] = gr.update(value=lang, choices=choices("lang", lang))
+            upd[ui_lang] = gr.update(value=lang, label=t("ui_lang", lang))  # not only its label
             return {visitor: visitor_id, ui_lang: lang, lang_store: lang, banner: app.status_md(lang),
                     hist: items, hist_ids: ids, **upd}
 
@@ -595,7 +606,7 @@ def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None) -> d
     if url.startswith("sqlite:///"):
         db = url.removeprefix("sqlite:///")
         blocked += [db, db + "-wal", db + "-shm"]
-    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": cfg.max_upload,
+    return {"theme": gr.themes.Soft(), "css": CSS + layout.CSS, "max_file_size": cfg.max_upload,
             "allowed_paths": [str(image_dir)], "blocked_paths": blocked, "footer_links": ["api", "gradio"]}
 
 

@@ -138,6 +138,9 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision``."""
+        alembic_log = logging.getLogger("alembic")
+        if alembic_log.level == logging.NOTSET:  # a page of INFO lines per start (plugins, each revision),
+            alembic_log.setLevel(logging.WARNING)  # unless the alembic logger's level was set on purpose
         from alembic import command as alembic_command
 
         try:
