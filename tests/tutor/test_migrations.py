@@ -59,7 +59,7 @@ def test_revision_chain():
     script = ScriptDirectory.from_config(alembic_config())
     revs = list(script.walk_revisions("base", "heads"))
     assert len(revs) >= 2
-    assert script.get_heads() == ["0003"] and [r.revision for r in reversed(revs)][:2] == ["0001", "0002"]
+    assert script.get_heads() == ["0004"] and [r.revision for r in reversed(revs)][:2] == ["0001", "0002"]
 
 
 def test_upgrade_from_0001_keeps_rows(db_url, tmp_path):
@@ -113,7 +113,7 @@ def test_upgrade_from_0001_keeps_rows(db_url, tmp_path):
     engine.dispose()
 
     with Store(db_url, image_dir=tmp_path / "images") as store:  # upgrades to head on start
-        assert current(db_url) == "0003"
+        assert current(db_url) == "0004"
         assert "comment" in columns(db_url, "feedback")
         [summary] = store.list_problems("old-user")
         assert (summary.id, summary.n_images, summary.n_attempts) == (10, 1, 1)
@@ -175,7 +175,7 @@ def test_command_line_config(tmp_path, monkeypatch):
     monkeypatch.setenv("R1V_DB_URL", url)
     ini = Path(__file__).resolve().parents[2] / "tutor" / "alembic.ini"
     command.upgrade(Config(str(ini)), "head")
-    assert current(url) == "0003"
+    assert current(url) == "0004"
     assert {"users", "problems", "problem_images", "attempts", "candidates", "messages", "feedback"} <= set(
         inspect(make_engine(url)).get_table_names()
     )
@@ -192,4 +192,49 @@ def test_concurrent_first_start(db_url, tmp_path):
 
     with ThreadPoolExecutor(4) as pool:
         ids = list(pool.map(start, range(4)))
-    assert len(set(ids)) == 4 and current(db_url) == "0003"
+    assert len(set(ids)) == 4 and current(db_url) == "0004"
+
+
+def test_upgrade_to_0004_numbers_existing_problems_per_user_in_id_order(db_url, tmp_path):
+    """Problems saved before per-user numbers get 1, 2, 3 ... per user in id order (ids interleaved
+    between users, one gap from a delete); a new problem continues after the highest, and a delete
+    never frees a number."""
+    upgrade(db_url, "0003")
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        for uid, ext in ((1, "ann"), (2, "bob")):
+            conn.execute(text("INSERT INTO users (id, ext_id, created_at) VALUES (:i, :e, :t)"),
+                         {"i": uid, "e": ext, "t": "2024-05-01 08:00:00"})
+        for pid, uid in ((3, 1), (5, 2), (6, 1), (9, 1), (11, 2)):  # 4, 7, 8, 10 were deleted
+            conn.execute(text("INSERT INTO problems (id, user_id, subject, question, lang, created_at) "
+                              "VALUES (:p, :u, 'math', :q, 'en', :t)"),
+                         {"p": pid, "u": uid, "q": f"q{pid}", "t": "2024-05-01 08:01:00"})
+    engine.dispose()
+    with Store(db_url, image_dir=tmp_path) as store:
+        assert current(db_url) == "0004"
+        assert {p.id: p.number for p in store.list_problems("ann")} == {3: 1, 6: 2, 9: 3}
+        assert {p.id: p.number for p in store.list_problems("bob")} == {5: 1, 11: 2}
+        assert store.get_problem("ann", 9).number == 3
+        new = store.add_problem("ann", question="after the upgrade")
+        assert store.get_problem("ann", new).number == 4
+        store.delete_problem("ann", new)
+        again = store.add_problem("ann", question="after a delete")
+        assert store.get_problem("ann", again).number == 5  # 4 is not given twice
+        assert store.get_problem("bob", store.add_problem("bob", question="b")).number == 3
+        assert store.get_problem("cat", store.add_problem("cat", question="c")).number == 1
+
+
+def test_downgrade_from_0004_keeps_every_problem_and_its_rows(db_url, tmp_path):
+    with Store(db_url, image_dir=tmp_path) as store:
+        pid = store.add_problem("u", question="q")
+        aid = store.add_attempt("u", pid, mode="solve", model="m", backend="b")
+        store.add_message("u", pid, "user", "hello", attempt_id=aid)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003")
+    engine.dispose()
+    assert "number" not in columns(db_url, "problems") and "last_number" not in columns(db_url, "users")
+    with Store(db_url, image_dir=tmp_path) as store:  # upgraded again: the row is back with number 1
+        p = store.get_problem("u", pid)
+        assert p.number == 1 and [m.content for m in p.messages] == ["hello"] and len(p.attempts) == 1
+        assert store.get_problem("u", store.add_problem("u", question="q2")).number == 2
