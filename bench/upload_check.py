@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gradio import utils as gr_utils
     from gradio.components.gallery import GalleryData
-    from gradio.data_classes import FileData
     from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
 
     from webui.components import SafeGallery, SafeImage, SafeImageEditor
 

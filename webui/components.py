@@ -155,6 +155,12 @@ class SafeGallery(_NoPrivateFiles, gr.Gallery):
                 for bad, item in zip(out, payload.root, strict=True)]
 
 
+class SafeFile(_NoPrivateFiles, gr.File):
+    """``gr.File`` with the guard against inputs naming a private server file."""
+
+    is_template = True
+
+
 class SafeImageEditor(_NoPrivateFiles, gr.ImageEditor):
     """``gr.ImageEditor`` that reads uploaded files only and turns a bad file into the intake's message
     (the stock one opens any server path it is sent and fails with a bare error on a non-image)."""
