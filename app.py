@@ -342,7 +342,8 @@ class TutorApp:
         try:
             pid = ids[evt.index]
             p = self.store.get_problem(self.user(visitor, request), pid)
-            return pid, view.problem_messages(p, lang), view.answer_box(p.question, view.latest_answer(p), lang), ""
+            return (pid, view.problem_messages(p, lang), view.answer_box(p.question, view.latest_answer(p), lang),
+                    t("opened_n", lang, n=p.number))
         except (TutorError, IndexError, TypeError) as e:
             msg = e.message(lang) if isinstance(e, TutorError) else t("pick_first", lang)
             return gr.skip(), gr.skip(), gr.skip(), "⚠️ " + msg

@@ -85,6 +85,28 @@ def test_a_text_file_named_png_is_named_at_once_and_the_question_is_kept(page_ur
     assert page.locator("#r1v-question textarea").input_value() == "my typed question $x+1=2$"
     other = t("need_input", "zh" if lang == "en" else "en")
     assert other not in page.locator("body").inner_text()
+    if lang != "en":
+        return
+    # a picture the browser draws but the intake refuses (too small) is named at once too
+    from PIL import Image
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (20, 20), "white").save(tiny)
+    with pytest.raises(Exception) as e:
+        load_image(tiny)
+    page.locator("#r1v-photo input[type=file]").first.set_input_files(str(tiny))
+    toast.filter(has_text=e.value.message("en")).first.wait_for(timeout=20_000)
+
+
+def test_the_work_photo_names_a_text_file_on_upload(page_url, browser, tmp_path):
+    url, _ = page_url
+    fake, want = _not_an_image_message(tmp_path, "en")
+    page = _open(browser, url, "en-US")
+    page.locator("#r1v-question textarea").fill("kept")
+    work = page.locator(".block", has_text=t("work_photo", "en")).locator("input[type=file]").first
+    work.set_input_files(str(fake))
+    page.locator(".toast-messages").filter(has_text=want).first.wait_for(timeout=20_000)
+    assert page.locator("#r1v-question textarea").input_value() == "kept"
 
 
 def test_html_in_the_question_is_text_and_delete_asks_first(page_url, browser, tmp_path):

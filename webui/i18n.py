@@ -79,6 +79,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "export": ("Export as HTML", "导出为 HTML"),
     "deleted": ("Deleted.", "已删除。"),
     "deleted_n": ("Deleted #{n}.", "已删除 #{n}。"),
+    "opened_n": ("Opened #{n}.", "已打开 #{n}。"),
     "delete_confirm": ("Delete #{n}? Click again to confirm.", "删除 #{n}？再点一次确认。"),
     "delete_again": ("Yes, delete #{n}", "确认删除 #{n}"),
     "pick_first": ("Pick a problem in the list first.", "请先在列表中选择一道题。"),

@@ -4,7 +4,8 @@ The photo editor reads a chosen file in the browser and draws it on a canvas; a 
 cannot draw (a text file named ``.png``, a broken image, a HEIC photo in Chrome) leaves the editor
 blank, nothing reaches the server, and the student learned only at Solve that there was no photo.
 Here a small script (``PHOTO_CHECK_JS``, run once at page load) watches the editor's file input and
-drops: when the browser cannot decode the chosen file, it hands that file to a visually hidden upload
+drops: when the browser cannot decode the chosen file (or it is larger or smaller than the intake's
+pixel limits), it hands that file to a visually hidden upload
 (``r1v-photo-check``), whose handler runs ``tutor.intake`` on it and says why it was refused, in the
 page language (a warning toast), or, when the intake reads it (HEIC), puts the intake's picture into
 the editor. Nothing else on the page changes: the question the student typed stays as it is.
@@ -24,7 +25,7 @@ from typing import Any
 import gradio as gr
 
 from tutor.errors import InputError
-from tutor.intake import load_image
+from tutor.intake import DEFAULT_LIMITS, load_image
 from webui.components import Refused, SafeFile, not_uploaded, uploaded
 from webui.i18n import norm_lang
 
@@ -47,12 +48,16 @@ PHOTO_CHECK_JS = """
   };
   const check = async (file) => {
     if (!file) return;
+    let ok = false;
     try {
       const bitmap = await createImageBitmap(file);
+      const w = bitmap.width, h = bitmap.height;
       bitmap.close();
+      ok = w * h <= MAX_PIXELS && Math.min(w, h) >= MIN_SIDE;
     } catch (e) {
-      send(file);  // the browser cannot draw it: let the server's intake say why
+      ok = false;
     }
+    if (!ok) send(file);  // the browser cannot draw it, or the intake will refuse it: let it say why
   };
   const inPhoto = (el) => el instanceof Element && !!el.closest('#r1v-photo');
   document.addEventListener('change', (ev) => {
@@ -64,7 +69,8 @@ PHOTO_CHECK_JS = """
   }, true);
   return [];
 }
-""".replace("CHECK_ID", CHECK_ID)
+""".replace("CHECK_ID", CHECK_ID).replace("MAX_PIXELS", str(DEFAULT_LIMITS.max_pixels)).replace(
+    "MIN_SIDE", str(DEFAULT_LIMITS.min_side))
 
 
 def check_photo_file(path: Any, ui_lang: Any) -> tuple[Any, Any]:

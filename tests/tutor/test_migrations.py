@@ -197,24 +197,27 @@ def test_concurrent_first_start(db_url, tmp_path):
 
 def test_upgrade_to_0004_numbers_existing_problems_per_user_in_id_order(db_url, tmp_path):
     """Problems saved before per-user numbers get 1, 2, 3 ... per user in id order (ids interleaved
-    between users, one gap from a delete); a new problem continues after the highest, and a delete
+    between users, a gap from a delete); a new problem continues after the highest, and a delete
     never frees a number."""
     upgrade(db_url, "0003")
     engine = make_engine(db_url)
-    with engine.begin() as conn:
-        for uid, ext in ((1, "ann"), (2, "bob")):
-            conn.execute(text("INSERT INTO users (id, ext_id, created_at) VALUES (:i, :e, :t)"),
-                         {"i": uid, "e": ext, "t": "2024-05-01 08:00:00"})
-        for pid, uid in ((3, 1), (5, 2), (6, 1), (9, 1), (11, 2)):  # 4, 7, 8, 10 were deleted
-            conn.execute(text("INSERT INTO problems (id, user_id, subject, question, lang, created_at) "
-                              "VALUES (:p, :u, 'math', :q, 'en', :t)"),
-                         {"p": pid, "u": uid, "q": f"q{pid}", "t": "2024-05-01 08:01:00"})
+    with engine.begin() as conn:  # no explicit ids: PostgreSQL's sequences must stay right
+        for ext in ("ann", "bob"):
+            conn.execute(text("INSERT INTO users (ext_id, created_at) VALUES (:e, :t)"),
+                         {"e": ext, "t": "2024-05-01 08:00:00"})
+        ids = {}
+        for q, ext in (("a1", "ann"), ("b1", "bob"), ("gone", "ann"), ("a2", "ann"), ("b2", "bob"), ("a3", "ann")):
+            ids[q] = conn.execute(text("INSERT INTO problems (user_id, subject, question, lang, created_at) "
+                                       "VALUES ((SELECT id FROM users WHERE ext_id = :e), 'math', :q, 'en', :t) "
+                                       "RETURNING id"),
+                                  {"e": ext, "q": q, "t": "2024-05-01 08:01:00"}).scalar_one()
+        conn.execute(text("DELETE FROM problems WHERE id = :i"), {"i": ids.pop("gone")})
     engine.dispose()
     with Store(db_url, image_dir=tmp_path) as store:
         assert current(db_url) == "0004"
-        assert {p.id: p.number for p in store.list_problems("ann")} == {3: 1, 6: 2, 9: 3}
-        assert {p.id: p.number for p in store.list_problems("bob")} == {5: 1, 11: 2}
-        assert store.get_problem("ann", 9).number == 3
+        assert {p.question: p.number for p in store.list_problems("ann")} == {"a1": 1, "a2": 2, "a3": 3}
+        assert {p.question: p.number for p in store.list_problems("bob")} == {"b1": 1, "b2": 2}
+        assert store.get_problem("ann", ids["a3"]).number == 3
         new = store.add_problem("ann", question="after the upgrade")
         assert store.get_problem("ann", new).number == 4
         store.delete_problem("ann", new)
