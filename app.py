@@ -66,6 +66,7 @@ from webui.components import (
 )
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.i18n import choices, lang_from_header, norm_lang, t
+from webui.upload_check import wire_upload_checks
 
 log = logging.getLogger("r1v.app")
 
@@ -343,22 +344,32 @@ class TutorApp:
         try:
             pid = ids[evt.index]
             p = self.store.get_problem(self.user(visitor, request), pid)
-            return pid, view.problem_messages(p, lang), view.answer_box(p.question, view.latest_answer(p), lang), ""
+            return (pid, view.problem_messages(p, lang), view.answer_box(p.question, view.latest_answer(p), lang),
+                    t("opened_n", lang, n=p.number))
         except (TutorError, IndexError, TypeError) as e:
             msg = e.message(lang) if isinstance(e, TutorError) else t("pick_first", lang)
             return gr.skip(), gr.skip(), gr.skip(), "⚠️ " + msg
 
-    def delete(self, visitor: Any, ui_lang: str, pid: int | None, request: gr.Request):
+    def delete(self, visitor: Any, ui_lang: str, pid: int | None, pending: int | None, request: gr.Request):
+        """Two steps: the first click asks "Delete #N?" (``pending`` becomes ``pid``), a second click on
+        the same problem deletes it and clears the chat, the answer panel and the export link.
+        Returns (history, ids, pid, chat, message, answer, export file, pending, delete button)."""
         lang = norm_lang(ui_lang)
+        keep = (gr.skip(),) * 4
         if pid is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), t("pick_first", lang)
+            return *keep, t("pick_first", lang), gr.skip(), gr.skip(), None, gr.skip()
         try:
             user = self.user(visitor, request)
+            number = self.store.get_problem(user, pid).number
+            if pending != pid:
+                return (*keep, t("delete_confirm", lang, n=number), gr.skip(), gr.skip(), pid,
+                        gr.update(value=t("delete_again", lang, n=number)))
             self.store.delete_problem(user, pid)
         except TutorError as e:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "⚠️ " + e.message(lang)
+            return *keep, "⚠️ " + e.message(lang), gr.skip(), gr.skip(), None, gr.update(value=t("delete", lang))
         items, ids = self.history(user, lang)
-        return items, ids, None, [], t("deleted", lang)
+        return (items, ids, None, [], t("deleted_n", lang, n=number), "", gr.update(value=None, visible=False),
+                None, gr.update(value=t("delete", lang)))
 
     def export(self, visitor: Any, ui_lang: str, pid: int | None, request: gr.Request):
         lang = norm_lang(ui_lang)
@@ -367,7 +378,7 @@ class TutorApp:
         try:
             p = self.store.get_problem(self.user(visitor, request), pid)
             images = [Path(i.path).read_bytes() for i in p.images if Path(i.path).exists()]
-            path = self.export_dir / f"r1v-problem-{pid}-{uuid.uuid4().hex[:8]}.html"
+            path = self.export_dir / f"r1v-problem-{p.number}-{uuid.uuid4().hex[:8]}.html"
             path.write_text(export_problem_html(view.export_payload(p, images)), encoding="utf-8")
             return gr.update(value=str(path), visible=True), ""
         except TutorError as e:
@@ -392,6 +403,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         visitor = gr.BrowserState("", storage_key="r1v_visitor", secret=_secret())
         lang_store = gr.BrowserState("", storage_key="r1v_ui_lang", secret=_secret())
         pid, attempt, practice = gr.State(None), gr.State(None), gr.State(None)
+        pending_delete = gr.State(None)  # the problem a first click on Delete asked about
         hist_ids = gr.State([])
         with gr.Row():
             lab(gr.Markdown(f"## {t('title', 'zh')}\n{t('tagline', 'zh')}"), "header", "value")
@@ -489,7 +501,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 
         def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
             paths = [g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])]
-            paths = [p if uploaded(p) else Refused(not_uploaded(p)) for p in paths]
+            paths = [p if isinstance(p, Refused) or uploaded(p) else Refused(not_uploaded(p)) for p in paths]
             for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=image,
                                     photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k):
                 yield to_updates(out)
@@ -551,7 +563,12 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 
         refresh.click(history_fn, [visitor, ui_lang], [hist, hist_ids], api_name="history")
         hist.select(app.reopen, [visitor, ui_lang, hist_ids], [pid, chat, answer, hist_msg])
-        delete.click(app.delete, [visitor, ui_lang, pid], [hist, hist_ids, pid, chat, hist_msg])
+        delete.click(app.delete, [visitor, ui_lang, pid, pending_delete],
+                     [hist, hist_ids, pid, chat, hist_msg, answer, export_file, pending_delete, delete])
+        # another problem open: no pending delete, and no export link of the one before
+        pid.change(lambda lang: (None, gr.update(value=t("delete", norm_lang(lang))), gr.update(visible=False)),
+                   ui_lang, [pending_delete, delete, export_file], api_visibility="private", show_progress="hidden")
+        wire_upload_checks(demo, editor, work, ui_lang)  # a bad photo is named when chosen, not at Solve
         export.click(app.export, [visitor, ui_lang, pid], [export_file, hist_msg])
         hist.change(layout.empty_note, [hist, ui_lang], hist_empty, queue=False, api_visibility="private",
                     show_progress="hidden")

@@ -153,10 +153,36 @@ def test_candidate_table_and_why_chosen():
 def test_history_caption():
     from datetime import datetime
 
-    s = SimpleNamespace(id=7, subject="physics", created_at=datetime(2026, 5, 1, 9, 30))
-    assert view.history_caption(s, "ABD", "en") == "#7 · Physics · ABD · 2026-05-01 09:30"
+    s = SimpleNamespace(id=7123, number=7, subject="physics", created_at=datetime(2026, 5, 1, 9, 30))
+    assert view.history_caption(s, "ABD", "en") == "#7 · Physics · ABD · 2026-05-01 09:30"  # the visitor's #, not the id
     assert view.history_caption(s, None, "zh") == "#7 · 物理 · 2026-05-01 09:30"
     assert "…" in view.history_caption(s, "x" * 40, "en")
+
+
+def test_the_students_text_is_shown_as_text_with_its_math():
+    """HTML and Markdown typed by the student reach the page as text (entities), math still renders;
+    the model's own text keeps its Markdown."""
+    [msg] = view.user_messages("Solve $x<3$: <img src=x> x<y>z, 2*3*4 [1] #2")
+    md = msg["content"]
+    assert "<img" not in md and "<y>" not in md and "&lt;img src=x&gt;" in md and "x&lt;y&gt;z" in md
+    assert "$x\\lt 3$" in md and "2&#42;3&#42;4" in md and "&#91;1&#93;" in md and "&#35;2" in md
+    assert "\\[" not in md  # a backslash before "[" would open display math
+    q = view.question_markdown("<b>bold?</b> $\\frac{1}{2}$", "en")
+    assert q.startswith("**Problem:** &lt;b&gt;bold?&lt;/b&gt; $\\frac{1}{2}$")
+    assert view.result_messages("", "**bold** <br>", "en")[0]["content"] == "**bold** <br>"  # model text as before
+
+
+def test_export_shows_the_students_html_as_text_and_the_visitors_number():
+    from datetime import UTC, datetime
+
+    from tutor.render import export_problem_html
+
+    p = SimpleNamespace(id=9123, number=3, question="<img src=x onerror=alert(1)> x<y>z $x^2$", lang="en",
+                        subject="math", attempts=(), created_at=datetime.now(UTC))
+    page = export_problem_html(view.export_payload(p, []))
+    assert "R1V Tutor #3" in page and "#9123" not in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "x&lt;y&gt;z" in page
+    assert "<math" in page
 
 
 # ------------------------------------------------------------------- the page, through gradio_client
@@ -232,7 +258,8 @@ def test_submit_an_example_streams_and_is_stored_for_that_visitor_only(running):
         store.get_problem("visitor-B", mine[0].id)
     gallery_b = client.predict("visitor-B", "en", api_name="/history")
     gallery_a = client.predict("visitor-A", "en", api_name="/history")
-    assert gallery_b == [] and len(gallery_a) == 1 and gallery_a[0]["caption"].startswith(f"#{mine[0].id} · Math")
+    assert gallery_b == [] and len(gallery_a) == 1 and gallery_a[0]["caption"].startswith("#1 · Math")
+    assert mine[0].number == 1  # the visitor's own first problem, whatever the id
 
 
 def test_bad_input_becomes_a_page_message_not_a_traceback(running):
@@ -441,3 +468,86 @@ def test_reward_model_defaults_to_minis_own_only_for_mini():
     assert pick_reward(parse_config([], env={}), tiny) is None
     assert pick_reward(parse_config(["--reward", "none"], env={}), mini) is None
     assert pick_reward(parse_config([], env={"R1V_REWARD": "/models/rm"}), tiny) == "/models/rm"
+
+
+# ------------------------------------------------------------- delete asks first; upload-time checks
+
+
+def _bare_app(tmp_path):
+    from app import TutorApp
+    from tutor.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", image_dir=tmp_path / "img")
+    return TutorApp(make_engine(AppConfig(), SimpleNamespace(name="x", stop=lambda: None)), store, AppConfig())
+
+
+def test_delete_asks_first_then_clears_the_problem_its_export_and_the_answer_panel(tmp_path):
+    tapp = _bare_app(tmp_path)
+    req = SimpleNamespace(session_hash="s-del", request=None)
+    store = tapp.store
+    store.add_problem("someone", question="not mine")
+    p1, p2 = (store.add_problem("v-del", question=f"q{i}") for i in range(2))
+    upd, _ = tapp.export("v-del", "zh", p2, req)
+    assert upd["visible"] and "r1v-problem-2-" in upd["value"]  # the file is named by the visitor's #2
+
+    hist, ids, pid, chat, msg, answer, export, pending, button = tapp.delete("v-del", "zh", p2, None, req)
+    assert msg == t("delete_confirm", "zh", n=2) == "删除 #2？再点一次确认。" and pending == p2
+    assert button["value"] == t("delete_again", "zh", n=2) and pid == gr_skip()
+    assert len(store.list_problems("v-del")) == 2  # nothing deleted yet
+
+    hist, ids, pid, chat, msg, answer, export, pending, button = tapp.delete("v-del", "en", p2, p2, req)
+    assert msg == "Deleted #2." and pending is None and pid is None and chat == [] and answer == ""
+    assert export["visible"] is False and export["value"] is None and button["value"] == t("delete", "en")
+    assert ids == [p1] and [c for _, c in hist][0].startswith("#1 ·")
+    p3 = store.add_problem("v-del", question="after the delete")
+    assert store.get_problem("v-del", p3).number == 3  # #2 is not given again
+
+    # a confirmation for another problem than the one asked about asks again
+    assert tapp.delete("v-del", "en", p1, p3, req)[4] == t("delete_confirm", "en", n=1)
+    assert tapp.delete("v-del", "en", None, None, req)[4] == t("pick_first", "en")
+    tapp.store.close()
+
+
+def gr_skip():
+    import gradio as gr
+
+    return gr.skip()
+
+
+def test_upload_checks_name_a_bad_photo_at_once(tmp_path, monkeypatch):
+    """The hidden upload's handler (a file the browser could not draw) warns with the intake's message
+    in the page language and leaves the editor alone; a photo the intake reads (HEIC) goes into the
+    editor as the intake's picture. The work photo's handler warns and clears a refused file."""
+    from pathlib import Path
+
+    import gradio as gr
+    from gradio import utils as gr_utils
+    from PIL import Image
+
+    from tutor.errors import InputError
+    from webui import upload_check
+    from webui.components import Refused
+
+    warned: list[str] = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warned.append(msg))
+    folder = Path(gr_utils.get_upload_folder()) / "r1v-test-upload-check"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = folder / "homework.png"
+    text.write_text("my notes", encoding="utf-8")
+    editor, box = upload_check.check_photo_file(str(text), "zh")
+    assert editor == gr_skip() and box is None
+    assert warned == ["这个文件不是图片，请上传照片（JPEG、PNG、WebP、HEIC、BMP 或 GIF）。"]
+
+    outside = tmp_path / "elsewhere.png"  # not an upload: never read
+    Image.new("RGB", (64, 64)).save(outside)
+    assert upload_check.check_photo_file(str(outside), "en")[0] == gr_skip()
+    assert "not uploaded" in warned[-1]
+
+    heic = folder / "iphone.heic"
+    Image.new("RGB", (200, 120), (10, 200, 30)).save(heic, format="HEIF")
+    editor, box = upload_check.check_photo_file(str(heic), "en")
+    assert editor["composite"].size == (200, 120) and editor["composite"].getpixel((5, 5))[1] > 150
+
+    refused = Refused(InputError("image_too_small", "Too small.", "太小了。"))
+    assert upload_check.check_work_photo(refused, "zh") is None and warned[-1] == "太小了。"
+    assert upload_check.check_work_photo(Image.new("RGB", (64, 64)), "zh") == gr_skip()

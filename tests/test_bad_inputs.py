@@ -291,3 +291,132 @@ def test_rate_limit_enforced_by_the_app_per_visitor(tapp):
         assert _status(list(tapp.run_mode("ask", "v-other", "en", None, [], req, **kw))).startswith("Done")
     finally:
         tapp.limiter = RateLimiter(per_minute=10_000)
+
+
+# ------------------------------------------------- nothing decodes an image before the intake's check
+
+
+def _real_png(width: int, height: int) -> bytes:
+    """A complete, valid greyscale PNG (every row present, all black): decoding it would take Pillow
+    seconds and raise its DecompressionBombWarning at 12000 x 12000; the file is ~150 kB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z, row, parts = zlib.compressobj(6), b"\x00" * (width + 1), []
+    for _ in range(height):
+        parts.append(z.compress(row))
+    parts.append(z.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def big_png(tmp_path_factory):
+    """(path in Gradio's upload folder, bytes) of a real 12000 x 12000 PNG (issue 18: refused after 28 s)."""
+    from pathlib import Path
+
+    from gradio import utils as gr_utils
+
+    raw = _real_png(12_000, 12_000)
+    folder = Path(gr_utils.get_upload_folder()) / "r1v-test-big"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "big-12000.png"
+    path.write_bytes(raw)
+    return path, raw
+
+
+def _timed_no_bomb_warning(fn):
+    import time
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        value = fn()
+        secs = time.perf_counter() - t0
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)], "something decoded it"
+    return value, secs
+
+
+def test_guarded_inputs_refuse_a_12000px_png_from_its_header(big_png):
+    """Each guarded input refuses it in well under a second, with the intake's code, and nothing
+    decodes it first (no DecompressionBombWarning): the editor as the browser sends it (canvas blobs:
+    background, a layer, composite) and as an API caller does (files), the work photo, the gallery."""
+    from gradio.components.gallery import GalleryData
+    from gradio.components.image_editor import EditorData, EditorDataBlobs
+    from gradio.data_classes import FileData
+
+    from webui.components import Refused, SafeGallery, SafeImage, SafeImageEditor
+
+    path, raw = big_png
+    fd = FileData(path=str(path), orig_name=path.name)
+    editor = SafeImageEditor(type="pil", layers=False, brush=False, eraser=False, render=False)
+    editor.blob_storage["b1"] = EditorDataBlobs(background=raw, layers=[raw], composite=raw)
+    gallery = GalleryData.model_validate([{"image": fd.model_dump(), "caption": None}])
+    for name, call in (
+        ("editor blobs", lambda: editor.preprocess(EditorData(id="b1", background=None, layers=[], composite=None))),
+        ("editor files", lambda: editor.preprocess(EditorData(background=fd, layers=[fd], composite=fd))),
+        ("work photo", lambda: SafeImage(type="pil", render=False).preprocess(fd)),
+        ("gallery", lambda: SafeGallery(type="pil", render=False).preprocess(gallery)),
+    ):
+        value, secs = _timed_no_bomb_warning(call)
+        if isinstance(value, dict):
+            value = value["composite"]
+        elif isinstance(value, list):
+            value = value[0][0]
+        assert isinstance(value, Refused) and value.error.code == "image_too_many_pixels", name
+        assert secs < 0.5, (name, secs)
+    assert "b1" not in editor.blob_storage  # a refused upload's blobs are not kept
+
+
+def test_the_editor_decodes_only_the_composite_and_the_gallery_keeps_good_pictures(tmp_path):
+    import io
+    from pathlib import Path
+
+    from gradio import utils as gr_utils
+    from gradio.components.gallery import GalleryData
+    from gradio.components.image_editor import EditorData, EditorDataBlobs
+    from gradio.data_classes import FileData
+    from PIL import Image
+
+    from webui.components import Refused, SafeGallery, SafeImageEditor
+
+    def png(color):
+        buf = io.BytesIO()
+        Image.new("RGB", (120, 80), color).save(buf, format="PNG")
+        return buf.getvalue()
+
+    editor = SafeImageEditor(type="pil", layers=False, brush=False, eraser=False, render=False)
+    editor.blob_storage["b2"] = EditorDataBlobs(background=png("red"), layers=[png("white")], composite=png("blue"))
+    out = editor.preprocess(EditorData(id="b2", background=None, layers=[], composite=None))
+    assert out["background"] is None and out["layers"] == [] and out["composite"].getpixel((1, 1))[:3] == (0, 0, 255)
+    folder = Path(gr_utils.get_upload_folder()) / "r1v-test-gallery"
+    folder.mkdir(parents=True, exist_ok=True)
+    good, text = folder / "good.png", folder / "notes.png"
+    good.write_bytes(png("green"))
+    text.write_text("not a photo", encoding="utf-8")
+    items = SafeGallery(type="filepath", render=False).preprocess(GalleryData.model_validate(
+        [{"image": FileData(path=str(p)).model_dump(), "caption": None} for p in (good, text)]))
+    assert items[0][0] == str(good)
+    assert isinstance(items[1][0], Refused) and items[1][0].error.code == "image_not_an_image"
+
+
+def test_a_12000px_png_through_the_api_is_refused_fast(running, big_png):
+    import time
+
+    from gradio_client import Client, handle_file
+
+    path, _ = big_png
+    client = Client(running, verbose=False)
+    f = handle_file(str(path))
+    for editor, gallery in (({"background": f, "layers": [], "composite": f}, []), (None, [{"image": f, "caption": None}])):
+        t0 = time.perf_counter()
+        out = client.predict("v-big", "en", editor, gallery, "", "math", "auto", "en", 1, api_name="/ask")
+        secs = time.perf_counter() - t0
+        assert "too many pixels" in out[1], out[1]
+        assert secs < 5, secs  # the upload and the round trip included; the refusal itself is milliseconds

@@ -143,7 +143,9 @@ def test_export_of_someone_elses_problem_is_not_found(running):
     assert "not found" in msg and not upd.get("visible")
     upd, msg = app.export("alice-7f3e9c2a", "en", a.id, SimpleNamespace(session_hash="s-al", request=None))
     assert upd["visible"] and "secret question 7391" in open(upd["value"], encoding="utf-8").read()
-    _, _, _, _, msg = app.delete("eve-33cc", "en", a.id, req)
+    msg = app.delete("eve-33cc", "en", a.id, None, req)[4]  # the first click, asking "Delete #N?"
+    assert "not found" in msg
+    msg = app.delete("eve-33cc", "en", a.id, a.id, req)[4]  # as if confirmed
     assert "not found" in msg and running.store.list_problems("alice-7f3e9c2a")
 
 

@@ -237,12 +237,14 @@ def repaired(segs: list[Segment]) -> list[Segment]:
     return out
 
 
-def to_markdown(text: str) -> str:
+def to_markdown(text: str, literal: bool = False) -> str:
     """Markdown for a Gradio page whose ``latex_delimiters`` are ``$``, ``$$``, ``\\(\\)``, ``\\[\\]``.
 
     Math is kept with its delimiters (``<``/``>`` inside it become ``\\lt``/``\\gt`` so they are not
     read as HTML); a bare ``\\boxed{...}`` is wrapped in ``$...$``; a ``$`` with no partner is
-    escaped; code is left alone.
+    escaped; code is left alone. ``literal`` (what a student typed): the prose is shown as text, its
+    HTML and Markdown markup escaped (``<img src=x>``, ``x<y>z`` and ``2*3*4`` appear as typed), while
+    the math still renders.
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
@@ -253,7 +255,8 @@ def to_markdown(text: str) -> str:
             continue
         if seg.kind == "text":
             # Any unescaped "$" left in prose has no partner: escape it so the page shows it as is.
-            out.append(re.sub(r"(?<!\\)((?:\\\\)*)\$", r"\1\\$", seg.body))
+            body = re.sub(r"(?<!\\)((?:\\\\)*)\$", r"\1\\$", seg.body)
+            out.append(_literal(body) if literal else body)
             continue
         body = seg.body.replace("<", "\\lt ").replace(">", "\\gt ")
         if seg.left:
@@ -261,6 +264,17 @@ def to_markdown(text: str) -> str:
         else:
             out.append(f"${body}$")
     return "".join(out)
+
+
+_MD_MARKUP = {c: f"&#{ord(c)};" for c in "*_[]~|#`"}  # entities: a backslash before [ would open \\[ math
+
+
+def _literal(prose: str) -> str:
+    """Prose shown as typed: HTML escaped, Markdown's inline markup as character references (never
+    read as structure), a line starting with ``-``, ``+`` or ``1.`` kept from becoming a list item
+    (``>`` is already ``&gt;``: no quote)."""
+    s = "".join(_MD_MARKUP.get(c, c) for c in html.escape(prose, quote=False))
+    return re.sub(r"(?m)^([ \t]*(?:\d+)?)([-+.)])(?=[ \t])", lambda m: f"{m[1]}&#{ord(m[2])};", s)
 
 
 def _source_fallback(seg: Segment) -> str:

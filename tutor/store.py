@@ -14,6 +14,11 @@ a problem or attempt of someone else is reported as ``not_found``, like one that
     store.list_problems("u1"); store.get_problem("u1", pid); store.delete_problem("u1", pid)
     store.history_items("u1")                # (summary, first photo, latest answer) per problem, cheaply
 
+``id`` is a problem's key in every call (global, never shown); ``number`` (``ProblemSummary.number``,
+``ProblemInfo.number``) is what the student sees: 1, 2, 3 ... for each user on their own, counted by
+``users.last_number``, which only goes up, so a number is never given twice, also after a delete
+(``delete_user`` removes the counter with the user: a later visitor with that id starts at 1).
+
 Results are frozen dataclasses, never ORM objects. The class is safe to share between threads: each
 call runs in its own session; writes in one process are serialised by a lock (and on SQLite each
 write transaction starts with ``BEGIN IMMEDIATE``, so writers in other processes wait rather than
@@ -243,6 +248,7 @@ class Store:
             assert u is not None
             p = Problem(
                 user_id=u.id,
+                number=self._next_number(s, u.id),
                 subject=subject,
                 problem_type=problem_type,
                 question=stored_text(question),
@@ -255,6 +261,17 @@ class Store:
             s.add(p)
             s.flush()
             return p.id
+
+    @staticmethod
+    def _next_number(s: Session, user_id: int) -> int:
+        """The user's next problem number (1, 2, 3 ...). The counter row only counts up, so a deleted
+        problem's number is never given again; the UPDATE locks the user's row (PostgreSQL) or runs in
+        the BEGIN IMMEDIATE write (SQLite) until the commit, so two writers never get the same one."""
+        s.execute(
+            update(User).where(User.id == user_id).values(last_number=User.last_number + 1),
+            execution_options={"synchronize_session": False},
+        )
+        return int(s.scalar(select(User.last_number).where(User.id == user_id)))
 
     def add_attempt(
         self,
@@ -407,7 +424,7 @@ class Store:
             ).all()
             return [
                 ProblemSummary(
-                    p.id, p.subject, p.problem_type, p.question, p.lang, p.gold_answer, p.created_at, ni, na
+                    p.id, p.subject, p.problem_type, p.question, p.lang, p.gold_answer, p.created_at, ni, na, p.number
                 )
                 for p, ni, na in rows
             ]
@@ -460,6 +477,7 @@ class Store:
                     MessageInfo(m.id, m.role, m.content, m.attempt_id, m.position, m.created_at)
                     for m in p.messages
                 ),
+                number=p.number,
             )
 
     @staticmethod

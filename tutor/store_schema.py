@@ -31,6 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -82,13 +83,18 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ext_id: Mapped[str] = mapped_column(String(MAX_EXT_ID), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    # the number of the user's latest problem: counts up, never down (a delete frees no number)
+    last_number: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class Problem(Base):
     __tablename__ = "problems"
-    __table_args__ = (Index("ix_problems_user_created", "user_id", "created_at"),)
+    __table_args__ = (Index("ix_problems_user_created", "user_id", "created_at"),
+                      Index("ix_problems_user_number", "user_id", "number", unique=True))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # what the student sees ("#3"): 1, 2, 3 ... per user, from users.last_number (revision 0004)
+    number: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     subject: Mapped[str] = mapped_column(String(32))
     problem_type: Mapped[str | None] = mapped_column(String(32))
     question: Mapped[str] = mapped_column(Text)
@@ -256,6 +262,7 @@ class ProblemSummary:
     created_at: datetime
     n_images: int
     n_attempts: int
+    number: int = 0  # the user's own problem number, shown as "#3" (``id`` is the key in every call)
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,7 @@ class ProblemInfo:
     images: tuple[ImageInfo, ...]
     attempts: tuple[AttemptInfo, ...]
     messages: tuple[MessageInfo, ...]
+    number: int = 0  # as in ProblemSummary
 
 
 # --- engine -----------------------------------------------------------------------------------------

@@ -3,8 +3,14 @@
 ``SafeImageEditor``, ``SafeImage`` and ``SafeGallery`` refuse an input that names a server file
 instead of uploading one (another visitor's stored photo, the database: ``PRIVATE_DIRS``), and turn
 a bad file into the intake's specific message (``Refused``, raised by ``unrefused`` inside the
-handler, where it becomes the page-language error). ``Chatbot`` and ``Gallery`` hash an unchanged
-file once (``webui.blocks.FileMemo``). Used by ``app.py``::
+handler, where it becomes the page-language error). Nothing decodes an image before the project's
+own check: each runs ``tutor.intake.check_header`` (size, format, pixel count from the header, in
+milliseconds) on every file before Gradio's preprocessing, which decodes them all (the editor: the
+background, each layer and the composite; a 12000 x 12000 PNG took 10 s here, three
+``DecompressionBombWarning``, before the intake refused it). The editor decodes only what the page
+uses: the composite (the background only without one), never blank layers when nothing can be drawn.
+``Chatbot`` and ``Gallery`` hash an unchanged file once (``webui.blocks.FileMemo``). Used by
+``app.py``::
 
     from webui.components import PRIVATE_DIRS, SafeImageEditor, editor_image
     PRIVATE_DIRS.add(store.image_dir.resolve())
@@ -21,7 +27,7 @@ import gradio as gr
 from gradio import utils as gr_utils
 
 from tutor.errors import InputError
-from tutor.intake import load_image
+from tutor.intake import check_header, load_image
 from webui.blocks import FileMemo, StockFrontend
 
 log = logging.getLogger("r1v.app")
@@ -52,18 +58,47 @@ def not_uploaded(path: Any) -> InputError:
 def _refusal(files: list[Any], error: Exception | None = None) -> Refused:
     """Why a preprocessed image failed, as the intake's specific message (a foreign path, a bad file)."""
     for f in files:
-        path = getattr(f, "path", None)
-        if path is None:
+        src = _source(f)
+        if src is None:
             continue
-        if not uploaded(path):
-            return Refused(not_uploaded(path))
+        if _is_path(src) and not uploaded(src):
+            return Refused(not_uploaded(src))
         try:
-            load_image(path)
+            load_image(src)
         except InputError as e:
             return Refused(e)
     log.info("image preprocessing failed: %r", error)
     return Refused(InputError("image_corrupt", "The image is damaged or incomplete and cannot be read.",
                                "图片已损坏或不完整，无法读取。", repr(error)))
+
+
+def _source(f: Any) -> Any:
+    """What ``check_header`` reads for one input file: the canvas blob's bytes (what the browser's
+    editor sends), the uploaded file's path, or None."""
+    if isinstance(f, bytes | bytearray | memoryview):
+        return bytes(f)
+    url = getattr(f, "url", None)
+    return getattr(f, "path", None) or (url if isinstance(url, str) and url.startswith("data:") else None)
+
+
+def _is_path(src: Any) -> bool:
+    return isinstance(src, str) and not src.startswith("data:")
+
+
+def header_refusal(files: list[Any]) -> Refused | None:
+    """``Refused`` for the first file whose header fails ``tutor.intake.check_header`` (or that names a
+    server file rather than an upload), else None. Decodes nothing."""
+    for f in files:
+        src = _source(f)
+        if src is None:
+            continue
+        if _is_path(src) and not uploaded(src):
+            return Refused(not_uploaded(src))
+        try:
+            check_header(src)
+        except InputError as e:
+            return Refused(e)
+    return None
 
 
 PRIVATE_DIRS: set[Path] = set()  # the photo store and data directory: never read as an input
@@ -100,6 +135,29 @@ class Gallery(FileMemo, gr.Gallery):
 
 
 class SafeGallery(_NoPrivateFiles, gr.Gallery):
+    """``gr.Gallery`` whose pictures pass the header check before anything reads them; a refused one is
+    handed on as ``Refused`` (``unrefused`` in the handler raises its message)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is None or not payload.root:
+            return None
+        out, keep = [], []
+        for item in payload.root:
+            image = getattr(item, "image", None)
+            bad = header_refusal([image]) if image is not None else None
+            out.append(bad)
+            if bad is None:
+                keep.append(item)
+        done = iter(super().preprocess(type(payload)(root=keep)) or []) if keep else iter(())
+        return [(bad, getattr(item, "caption", None)) if bad is not None else next(done)
+                for bad, item in zip(out, payload.root, strict=True)]
+
+
+class SafeFile(_NoPrivateFiles, gr.File):
+    """``gr.File`` with the guard against inputs naming a private server file."""
+
     is_template = True
 
 
@@ -112,9 +170,16 @@ class SafeImageEditor(_NoPrivateFiles, gr.ImageEditor):
     def preprocess(self, payload: Any) -> Any:
         if payload is None:
             return None
-        files = [payload.background, payload.composite, *(payload.layers or [])]
-        if any(getattr(f, "path", None) and not uploaded(f.path) for f in files):
-            bad = _refusal(files)
+        src = self.blob_storage.get(payload.id) if payload.id is not None else None
+        src = src if src is not None else payload  # the browser sends canvas blobs first, then an id
+        files = [src.background, src.composite, *(src.layers or [])]
+        bad = header_refusal(files)
+        if bad is None and src.composite is not None:
+            src.background = None  # the page uses the composite: decode it alone
+        if bad is None and not self.brush and not self.eraser:
+            src.layers = []  # nothing can be drawn: every layer is blank
+        if bad is not None:
+            self.blob_storage.pop(payload.id, None) if payload.id is not None else None
             return {"background": bad, "layers": [], "composite": bad}
         try:
             return super().preprocess(payload)
@@ -129,9 +194,9 @@ class SafeImage(_NoPrivateFiles, gr.Image):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        path = getattr(payload, "path", None)
-        if path and not uploaded(path):
-            return Refused(not_uploaded(path))
+        bad = header_refusal([payload]) if payload is not None else None
+        if bad is not None:
+            return bad
         try:
             return super().preprocess(payload)
         except Exception as e:  # noqa: BLE001 - becomes the specific intake message

@@ -103,10 +103,11 @@ def result_messages(thinking: str, text: str, lang: str) -> list[dict]:
 
 
 def user_messages(text: str, image_paths: Sequence[str] = ()) -> list[dict]:
-    """The student's turn: their photos (as files) and their text, with its math rendered."""
+    """The student's turn: their photos (as files) and their text, shown as typed (HTML and Markdown
+    markup escaped) with its math rendered."""
     msgs: list[dict] = [{"role": "user", "content": {"path": str(p)}} for p in image_paths]
     if text.strip():
-        msgs.append({"role": "user", "content": to_markdown(text)})
+        msgs.append({"role": "user", "content": to_markdown(text, literal=True)})
     return msgs
 
 
@@ -132,8 +133,9 @@ def answer_markdown(answer: str | None, lang: str) -> str:
 
 
 def question_markdown(question: str, lang: str) -> str:
-    """The problem as the student typed it, rendered (an empty question shows nothing)."""
-    return f"**{t('asked', lang)}:** {to_markdown(question)}" if question.strip() else ""
+    """The problem as the student typed it, shown as text with its math rendered (an empty question
+    shows nothing)."""
+    return f"**{t('asked', lang)}:** {to_markdown(question, literal=True)}" if question.strip() else ""
 
 
 def answer_box(question: str, answer: str | None, lang: str) -> str:
@@ -181,7 +183,7 @@ def explain_choice(candidates: Sequence[Any], chosen: int, lang: str) -> str:
 def history_caption(summary: Any, answer: str | None, lang: str) -> str:
     """"#12 · Math · ABD · 2026-11-29 14:03" for one problem in the history list."""
     date = summary.created_at.strftime("%Y-%m-%d %H:%M") if getattr(summary, "created_at", None) else ""
-    parts = [f"#{summary.id}", t(summary.subject, lang) if summary.subject in ("math", "physics", "chemistry",
+    parts = [f"#{summary.number}", t(summary.subject, lang) if summary.subject in ("math", "physics", "chemistry",
                                                                                  "biology") else summary.subject]
     if answer:
         parts.append(answer if len(answer) <= 24 else answer[:23] + "…")
@@ -224,7 +226,7 @@ def export_payload(problem: Any, image_bytes: Sequence[bytes]) -> dict:
         if a.mode == "solve" and c is not None:
             solution = {"text": c.text, "thinking": c.thinking, "answer": c.answer}
             break
-    return {"title": f"R1V Tutor #{problem.id}", "question": problem.question, "images": list(image_bytes),
+    return {"title": f"R1V Tutor #{problem.number}", "question": problem.question, "images": list(image_bytes),
             "lang": problem.lang, "subject": problem.subject, "solution": solution}
 
 

@@ -416,3 +416,42 @@ def test_lossless_containers_hash_alike(w, h, seed):
 def test_save_path_is_under_given_dir(tmp_path: Path):
     img = load_image(encode(halves(), "PNG"))
     assert img.storage_path(tmp_path).parent.name == img.sha256[:2]
+
+
+# --- check_header: the checks before decoding, alone --------------------------------------------
+
+
+def test_check_header_reads_the_header_only(monkeypatch):
+    """check_header gives format and declared size without decoding (a decode would fail here), and
+    refuses what load_image refuses before decoding, with the same code."""
+    hdr = intake.check_header(encode(halves(300, 200), "PNG"))
+    assert (hdr.format, hdr.width, hdr.height) == ("PNG", 300, 200) and hdr.n_bytes > 0
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("check_header decoded pixels"))
+    assert intake.check_header(encode(halves(), "JPEG")).format == "JPEG"
+    for data, code in ((png_header_only(12_000, 12_000), "image_too_many_pixels"),
+                       (png_header_only(20, 400), "image_too_small"),
+                       (b"these are my notes\n", "image_not_an_image"),
+                       (b"", "image_empty"),
+                       (encode(halves(), "TIFF"), "image_unsupported_format")):
+        with pytest.raises(InputError) as e:
+            intake.check_header(data)
+        assert e.value.code == code
+        with pytest.raises(InputError) as full:
+            load_image(data)
+        assert full.value.code == code  # the same refusal as the full intake
+
+
+def test_check_header_of_a_12000px_png_is_fast_and_warns_nothing(tmp_path):
+    import time
+    import warnings
+
+    path = tmp_path / "big.png"
+    path.write_bytes(png_header_only(12_000, 12_000))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        with pytest.raises(InputError) as e:
+            intake.check_header(path, lang="zh")
+        secs = time.perf_counter() - t0
+    assert e.value.code == "image_too_many_pixels" and secs < 0.2
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -59,7 +59,7 @@ def test_revision_chain():
     script = ScriptDirectory.from_config(alembic_config())
     revs = list(script.walk_revisions("base", "heads"))
     assert len(revs) >= 2
-    assert script.get_heads() == ["0003"] and [r.revision for r in reversed(revs)][:2] == ["0001", "0002"]
+    assert script.get_heads() == ["0004"] and [r.revision for r in reversed(revs)][:2] == ["0001", "0002"]
 
 
 def test_upgrade_from_0001_keeps_rows(db_url, tmp_path):
@@ -113,7 +113,7 @@ def test_upgrade_from_0001_keeps_rows(db_url, tmp_path):
     engine.dispose()
 
     with Store(db_url, image_dir=tmp_path / "images") as store:  # upgrades to head on start
-        assert current(db_url) == "0003"
+        assert current(db_url) == "0004"
         assert "comment" in columns(db_url, "feedback")
         [summary] = store.list_problems("old-user")
         assert (summary.id, summary.n_images, summary.n_attempts) == (10, 1, 1)
@@ -175,7 +175,7 @@ def test_command_line_config(tmp_path, monkeypatch):
     monkeypatch.setenv("R1V_DB_URL", url)
     ini = Path(__file__).resolve().parents[2] / "tutor" / "alembic.ini"
     command.upgrade(Config(str(ini)), "head")
-    assert current(url) == "0003"
+    assert current(url) == "0004"
     assert {"users", "problems", "problem_images", "attempts", "candidates", "messages", "feedback"} <= set(
         inspect(make_engine(url)).get_table_names()
     )
@@ -192,4 +192,52 @@ def test_concurrent_first_start(db_url, tmp_path):
 
     with ThreadPoolExecutor(4) as pool:
         ids = list(pool.map(start, range(4)))
-    assert len(set(ids)) == 4 and current(db_url) == "0003"
+    assert len(set(ids)) == 4 and current(db_url) == "0004"
+
+
+def test_upgrade_to_0004_numbers_existing_problems_per_user_in_id_order(db_url, tmp_path):
+    """Problems saved before per-user numbers get 1, 2, 3 ... per user in id order (ids interleaved
+    between users, a gap from a delete); a new problem continues after the highest, and a delete
+    never frees a number."""
+    upgrade(db_url, "0003")
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # no explicit ids: PostgreSQL's sequences must stay right
+        for ext in ("ann", "bob"):
+            conn.execute(text("INSERT INTO users (ext_id, created_at) VALUES (:e, :t)"),
+                         {"e": ext, "t": "2024-05-01 08:00:00"})
+        ids = {}
+        for q, ext in (("a1", "ann"), ("b1", "bob"), ("gone", "ann"), ("a2", "ann"), ("b2", "bob"), ("a3", "ann")):
+            ids[q] = conn.execute(text("INSERT INTO problems (user_id, subject, question, lang, created_at) "
+                                       "VALUES ((SELECT id FROM users WHERE ext_id = :e), 'math', :q, 'en', :t) "
+                                       "RETURNING id"),
+                                  {"e": ext, "q": q, "t": "2024-05-01 08:01:00"}).scalar_one()
+        conn.execute(text("DELETE FROM problems WHERE id = :i"), {"i": ids.pop("gone")})
+    engine.dispose()
+    with Store(db_url, image_dir=tmp_path) as store:
+        assert current(db_url) == "0004"
+        assert {p.question: p.number for p in store.list_problems("ann")} == {"a1": 1, "a2": 2, "a3": 3}
+        assert {p.question: p.number for p in store.list_problems("bob")} == {"b1": 1, "b2": 2}
+        assert store.get_problem("ann", ids["a3"]).number == 3
+        new = store.add_problem("ann", question="after the upgrade")
+        assert store.get_problem("ann", new).number == 4
+        store.delete_problem("ann", new)
+        again = store.add_problem("ann", question="after a delete")
+        assert store.get_problem("ann", again).number == 5  # 4 is not given twice
+        assert store.get_problem("bob", store.add_problem("bob", question="b")).number == 3
+        assert store.get_problem("cat", store.add_problem("cat", question="c")).number == 1
+
+
+def test_downgrade_from_0004_keeps_every_problem_and_its_rows(db_url, tmp_path):
+    with Store(db_url, image_dir=tmp_path) as store:
+        pid = store.add_problem("u", question="q")
+        aid = store.add_attempt("u", pid, mode="solve", model="m", backend="b")
+        store.add_message("u", pid, "user", "hello", attempt_id=aid)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003")
+    engine.dispose()
+    assert "number" not in columns(db_url, "problems") and "last_number" not in columns(db_url, "users")
+    with Store(db_url, image_dir=tmp_path) as store:  # upgraded again: the row is back with number 1
+        p = store.get_problem("u", pid)
+        assert p.number == 1 and [m.content for m in p.messages] == ["hello"] and len(p.attempts) == 1
+        assert store.get_problem("u", store.add_problem("u", question="q2")).number == 2

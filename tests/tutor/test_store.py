@@ -447,3 +447,49 @@ def test_threads(store):
     )
     assert count(store, Message) == 2 * n_threads * per_thread
     assert store.get_or_create_user("carol").id == store.get_or_create_user("carol").id
+
+
+def test_problems_are_numbered_per_user_and_a_number_is_never_reused(store):
+    """A new visitor's first problem is #1 whatever others did before; numbers only go up, also after
+    a delete (a deleted #2 is never shown again); the summaries, the full problem and the history list
+    carry the number; the id stays the key."""
+    for i in range(3):
+        store.add_problem("bob", question=f"bob {i}")
+    a1, a2 = (store.add_problem("alice", question=f"a{i}") for i in range(2))
+    assert [store.get_problem("alice", p).number for p in (a1, a2)] == [1, 2]
+    store.delete_problem("alice", a2)
+    a3 = store.add_problem("alice", question="a3")
+    store.delete_problem("alice", a3)  # deleting the newest does not give its number back either
+    a4 = store.add_problem("alice", question="a4")
+    assert [(p.id, p.number) for p in store.list_problems("alice")] == [(a4, 4), (a1, 1)]
+    assert [s.number for s, _, _ in store.history_items("alice")] == [4, 1]
+    assert [p.number for p in store.list_problems("bob")] == [3, 2, 1]
+    with pytest.raises(StoreError):  # the number is not a key: another user's id still refuses
+        store.get_problem("bob", a1)
+
+
+def test_concurrent_new_problems_of_one_user_get_distinct_numbers(store):
+    n = 8
+    barrier = threading.Barrier(n)
+
+    def add(i: int) -> int:
+        barrier.wait()
+        return store.add_problem("dana", question=f"q{i}")
+
+    with ThreadPoolExecutor(n) as pool:
+        ids = list(pool.map(add, range(n)))
+    assert sorted(store.get_problem("dana", p).number for p in ids) == list(range(1, n + 1))
+
+
+def test_concurrent_new_problems_from_two_processes_worth_of_stores(db_url, tmp_path):
+    """Two Store objects on one database (as two app processes would be) never hand out one number twice."""
+    with Store(db_url, image_dir=tmp_path) as s1, Store(db_url, image_dir=tmp_path) as s2:
+        barrier = threading.Barrier(6)
+
+        def add(i: int) -> int:
+            barrier.wait()
+            return (s1 if i % 2 else s2).add_problem("eve", question=f"q{i}")
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(add, range(6)))
+        assert sorted(p.number for p in s1.list_problems("eve")) == [1, 2, 3, 4, 5, 6]
