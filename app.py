@@ -395,7 +395,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         hist_ids = gr.State([])
         with gr.Row():
             lab(gr.Markdown(f"## {t('title', 'zh')}\n{t('tagline', 'zh')}"), "header", "value")
-            ui_lang = lab(gr.Radio([("中文", "zh"), ("English", "en")], value="zh", show_label=False,
+            ui_lang = lab(gr.Radio([("中文", "zh"), ("English", "en")], value=None, show_label=False,  # on_load sets it
                                    scale=0, min_width=160, elem_id="r1v-ui-lang"), "ui_lang")  # named, not "Radio"
             if os.environ.get("OAUTH_CLIENT_ID"):
                 gr.LoginButton(scale=0)
@@ -582,7 +582,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     hist: items, hist_ids: ids, **upd}
 
         demo.load(on_load, [visitor, lang_store], [visitor, ui_lang, reply_lang, *lang_outputs], js=locale.LOAD_JS,
-                  api_visibility="private", show_progress="hidden").then(None, ui_lang, None, js=locale.SYNC_JS)
+                  api_visibility="private", show_progress="hidden")
     demo.r1v = app  # type: ignore[attr-defined] - tests reach the store and engine through this
     return demo
 

@@ -12,7 +12,7 @@ that already asks for the page's language never reloads. Used by ``app.py``::
 
     from webui import locale
     launch(..., app_kwargs={"middleware": [locale.middleware()]}, i18n=locale.gradio_i18n(), css=CSS + locale.CSS)
-    ui_lang.change(...).then(None, [ui_lang], None, js=locale.SYNC_JS)
+    ui_lang.change(...).then(None, [ui_lang], None, js=locale.SYNC_JS)   # on_load sets ui_lang: it runs then too
 
 ``CSS`` also replaces the one string Gradio does not translate at all: the "Pages:" in front of the
 examples table's page numbers (hidden, and written in the page's language from ``<html lang>``,
@@ -30,23 +30,59 @@ STORAGE_KEY = "r1v_locale"
 GRADIO_LOCALES = {"zh": "zh-CN", "en": "en"}  # our language -> Gradio's locale (its lang/*.json)
 RELOAD_GUARD_S = 15  # at most one reload for the locale in this many seconds (no loop if it does not take)
 
+# The persisted locale, else the browser's first zh/en language as the page picks it (webui.i18n
+# lang_from_header), else English: Gradio starts in the page's language even for a "fr" browser.
 BOOT_SCRIPT = (
     "<script>(function(){try{var l=localStorage.getItem(__KEY__);"
-    "if(l==='zh-CN'||l==='en'){var d=function(v){return{get:function(){return v},configurable:true}};"
-    "Object.defineProperty(navigator,'language',d(l));Object.defineProperty(navigator,'languages',d([l]));}"
+    "if(l!=='zh-CN'&&l!=='en'){var b=(navigator.languages||[navigator.language]).find(function(x){"
+    "return /^(zh|en)/i.test(x||'')})||'en';l=/^zh/i.test(b)?'zh-CN':'en';}"
+    "var d=function(v){return{get:function(){return v},configurable:true}};"
+    "Object.defineProperty(navigator,'language',d(l));Object.defineProperty(navigator,'languages',d([l]));"
     "}catch(e){}})();</script>"
 ).replace("__KEY__", json.dumps(STORAGE_KEY))
 
-# js= of an event whose first input is the page language ("zh"/"en"): persist it, reload when Gradio differs.
-SYNC_JS = """(lang) => {
+# js= of an event whose first input is the page language ("zh"/"en"): persist it as Gradio's locale, and
+# switch Gradio to it in place: ``changeLocale`` from Gradio's core module (already loaded: the same module
+# instance), then the text nodes the components wrote in the old locale (the upload prompts) are replaced
+# by the same keys' strings in the new one. If any of that fails, the page reloads (at most once per
+# RELOAD_GUARD_S) and starts in the persisted locale.
+SYNC_JS = """async (lang) => {
+  if (lang !== 'zh' && lang !== 'en') return [];
   const want = __LOCALES__[lang === 'zh' ? 'zh' : 'en'];
+  const ok = () => (document.documentElement.lang || 'en').toLowerCase().startsWith(want === 'en' ? 'en' : 'zh');
   try { localStorage.setItem(__KEY__, want); } catch (e) { return []; }
-  const have = (document.documentElement.lang || 'en').toLowerCase();
-  if (have.startsWith(want === 'en' ? 'en' : 'zh')) return [];
-  const last = Number(sessionStorage.getItem('r1v_locale_reload') || 0);
-  if (Date.now() - last < __GUARD_MS__) return [];
-  sessionStorage.setItem('r1v_locale_reload', String(Date.now()));
-  setTimeout(() => window.location.reload(), 300);
+  if (ok()) return [];
+  try {
+    const url = performance.getEntriesByType('resource').map((e) => e.name)
+      .find((n) => /\\/assets\\/core-[^/]*\\.js(\\?|$)/.test(n));
+    const m = await import(url);
+    const read = (st) => { let f = null; try { st.subscribe((v) => { f = v; })(); } catch (e) {} return f; };
+    const store = Object.values(m).find((v) => v && typeof v.subscribe === 'function' &&
+      typeof read(v) === 'function' && typeof read(v)('upload_text.drop_image') === 'string');
+    const en = Object.values(m).find((v) => v && typeof v === 'object' && v.upload_text && typeof v.upload_text.drop_image === 'string');
+    if (!store || !en || typeof m.changeLocale !== 'function') throw new Error('no Gradio i18n');
+    const fmt = () => read(store);
+    const flat = (o, p) => Object.entries(o).flatMap(([k, v]) => v && typeof v === 'object' ? flat(v, p + k + '.') : [p + k]);
+    const keys = flat(en, '').filter((k) => /^(image|image_editor|upload_text|file|gallery|common|dataframe|chatbot)\\./.test(k));
+    const before = fmt();
+    const old = new Map(keys.map((k) => [before(k), k]).filter(([s, k]) => s && s !== k));
+    m.changeLocale(want);
+    for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!ok()) throw new Error('locale did not change');
+    const now = fmt();
+    const root = document.querySelector('gradio-app') || document.body;
+    const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      const s = n.nodeValue.trim(), k = old.get(s);
+      if (k && !n.parentElement.closest('#r1v-chat, #r1v-answer, .prose, textarea')) n.nodeValue = n.nodeValue.replace(s, now(k));
+    }
+  } catch (e) {
+    console.warn('r1v: switching the Gradio locale in place failed, reloading:', e);
+    const last = Number(sessionStorage.getItem('r1v_locale_reload') || 0);
+    if (Date.now() - last < __GUARD_MS__) return [];
+    sessionStorage.setItem('r1v_locale_reload', String(Date.now()));
+    setTimeout(() => window.location.reload(), 300);
+  }
   return [];
 }""".replace("__LOCALES__", json.dumps(GRADIO_LOCALES)).replace("__KEY__", json.dumps(STORAGE_KEY)).replace(
     "__GUARD_MS__", str(RELOAD_GUARD_S * 1000))
