@@ -561,14 +561,15 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         def set_lang(lang, visitor, chat_, status_, answer_, msg_, request: gr.Request):
             lang = norm_lang(lang)
             items, ids = app.visitor_history(visitor, lang, request)
-            shown = {chat: relang_chat(chat_, lang), answer: relang_answer(answer_, lang),  # what is already shown
-                     status: retranslate(status_, lang) or "", hist_msg: retranslate(msg_, lang) or ""}
-            return {lang_store: lang, banner: app.status_md(lang), hist: items, hist_ids: ids, **shown,
-                    **relabel(lang)}
+            shown = {answer: relang_answer(answer_, lang), status: retranslate(status_, lang) or "",  # already shown
+                     hist_msg: retranslate(msg_, lang) or "",
+                     chat: gr.update(value=relang_chat(chat_, lang), label=t("chat", lang))}
+            return {lang_store: lang, banner: app.status_md(lang), hist: items, hist_ids: ids, **relabel(lang),
+                    **shown}
 
         lang_outputs = [lang_store, banner, hist, hist_ids, cands, examples, *labelled]
         ui_lang.change(set_lang, [ui_lang, visitor, chat, status, answer, hist_msg],
-                       [*lang_outputs, chat, status, answer, hist_msg], api_visibility="private",
+                       [*lang_outputs, status, answer, hist_msg], api_visibility="private",
                        show_progress="hidden").then(None, ui_lang, None, js=locale.SYNC_JS)  # Gradio's own strings
 
         def on_load(visitor_id, stored_lang, request: gr.Request):
