@@ -56,13 +56,15 @@ def retranslate(text: Any, lang: str) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return text if isinstance(text, str) else None
     lang = norm_lang(lang)
-    prefix = "⚠️ " if text.startswith("⚠️ ") else ""
-    body = text[len(prefix):]
-    for src in LANGS:
-        for pattern, key in _patterns(src):
-            m = pattern.fullmatch(body)
-            if m:
-                return prefix + _fill(STRINGS[key][1 if lang == "zh" else 0], m.groupdict())
+    for prefix in ("", "⚠️ "):  # a string of its own, or a message the page prefixed with a warning sign
+        if not text.startswith(prefix):
+            continue
+        body = text[len(prefix):]
+        for src in LANGS:
+            for pattern, key in _patterns(src):
+                m = pattern.fullmatch(body)
+                if m:
+                    return prefix + _fill(STRINGS[key][1 if lang == "zh" else 0], m.groupdict())
     return None
 
 
