@@ -281,6 +281,9 @@ class TutorApp:
                 r = out.pop("result", None)
                 if r is not None:
                     out["attempt"] = r.attempt_id
+                    if r.mode == "check" and r.verdict:  # the status line also says the verdict (tutor.verdict)
+                        out["status"] = f"{out.get('status', '')}{' ' if lang == 'en' else ''}{t('verdict_' + r.verdict, lang)}" \
+                            + ("." if lang == "en" else "。")
                     if r.mode == "practice":
                         out["practice"] = r.attempt_id if r.practice else None
                     out["history"] = self.history(user, lang)

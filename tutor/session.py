@@ -6,7 +6,7 @@
     for ev in tutor.solve("u1", pid, n=4):             # token deltas, then one TurnResult
         ...
     tutor.hint("u1", pid)            # next rung of the hint ladder; never the final answer
-    tutor.check("u1", pid, "x=2")    # correct / incorrect / cannot tell; explains a wrong answer
+    tutor.check("u1", pid, "x=2")    # correct / incorrect / unsure, with its confidence (tutor.verdict)
     tutor.followup("u1", pid, "为什么取对数？")
     tutor.practice("u1", pid); tutor.answer_practice("u1", pid, attempt_id, "5")
 
@@ -18,9 +18,10 @@ that broke midway keeps the partial text it received, as candidates and as the t
 
 The engine is duck-typed (anything with ``stream(images, messages=..., n=..., sampling=...,
 stop=...)`` yielding deltas and an event with ``.solution``), so this module stays free of torch.
-Verdicts never trust the model alone: ``check`` compares the student's answer with the chosen
-solution's final answer (or the problem's gold answer) through ``tutor.answers.equivalent``; the
-model is asked only to explain where wrong work went wrong.
+Verdicts never trust the model alone: ``check`` compares the student's answer with the candidates'
+final answers (or the problem's gold answer, or the drill family's exact one) through
+``tutor.verdict``, which says how sure it is; a weak reference is first solved again with more
+candidates, and the model is asked only to check the work step by step.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tutor import drills, replies
+from tutor import drills, replies, verdict
 from tutor.answers import equivalent, extract_final
 from tutor.errors import InputError
 from tutor.intake import IntakeImage, load_image
@@ -43,9 +44,11 @@ from tutor.store import ProblemInfo, Store
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("correct", "incorrect", "unknown")
+VERDICTS = ("correct", "incorrect", "unsure", "unknown")  # check: the first three; practice: no "unsure"
 PIXEL_CACHE = 8  # decoded photos kept by content hash, so a turn does not re-read and decode the stored PNG
 DRILL_MODEL = "tutor.drills"  # the attempts' model when the tutor answered from its drill family, not the model
+VERDICT_MODEL = "tutor.verdict"  # a check's attempt when the tutor gave the verdict without running the model
+RESOLVE_INDEX = 1000  # a check's extra solve streams its deltas with index RESOLVE_INDEX + candidate
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
@@ -64,7 +67,7 @@ class TurnResult:
     text: str  # the reply to show (the chosen candidate's answer part, or the tutor's own words)
     thinking: str = ""
     answer: str | None = None
-    verdict: str | None = None  # check / practice answers: "correct" | "incorrect" | "unknown"
+    verdict: str | None = None  # check: "correct" | "incorrect" | "unsure"; practice: ... | "unknown"
     hint_level: int | None = None
     practice: PracticeProblem | None = None
     solution: Any = None  # the engine's Solution, when the model ran
@@ -237,10 +240,11 @@ class Tutor:
     # -- running the model --------------------------------------------------------------------------
 
     def _run(self, user: str, p: ProblemInfo, mode: str, messages: list[dict], images: list, *, n: int = 1,
-             sampling: Any = None, stop: threading.Event | None = None) -> Iterator[Any]:
-        """Stream the engine, then save the attempt and its candidates. Yields deltas; returns the solution."""
+             sampling: Any = None, stop: threading.Event | None = None, meta: dict | None = None) -> Iterator[Any]:
+        """Stream the engine, then save the attempt and its candidates. Yields deltas; returns the solution.
+        ``meta``: more keys for the attempt's ``sampling`` JSON (a check's verdict, an extra solve's purpose)."""
         attempt = self.store.add_attempt(user, p.id, mode=mode, model=getattr(self.engine, "name", "?"),
-                                         backend=self.backend, sampling=_sampling_dict(sampling, n),
+                                         backend=self.backend, sampling={**_sampling_dict(sampling, n), **(meta or {})},
                                          status="running")
         solution = None
         try:
@@ -352,37 +356,71 @@ class Tutor:
 
     def check(self, user: str, problem_id: int, student_answer: str, work_images: Sequence[IntakeImage] = (), *,
               sampling: Any = None, stop: threading.Event | None = None) -> Iterator[Any]:
-        """Correct / incorrect / cannot tell against the chosen solution; for a wrong answer (or photos of
-        the work) the model explains where the work went wrong."""
+        """Correct / incorrect / unsure, with the tutor's confidence (``tutor.verdict``): against the gold
+        answer, the drill family's exact one, or the solve's candidates -- solved again with
+        ``verdict.RESOLVE_N`` more when they are a weak reference (their deltas come with indices from
+        ``RESOLVE_INDEX``, so a page counts them without showing them as the reply). Unless it is surely
+        correct, a step-by-step check follows: the drill's worked solution, the model's check of the work
+        (when the model can write one), or the tutor's own solution to compare with. The verdict is stored
+        on the check's attempt as ``sampling["verdict"]`` (``Verdict.to_json``)."""
         p = self.store.get_problem(user, problem_id)
         student_answer = (student_answer or "").strip()
         if not student_answer and not work_images:
             raise InputError("empty_answer", "Please type your answer first.", "请先输入你的答案。")
+        self._prompt("check", p, student_answer=student_answer or None, n_work_images=len(work_images))  # validates
         w = _words(p.lang)
         self.store.add_message(user, p.id, "user", w["my_answer"] + (student_answer or w["photo"]))
-        ref_answer, ref_text = self._reference(p)
-        given = extract_final(student_answer) or student_answer
-        if ref_answer and given:
-            verdict = "correct" if equivalent(ref_answer, given) else "incorrect"
-        else:
-            verdict = "unknown"
-        if verdict == "correct" and not work_images:
-            self.store.add_message(user, p.id, "assistant", w["correct"])
-            yield TurnResult("check", p.id, None, w["correct"], verdict=verdict, answer=ref_answer)
+        drill, source = self._drill(p)
+        drill = drill if source in ("question", "example") else None  # a model's reading is no gold answer
+        gold, gold_source = (p.gold_answer, "gold") if p.gold_answer else (drill.answer if drill else None, "drill")
+        pool, resolved = verdict.reference_pool(p.attempts)
+        v = verdict.judge(pool, student_answer, gold=gold, gold_source=gold_source)
+        if verdict.needs_resolve(v) and not resolved:  # a weak reference: more candidates first
+            from tutor.limits import check_n
+
+            n = check_n(verdict.RESOLVE_N)
+            run = self._run(user, p, "check", self._prompt("solve", p), self._images(p), n=n, sampling=sampling,
+                            stop=stop, meta={"purpose": verdict.RESOLVE})
+            _, sol = yield from _in_background(run)
+            if sol is None:
+                return
+            pool += verdict.cands_from(sol.candidates)
+            v = verdict.judge(pool, student_answer)
+            v.resolved = n
+        stored = v.to_json()
+        extra = {"verdict": stored, "confidence": v.confidence.level}
+        head = v.headline(p.lang)
+        if (v.verdict == "correct" and not work_images) or (drill is not None and not work_images):
+            text = head if v.verdict == "correct" else \
+                f"{head}\n\n{verdict.words('step_drill', p.lang)}\n\n{drills.worked_solution(drill)}"
+            attempt = self.store.add_attempt(user, p.id, mode="check", model=VERDICT_MODEL, backend="tutor",
+                                             sampling={"verdict": stored}, status="done")
+            self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
+            yield TurnResult("check", p.id, attempt, text, answer=v.reference, verdict=v.verdict, extra=extra)
             return
-        messages = self._prompt("check", p, student_answer=student_answer or None,
-                                reference=ref_text or ref_answer, n_work_images=len(work_images))
-        images = self._images(p) + [im.image for im in work_images]
-        attempt, sol = yield from self._run(user, p, "check", messages, images, sampling=sampling, stop=stop)
-        if sol is None:
-            return
-        best = sol.candidates[sol.chosen]
-        if verdict == "unknown":  # no reference answer: fall back on the model's own boxed verdict
-            said = (best.answer or "").strip().lower()
-            verdict = said if said in ("correct", "incorrect") else "unknown"
-        text = f"{w[verdict]}\n\n{best.text or best.thinking}".strip()
+        sol, steps, attempt = None, None, None
+        if self.writes_problems or work_images:  # the model checks the work (it is given only a sure reference)
+            ref = None if v.confidence.level != "strong" else \
+                v.reference if v.source != "candidates" else (verdict.solution_text(v, pool, p.lang) or v.reference)
+            messages = self._prompt("check", p, student_answer=student_answer or None, reference=ref,
+                                    n_work_images=len(work_images))
+            images = self._images(p) + [im.image for im in work_images]
+            attempt, sol = yield from self._run(user, p, "check", messages, images, sampling=sampling, stop=stop,
+                                                meta={"verdict": stored})
+            if sol is None:
+                return
+            best = sol.candidates[sol.chosen]
+            steps = verdict.model_check(best.text or best.thinking, best.answer, v, p.lang)
+            steps = steps and f"{verdict.words('step_model', p.lang)}\n\n{steps}"
+        if steps is None and (own := verdict.solution_text(v, pool, p.lang)):
+            steps = f"{verdict.words('step_solution', p.lang, r=verdict.show_answer(v.reference))}\n\n{own}"
+        text = f"{head}\n\n{steps or verdict.words('step_none', p.lang)}"
+        if attempt is None:
+            attempt = self.store.add_attempt(user, p.id, mode="check", model=VERDICT_MODEL, backend="tutor",
+                                             sampling={"verdict": stored}, status="done")
         self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt)
-        yield TurnResult("check", p.id, attempt, text, best.thinking, ref_answer, verdict=verdict, solution=sol)
+        yield TurnResult("check", p.id, attempt, text, sol.candidates[sol.chosen].thinking if sol else "",
+                         v.reference, verdict=v.verdict, solution=sol, extra=extra)
 
     def followup(self, user: str, problem_id: int, message: str, *, sampling: Any = None,
                  stop: threading.Event | None = None) -> Iterator[Any]:
@@ -462,6 +500,27 @@ class Tutor:
         self.store.add_message(user, p.id, "assistant", text, attempt_id=attempt_id)
         return TurnResult("practice", p.id, attempt_id, text, verdict=verdict, answer=prac.answer if prac else None,
                           practice=prac)
+
+
+@dataclass
+class BackgroundDelta:
+    """A delta of a run that is not the reply (a check's extra solve): ``index`` >= ``RESOLVE_INDEX``."""
+
+    index: int
+    text: str
+
+
+def _in_background(run: Any) -> Iterator[Any]:
+    """``run``'s deltas as ``BackgroundDelta``s; returns what ``run`` returns (and closes it if stopped)."""
+    try:
+        while True:
+            try:
+                ev = next(run)
+            except StopIteration as done:
+                return done.value
+            yield BackgroundDelta(RESOLVE_INDEX + getattr(ev, "index", 0), getattr(ev, "text", ""))
+    finally:
+        run.close()
 
 
 def _sampling_dict(sampling: Any, n: int) -> dict:

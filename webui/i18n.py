@@ -118,6 +118,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "verdict_correct": ("Correct", "正确"),
     "verdict_incorrect": ("Not correct", "不正确"),
     "verdict_unknown": ("Cannot tell", "无法判断"),
+    "verdict_unsure": ("Not sure: check it step by step", "不确定：请逐步检查"),
     "hint_n": ("Hint {n}", "提示 {n}"),
     "login_note": ("Signed in as {name}: your history follows your Hugging Face account.",
                    "已登录为 {name}：你的历史记录跟随 Hugging Face 账号。"),

@@ -86,24 +86,64 @@ def test_hint_ladder_climbs_and_never_shows_the_answer(store):
 
 
 def test_check_correct_needs_no_model_and_wrong_asks_where(store):
-    eng = ScriptedEngine(["s</think>\\boxed{\\frac{1}{2}}", "The error is in step 2.</think>Step 2 is wrong. \\boxed{incorrect}"])
+    """One solve candidate is a weak reference: the first check solves again (n=4) before its verdict;
+    a strong majority then gives a certain verdict, and only a wrong answer asks the model where."""
+    from tutor import verdict
+
+    half = "s</think>\\boxed{\\frac{1}{2}}"
+    eng = ScriptedEngine([half, *[half] * 3, "t</think>p = \\boxed{0.5}",
+                          "The error is in step 2.</think>Step 2 is wrong. \\boxed{incorrect}"])
     t = Tutor(eng, store)
     pid = t.new_problem("u1", [_photo()], "Find p", lang="en")
     _last(t.solve("u1", pid))
-    ok, _ = _last(t.check("u1", pid, "0.5"))
-    assert ok.verdict == "correct" and len(eng.calls) == 1
-    bad, _ = _last(t.check("u1", pid, "1/3"))
-    assert bad.verdict == "incorrect" and "Step 2" in bad.text and len(eng.calls) == 2
-    assert "1/3" in eng.calls[1]["messages"][-1]["content"][-1]["text"]
+    ok, extra = _last(t.check("u1", pid, "0.5"))
+    assert ok.verdict == "correct" and ok.extra["confidence"] == "strong" and len(eng.calls) == 2
+    assert eng.calls[1]["n"] == verdict.RESOLVE_N and all(d.index >= 1000 for d in extra)
+    assert ok.text.startswith("Correct!") and "5 of 5" in ok.text and "4 more solutions" in ok.text
+    bad, _ = _last(t.check("u1", pid, "1/3"))  # no second extra solve
+    assert bad.verdict == "incorrect" and "Step 2" in bad.text and len(eng.calls) == 3
+    assert "1/3" in eng.calls[2]["messages"][-1]["content"][-1]["text"]
+    assert bad.text.startswith("Not correct.\n\nThe answer is $\\frac{1}{2}$") and "\\boxed{incorrect}" not in bad.text
+    stored = {a.id: a.sampling.get("verdict") for a in store.get_problem("u1", pid).attempts}
+    assert stored[ok.attempt_id]["verdict"] == "correct" and stored[bad.attempt_id]["confidence"] == "strong"
+
+
+def test_check_is_unsure_when_the_candidates_disagree_and_never_calls_the_tutors_answer_wrong(store):
+    eng = ScriptedEngine(["s</think>\\boxed{2}", "a</think>\\boxed{5}", "b</think>\\boxed{7}", "c</think>\\boxed{5}",
+                          "d</think>\\boxed{9}", "Looks right.</think>It is \\boxed{correct}",
+                          "No.</think>Wrong at step 1. \\boxed{incorrect}"])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "Find the area of the circle", lang="zh")
+    _last(t.solve("u1", pid))
+    mine, _ = _last(t.check("u1", pid, "2"))  # the answer shown: 1 of 5 after solving again
+    assert mine.verdict == "unsure" and mine.extra["confidence"] == "weak"
+    assert mine.text.startswith("我不确定——我们一步一步来检查。") and "模型对你的解答的逐步检查" in mine.text
+    assert "**正确**" in mine.text  # the model's opinion, in the reply language, under "not sure"
+    other, _ = _last(t.check("u1", pid, "5"))  # the most supported answer, but 2 of 5: still unsure
+    assert other.verdict == "unsure" and "5 个中的 2 个" in other.text
 
 
 def test_check_cannot_tell_without_reference(store):
-    eng = ScriptedEngine(["thinking only, never finished", "x</think>no verdict here"])
+    eng = ScriptedEngine(["thinking only, never finished", *["still thinking"] * 4, "x</think>no verdict here"])
     t = Tutor(eng, store)
     pid = t.new_problem("u1", [_photo()], "Q", lang="zh")
     _last(t.solve("u1", pid))
     res, _ = _last(t.check("u1", pid, "5"))
-    assert res.verdict == "unknown" and res.text.startswith("无法判断")
+    assert res.verdict == "unsure" and res.extra["confidence"] == "none"
+    assert res.text.startswith("我不确定——我们一步一步来检查。") and "no verdict here" in res.text
+
+
+def test_check_of_a_drill_problem_uses_the_exact_answer(store):
+    """The drill family (typed 4x+4=12) gives the exact answer, whatever the model answered."""
+    eng = ScriptedEngine(["s</think>\\boxed{21}"])
+    t = Tutor(eng, store)
+    pid = t.new_problem("u1", [_photo()], "解方程 4x+4=12", lang="zh")
+    _last(t.solve("u1", pid))
+    ok, _ = _last(t.check("u1", pid, "x = 2"))
+    assert ok.verdict == "correct" and ok.text.startswith("回答正确！") and "（$21$）是错的" in ok.text
+    bad, _ = _last(t.check("u1", pid, "x = 5"))
+    assert bad.verdict == "incorrect" and "正确答案是 $2$" in bad.text and "x=8÷4=2。" in bad.text
+    assert len(eng.calls) == 1  # neither check ran the model
 
 
 def test_check_refuses_empty_answer(store):
