@@ -16,6 +16,8 @@ def test_retranslate_every_string_with_its_fields() -> None:
     assert retranslate("完成，用时 3.2 秒。", "en") == "Done in 3.2 s."
     assert retranslate("⚠️ " + t("no_problem", "en"), "zh") == "⚠️ " + t("no_problem", "zh")
     assert retranslate("a reply of the model", "zh") is None and retranslate("", "en") == ""
+    assert retranslate("Done in 1.2 s. Not correct.", "zh") == "完成，用时 1.2 秒。不正确。"  # status + verdict
+    assert retranslate("完成，用时 1.2 秒。不确定：请逐步检查。", "en") == "Done in 1.2 s. Not sure: check it step by step."
     for key, (en, _zh) in STRINGS.items():
         if "{" not in en:
             same = {z for e, z in STRINGS.values() if e == en}  # one English text may be two keys' ("Candidate solutions")

@@ -57,14 +57,36 @@ def retranslate(text: Any, lang: str) -> str | None:
         return text if isinstance(text, str) else None
     lang = norm_lang(lang)
     for prefix in ("", "⚠️ "):  # a string of its own, or a message the page prefixed with a warning sign
-        if not text.startswith(prefix):
-            continue
-        body = text[len(prefix):]
-        for src in LANGS:
-            for pattern, key in _patterns(src):
-                m = pattern.fullmatch(body)
-                if m:
-                    return prefix + _fill(STRINGS[key][1 if lang == "zh" else 0], m.groupdict())
+        if text.startswith(prefix):
+            out = _pieces(text[len(prefix):], lang, 0)
+            if out is not None:
+                return prefix + out
+    return None
+
+
+_STOP = {"en": ".", "zh": "。"}
+
+
+def _pieces(body: str, lang: str, depth: int) -> str | None:
+    """``body`` as one page string, or as several in a row ("Done in 1.2 s. Correct.": the status line
+    with the check's verdict after it), each put into ``lang``; None when any part is not one."""
+    if body.strip() in _STOP.values():
+        return _STOP[lang]
+    for src in LANGS:
+        for pattern, key in _patterns(src):
+            m = pattern.fullmatch(body)
+            if m:
+                return _fill(STRINGS[key][1 if lang == "zh" else 0], m.groupdict())
+    if depth > 3:
+        return None
+    for src in LANGS:
+        for pattern, key in _patterns(src):
+            m = pattern.match(body)
+            if m and m.end() and m.end() < len(body):
+                rest = _pieces(body[m.end():].lstrip(), lang, depth + 1)
+                if rest is not None:
+                    sep = " " if lang == "en" and rest not in _STOP.values() else ""
+                    return _fill(STRINGS[key][1 if lang == "zh" else 0], m.groupdict()) + sep + rest
     return None
 
 
