@@ -30,6 +30,10 @@ ZH_GRADIO = ["将图像拖放到此处", "点击上传", "上传图片", "通过
 # names that are the same in both pages: the model and backend, commands, the language switch's own names
 NAMES = re.compile(r"tiny-random|transformers|--model r1v2-38b-nf4|--server URL|R1V|Gradio|API|GPU|English|中文")
 
+FITS = ("() => { const t = document.querySelector('#r1v-examples table');"
+        " return t.getBoundingClientRect().right <= t.parentElement.getBoundingClientRect().right + 1"
+        " && t.getBoundingClientRect().right <= window.innerWidth; }")
+
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(apt-get install -y chromium chromium-driver; .ci/run does this)")
 
@@ -115,9 +119,7 @@ def test_english_example_click_then_switch_in_place_and_back(page_url, browser):
     assert _labels(page) == before
     table = page.locator("#r1v-examples")
     assert "Math · Single choice · in Chinese" in table.inner_text()
-    fits = page.evaluate("() => { const t = document.querySelector('#r1v-examples table');"
-                         " return t.getBoundingClientRect().right <= t.parentElement.getBoundingClientRect().right + 1; }")
-    assert fits  # no column cut off at 1280 px
+    assert page.evaluate(FITS)  # no column cut off at 1280 px
     _assert_only(page, "en")
 
     page.locator("#r1v-ask-btn").click()
@@ -138,6 +140,9 @@ def test_english_example_click_then_switch_in_place_and_back(page_url, browser):
     assert page.evaluate("() => window.__r1v_same_page === true")
     assert "Drop Image Here" in _text(page) and "Final answer" in page.locator("#r1v-answer").inner_text()
     _assert_only(page, "en")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    assert page.evaluate(FITS), "the examples table is cut off at 390 px"
     page.context.close()
 
 

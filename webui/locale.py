@@ -69,12 +69,14 @@ SYNC_JS = """async (lang) => {
     m.changeLocale(want);
     for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
     if (!ok()) throw new Error('locale did not change');
-    const now = fmt();
+    const now = fmt(), known = new Set(keys);  // also a raw key written while the new strings loaded
     const root = document.querySelector('gradio-app') || document.body;
     const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
     for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-      const s = n.nodeValue.trim(), k = old.get(s);
-      if (k && !n.parentElement.closest('#r1v-chat, #r1v-answer, .prose, textarea')) n.nodeValue = n.nodeValue.replace(s, now(k));
+      const s = n.nodeValue.trim(), k = old.get(s) || (known.has(s) ? s : null), to = k ? now(k) : null;
+      if (to && to !== k && !n.parentElement.closest('#r1v-chat, #r1v-answer, .prose, textarea')) {
+        n.nodeValue = n.nodeValue.replace(s, to);
+      }
     }
   } catch (e) {
     console.warn('r1v: switching the Gradio locale in place failed, reloading:', e);
@@ -105,6 +107,7 @@ html[lang^="zh"] #r1v-examples .paginate::before {content: "页码："}
 # Gradio strings the page shows that its zh-CN.json leaves in English (keys of its lang/en.json).
 MISSING_ZH = {
     "image_editor.upload_image": "上传图片",
+    "common.complete": "完成",
 }
 
 
