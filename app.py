@@ -48,7 +48,7 @@ from tutor.limits import (
 from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
-from webui import layout, view
+from webui import layout, locale, view
 from webui.blocks import Blocks
 from webui.components import (
     PRIVATE_DIRS,
@@ -65,7 +65,9 @@ from webui.components import (
     uploaded,
 )
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
+from webui.example_table import example_table, picked, table_update
 from webui.i18n import choices, lang_from_header, norm_lang, t
+from webui.relang import relang_answer, relang_chat, retranslate
 from webui.upload_check import wire_upload_checks
 
 log = logging.getLogger("r1v.app")
@@ -407,8 +409,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         hist_ids = gr.State([])
         with gr.Row():
             lab(gr.Markdown(f"## {t('title', 'zh')}\n{t('tagline', 'zh')}"), "header", "value")
-            ui_lang = lab(gr.Radio([("中文", "zh"), ("English", "en")], value="zh", show_label=False,
-                                   scale=0, min_width=160, elem_id="r1v-ui-lang"), "ui_lang")
+            ui_lang = lab(gr.Radio([("中文", "zh"), ("English", "en")], value=None, show_label=False,  # on_load sets it
+                                   scale=0, min_width=160, elem_id="r1v-ui-lang"), "ui_lang")  # named, not "Radio"
             if os.environ.get("OAUTH_CLIENT_ID"):
                 gr.LoginButton(scale=0)
         banner = gr.Markdown(elem_id="r1v-status-banner")
@@ -436,9 +438,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 with gr.Row():
                     ask = lab(gr.Button(t("ask", "zh"), variant="primary", elem_id="r1v-ask-btn"), "ask", "value")
                     stop = lab(gr.Button(t("stop", "zh"), variant="stop", elem_id="r1v-stop-btn"), "stop", "value")
-                gr.Examples([[str(e.image_path), e.subject, e.problem_type, e.lang] for e in app.examples],
-                            inputs=[editor, subject, ptype, reply_lang], label=f"{t('examples', 'zh')} / Examples",
-                            examples_per_page=8, elem_id="r1v-examples")
+                examples = example_table(app.examples)  # sets values only: the labels stay in the page language
             with gr.Column(scale=3, min_width=300, elem_id="r1v-right"):
                 chat = lab(Chatbot(height=520, latex_delimiters=view.LATEX_DELIMITERS, elem_id="r1v-chat",
                                    feedback_options=None, buttons=["copy"]), "chat")
@@ -480,7 +480,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 delete = lab(gr.Button(t("delete", "zh"), size="sm", variant="stop"), "delete", "value")
                 export = lab(gr.Button(t("export", "zh"), size="sm"), "export", "value")
             hist_msg = gr.Markdown()
-            export_file = gr.File(visible=False, interactive=False)
+            export_file = lab(gr.File(visible=False, interactive=False), "export_file")
 
         # -- wiring ---------------------------------------------------------------------------------
         keys = {"chat": chat, "status": status, "answer": answer, "cands": cands, "why": why, "pid": pid,
@@ -572,6 +572,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         export.click(app.export, [visitor, ui_lang, pid], [export_file, hist_msg])
         hist.change(layout.empty_note, [hist, ui_lang], hist_empty, queue=False, api_visibility="private",
                     show_progress="hidden")
+        examples.click(lambda i: picked(app.examples, i), examples, [editor, subject, ptype], api_visibility="private",
+                       show_progress="hidden")
 
         # -- language and first load ----------------------------------------------------------------
         labelled = [c for c, _, _ in L]
@@ -584,15 +586,21 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             for comp, kind in ((subject, "subject"), (ptype, "ptype"), (reply_lang, "lang")):
                 upd[comp]["choices"] = choices(kind, lang)
             upd[cands] = {"headers": view.candidate_headers(lang)}
-            return {c: gr.update(**u) for c, u in upd.items()}
+            return {examples: table_update(app.examples, lang), **{c: gr.update(**u) for c, u in upd.items()}}
 
-        def set_lang(lang, visitor, request: gr.Request):
+        def set_lang(lang, visitor, chat_, status_, answer_, msg_, request: gr.Request):
             lang = norm_lang(lang)
             items, ids = app.visitor_history(visitor, lang, request)
-            return {lang_store: lang, banner: app.status_md(lang), hist: items, hist_ids: ids, **relabel(lang)}
+            shown = {answer: relang_answer(answer_, lang), status: retranslate(status_, lang) or "",  # already shown
+                     hist_msg: retranslate(msg_, lang) or "",
+                     chat: gr.update(value=relang_chat(chat_, lang), label=t("chat", lang))}
+            return {lang_store: lang, banner: app.status_md(lang), hist: items, hist_ids: ids, **relabel(lang),
+                    **shown}
 
-        lang_outputs = [lang_store, banner, hist, hist_ids, cands, *labelled]
-        ui_lang.change(set_lang, [ui_lang, visitor], lang_outputs, api_visibility="private", show_progress="hidden")
+        lang_outputs = [lang_store, banner, hist, hist_ids, cands, examples, *labelled]
+        ui_lang.change(set_lang, [ui_lang, visitor, chat, status, answer, hist_msg],
+                       [*lang_outputs, status, answer, hist_msg], api_visibility="private",
+                       show_progress="hidden").then(None, ui_lang, None, js=locale.SYNC_JS)  # Gradio's own strings
 
         def on_load(visitor_id, stored_lang, request: gr.Request):
             if not isinstance(visitor_id, str) or not visitor_id or visitor_id.lower().startswith(RESERVED_ID_PREFIXES):
@@ -600,12 +608,12 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             lang = norm_lang(stored_lang) if stored_lang else lang_from_header(request.headers.get("accept-language"))
             items, ids = app.history(app.user(visitor_id, request), lang)
             upd = relabel(lang)
-            upd[reply_lang] = gr.update(value=lang, choices=choices("lang", lang))
+            upd[reply_lang] = gr.update(value=lang, choices=choices("lang", lang), label=t("reply_lang", lang))
             upd[ui_lang] = gr.update(value=lang, label=t("ui_lang", lang))  # not only its label
             return {visitor: visitor_id, ui_lang: lang, lang_store: lang, banner: app.status_md(lang),
                     hist: items, hist_ids: ids, **upd}
 
-        demo.load(on_load, [visitor, lang_store], [visitor, ui_lang, reply_lang, *lang_outputs],
+        demo.load(on_load, [visitor, lang_store], [visitor, ui_lang, reply_lang, *lang_outputs], js=locale.LOAD_JS,
                   api_visibility="private", show_progress="hidden")
     demo.r1v = app  # type: ignore[attr-defined] - tests reach the store and engine through this
     return demo
@@ -623,8 +631,9 @@ def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None) -> d
     if url.startswith("sqlite:///"):
         db = url.removeprefix("sqlite:///")
         blocked += [db, db + "-wal", db + "-shm"]
-    return {"theme": gr.themes.Soft(), "css": CSS + layout.CSS, "max_file_size": cfg.max_upload,
-            "allowed_paths": [str(image_dir)], "blocked_paths": blocked, "footer_links": ["api", "gradio"]}
+    return {"theme": gr.themes.Soft(), "css": CSS + layout.CSS + locale.CSS, "max_file_size": cfg.max_upload,
+            "allowed_paths": [str(image_dir)], "blocked_paths": blocked, "footer_links": ["api", "gradio"],
+            "app_kwargs": {"middleware": [locale.middleware()]}, "i18n": locale.gradio_i18n()}  # Gradio's strings
 
 
 def main(argv: list[str] | None = None) -> int:

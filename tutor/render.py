@@ -412,7 +412,8 @@ def export_problem_html(problem: dict[str, Any]) -> str:
     image bytes, embedded as ``data:`` URIs; unrecognised bytes are skipped), ``lang`` ("zh"/"en",
     for the labels), ``subject``, and ``solution``: ``{"text": worked answer, "thinking": reasoning,
     "answer": final answer}``. The worked answer and the final answer are shown; the reasoning goes in
-    a ``<details>``. All text is rendered with :func:`to_mathml_html`.
+    a ``<details>``. All text is rendered with :func:`to_mathml_html`. ``turns`` (optional): the
+    conversation after the question, from ``tutor.transcript.conversation_turns``, shown in order.
     """
     if not isinstance(problem, dict):
         problem = {}
@@ -455,5 +456,9 @@ def export_problem_html(problem: dict[str, Any]) -> str:
             parts.append(to_mathml_html(str(solution["thinking"])))
             parts.append("</details>")
         parts.append("</section>")
+    if problem.get("turns"):  # every later turn, in order (tutor.transcript)
+        from tutor.transcript import conversation_html
+
+        parts.append(conversation_html(problem["turns"], lang))
     parts.append(f"<footer>{labels['footer']}</footer></body></html>")
     return "\n".join(parts)

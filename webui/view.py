@@ -23,7 +23,8 @@ from typing import Any
 
 from tutor.reasoning import CLOSE, split_reasoning
 from tutor.render import split_segments, to_markdown
-from webui.i18n import t
+from tutor.transcript import conversation_turns
+from webui.i18n import CHOICES, t
 
 LATEX_DELIMITERS = [
     {"left": "$$", "right": "$$", "display": True},
@@ -221,13 +222,17 @@ def problem_messages(problem: Any, lang: str) -> list[dict]:
 def export_payload(problem: Any, image_bytes: Sequence[bytes]) -> dict:
     """The dict :func:`tutor.render.export_problem_html` takes, for a stored problem."""
     solution: dict = {}
+    shown = None  # the solve attempt shown as the solution; the conversation lists every other turn
     for a in reversed(problem.attempts):
         c = chosen_candidate(a)
         if a.mode == "solve" and c is not None:
             solution = {"text": c.text, "thinking": c.thinking, "answer": c.answer}
+            shown = a.id
             break
+    subject = t(problem.subject, problem.lang) if problem.subject in CHOICES["subject"] else problem.subject
     return {"title": f"R1V Tutor #{problem.number}", "question": problem.question, "images": list(image_bytes),
-            "lang": problem.lang, "subject": problem.subject, "solution": solution}
+            "lang": problem.lang, "subject": subject, "solution": solution,
+            "turns": conversation_turns(problem, skip_attempt=shown)}
 
 
 def progress_text(raw: str, tokens: int, lang: str) -> str:

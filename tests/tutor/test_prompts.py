@@ -203,3 +203,69 @@ def test_training_uses_same_prompts() -> None:
     assert literal and all(line in first for line in literal)
     for mode, lang in itertools.product(MODES, LANGS):
         assert (prompts.PROMPTS_DIR / f"{mode}.{lang}.txt").is_file()
+
+
+class _Recording:
+    """The real tiny engine, with every prompt it is sent kept (its output is the model's own)."""
+
+    def __init__(self, engine):
+        self.engine, self.prompts = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def stream(self, images, messages=None, **kw):
+        self.prompts.append(messages)
+        yield from self.engine.stream(images, messages=messages, **kw)
+
+
+def _turn_text(messages: list[dict]) -> str:
+    content = messages[-1]["content"]
+    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_problems_reply_language_drives_every_prompt_and_the_tutors_words(lang, tmp_path) -> None:
+    """A problem written in the other language (a Chinese photo text with English replies asked for, and
+    the reverse): every mode's prompt is in the stored reply language and asks for it, and everything the
+    tutor writes itself (the student's chips, verdicts, notes, its practice problem) is in it too."""
+    from engine.core import Engine, Sampling
+    from tutor.session import TurnResult, Tutor
+    from tutor.store import Store
+
+    other = "zh" if lang == "en" else "en"
+    question = "已知集合 A = {1, 2, 3}，求 A 的子集个数。" if lang == "en" else "How many subsets does {1, 2, 3} have?"
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}", image_dir=tmp_path / "img")
+    try:
+        engine = _Recording(Engine("tiny-random"))
+        tutor = Tutor(engine, store)
+        s = Sampling(max_new_tokens=4, seed=0)
+        pid = tutor.new_problem("u", [], question, lang=lang, gold_answer="8")
+
+        def run(events):
+            out = list(events)
+            assert isinstance(out[-1], TurnResult)
+
+        run(tutor.solve("u", pid, sampling=s))
+        run(tutor.hint("u", pid, sampling=s))
+        run(tutor.check("u", pid, "7", sampling=s))
+        run(tutor.check("u", pid, "8", sampling=s))
+        run(tutor.followup("u", pid, "why" if lang == "en" else "为什么", sampling=s))
+        run(tutor.practice("u", pid, sampling=s))
+        p = store.get_problem("u", pid)
+    finally:
+        store.close()
+
+    assert len(engine.prompts) >= 3  # solve, hint, follow-up (and a check when it asks the model; practice is the tutor's)
+    foreign = re.compile(r"[\u4e00-\u9fff]") if lang == "en" else re.compile(r"\b(?:the|and|your|answer)\b", re.I)
+    for messages in engine.prompts:
+        text = _turn_text(messages)
+        assert LANG_ASK[lang] in text and LANG_ASK[other] not in render_text_prompt(messages)
+        assert not foreign.search(text.replace(question, "")), text
+    tutor_words = [m.content for m in p.messages[1:] if m.role == "user" or m.attempt_id is None or
+                   next(a for a in p.attempts if a.id == m.attempt_id).model == "tutor.drills"]
+    tutor_words += [m.content.split("\n")[0] for m in p.messages if m.role == "assistant" and
+                    m.content.split("\n")[0] in ("Correct!", "Not correct.", "回答正确！", "答案不正确。")]
+    assert len(tutor_words) >= 6
+    for text in tutor_words:
+        assert not foreign.search(text.replace(question, "").replace("why", "").replace("为什么", "")), text

@@ -168,3 +168,77 @@ def test_broken_boxes_are_shown_as_text() -> None:
         assert to_markdown(broken) == shown
         assert "boxed" not in to_mathml_html(broken)
     assert to_markdown("x \\boxed{\\frac{1}{2}}") == "x $\\boxed{\\frac{1}{2}}$"  # a good box stays math
+
+
+# ------------------------------------------------------------------ the whole conversation in the export
+
+
+def test_export_has_the_whole_conversation_in_order(tmp_path) -> None:
+    """A problem with every kind of turn, built through the tutor on the real tiny engine: the export
+    shows each turn in order (hint, both checks with the student's answer and verdict, the follow-up
+    and its reply, the practice problem and the answer to it), math as MathML, the student's HTML as
+    text, and the subject's display name, not its key."""
+    from engine.core import Engine, Sampling
+    from tutor.session import TurnResult, Tutor
+    from tutor.store import Store
+    from tutor.transcript import conversation_turns
+    from webui.view import export_payload
+
+    store = Store(f"sqlite:///{tmp_path / 'e.db'}", image_dir=tmp_path / "img")
+    try:
+        tutor = Tutor(Engine("tiny-random"), store)
+        s = Sampling(max_new_tokens=6, seed=0)
+        pid = tutor.new_problem("u", [], "Solve 4x+4=12", lang="en", gold_answer="2")
+
+        def last(events):
+            events = list(events)
+            assert isinstance(events[-1], TurnResult)
+            return events[-1]
+
+        last(tutor.solve("u", pid, sampling=s))
+        hint = last(tutor.hint("u", pid, sampling=s)).text
+        last(tutor.check("u", pid, "x = 5", sampling=s))
+        last(tutor.check("u", pid, "x = 2", sampling=s))
+        follow = last(tutor.followup("u", pid, "Why $4x$? <img src=x> x<y>z", sampling=s)).text
+        prac = last(tutor.practice("u", pid, sampling=s))
+        verdict = tutor.answer_practice("u", pid, prac.attempt_id, "12345")
+
+        p = store.get_problem("u", pid)
+        kinds = [(t["role"], t["kind"]) for t in conversation_turns(p)]
+        assert kinds == [("assistant", "solve"), ("user", "hint"), ("assistant", "hint"),
+                         ("user", "check"), ("assistant", "check"), ("user", "check"), ("assistant", "check"),
+                         ("user", "followup"), ("assistant", "followup"), ("user", "practice"),
+                         ("assistant", "practice"), ("user", "practice_answer"), ("assistant", "practice_answer")]
+        page = export_problem_html(export_payload(p, []))
+    finally:
+        store.close()
+
+    conv = page[page.index('<section class="conversation">'):]
+    expected = ["Student · Hint", "Hint 1", "Tutor · Hint", hint.split(":")[0],
+                "My answer: x = 5", "Not correct.", "My answer: x = 2", "Correct!",
+                "Student · Follow-up", "Why", "&lt;img src=x&gt; x&lt;y&gt;z", "Tutor · Follow-up",
+                follow.split("\n")[0][:30], "Student · Practice problem", "Tutor · Practice problem",
+                prac.practice.problem.split("\n")[0], "Answer to the practice problem", "My answer: 12345",
+                verdict.text.split("\n")[0]]
+    at = 0
+    for text in expected:
+        i = conv.find(text, at)
+        assert i >= 0, f"{text!r} missing or out of order after position {at}"
+        at = i
+    assert "Tutor · Solution" not in conv  # the solve shown as the solution is not repeated
+    assert "<img" not in page and "<script" not in page.lower()
+    assert conv.count("<math") >= 1  # the student's $4x$
+    assert '<p class="subject">Math</p>' in page
+    _well_formed(page.split("\n", 1)[1])
+
+
+def test_export_labels_and_subject_follow_the_problem_language() -> None:
+    from tutor.transcript import conversation_html
+
+    page = export_problem_html({"lang": "zh", "subject": "数学", "turns": [
+        {"role": "user", "kind": "hint", "text": "提示 1"}, {"role": "assistant", "kind": "hint", "text": "$x$"}]})
+    assert "对话记录" in page and "学生 · 提示" in page and "助教 · 提示" in page and "<math" in page
+    assert "Conversation" not in page
+    assert conversation_html([], "en") == "" and conversation_html(None, "zh") == ""
+    odd = conversation_html([{"role": "x", "kind": "nope", "text": None}, "junk"], "en")
+    assert "Tutor · Follow-up" in odd
