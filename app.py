@@ -525,6 +525,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                       concurrency_limit=lim, concurrency_id="engine")
         layout.scroll_to_chat(ask, hint, prac, regen, check, send, follow)
         layout.clear_on_send(send, follow)
+        layout.name_photo_tool(demo)
         stop.click(app.stop, None, None, queue=False, api_name="stop")
         ans_prac.click(app.answer_practice, [visitor, ui_lang, pid, practice, my_answer, chat], [chat, status])
 

@@ -360,9 +360,9 @@ def ink_share(png: bytes) -> float:
 
 
 def verdict_of(text: str, lang: str) -> dict:
-    """Read a check reply: what its first paragraph says (negative / positive / unsure) and whether the
+    """Read a check reply: what its first line (the verdict) says (negative / positive / unsure) and whether the
     whole reply carries a confidence statement."""
-    lead = re.split(r"\n\s*\n", text.strip(), maxsplit=1)[0]
+    lead = text.strip().split("\n", 1)[0]  # the verdict line: what follows may discuss other answers
     v = VERDICT[lang]
     return {"lead": lead[:200], "negative": bool(re.search(v["negative"], lead, re.I)),
             "positive": bool(re.search(v["positive"], re.sub(v["negative"], "", lead, flags=re.I), re.I)),

@@ -77,6 +77,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "thanks": ("Thank you, your feedback was saved.", "谢谢，你的反馈已保存。"),
     "history": ("My problems", "我的题目"),
     "history_empty": ("No problems yet.", "还没有题目。"),
+    "photo_tool": ("Photo source: upload, camera or paste", "照片来源：上传、拍照或粘贴"),
     "refresh": ("Refresh", "刷新"),
     "reopen": ("Reopen", "重新打开"),
     "delete": ("Delete", "删除"),

@@ -74,6 +74,32 @@ EDITOR_TOOLS: dict[str, Any] = {
 }
 
 
+# The photo editor's one visible tool button is announced by Gradio as just "Image": name it for what it
+# does, in the page's language (<html lang>, which webui.locale keeps), whenever Svelte redraws it.
+PHOTO_TOOL_JS = """() => {
+  if (window.__r1vToolNames) return [];
+  window.__r1vToolNames = true;
+  const names = {en: "PHOTO_EN", zh: "PHOTO_ZH"};
+  const name = () => {
+    const want = (document.documentElement.lang || 'en').toLowerCase().startsWith('zh') ? names.zh : names.en;
+    for (const b of document.querySelectorAll('#r1v-photo button[aria-label="Image"], #r1v-photo button[data-r1v-tool]')) {
+      if (b.getAttribute('aria-label') !== want) { b.setAttribute('aria-label', want); b.title = want; }
+      b.setAttribute('data-r1v-tool', 'image');
+    }
+  };
+  new MutationObserver(name).observe(document.documentElement, {subtree: true, childList: true, attributes: true,
+                                                              attributeFilter: ['lang']});
+  name();
+  return [];
+}"""
+
+
+def name_photo_tool(demo: Any) -> None:
+    """Give the photo editor's image tool a spoken name in the page language (see ``PHOTO_TOOL_JS``)."""
+    js = PHOTO_TOOL_JS.replace("PHOTO_EN", t("photo_tool", "en")).replace("PHOTO_ZH", t("photo_tool", "zh"))
+    demo.load(None, None, None, js=js)
+
+
 def scroll_to_chat(*buttons: Any) -> None:
     """Each button (or textbox: its submit) also scrolls the chat into view when it is used."""
     for b in buttons:
