@@ -351,7 +351,9 @@ def walk(server: Server, browser, out_root: Path, lang: str, width: int, full: b
             w.check("3", "a wrong answer is not called correct", v["negative"] or v["unsure"] or not v["positive"], v)
             w.check("3", "the verdict on a wrong answer states the tutor's confidence", v["confidence"], v)
             given = re.escape(s["wrong"].split("=")[-1].strip())
-            says_it = re.search(rf"(answer is|答案是)\W*(x\s*=\s*)?(\\boxed\{{)?{given}(?!\d)", v["text"])
+            # "the answer is <their answer>" said by the tutor (not "your answer is ...", which echoes them)
+            says_it = re.search(rf"((?<!your )answer is|(?<!你的)答案是)\W*(x\s*=\s*)?(\\boxed\{{)?{given}(?!\d)",
+                                v["text"])
             w.check("3", "the verdict does not contradict itself", not (v["negative"] and says_it), v)
     own_differs = bool(tutor_answer) and not equivalent(tutor_answer, s["right"].split("=")[-1].strip()) \
         and not equivalent(tutor_answer, s["wrong"].split("=")[-1].strip())
@@ -359,7 +361,11 @@ def walk(server: Server, browser, out_root: Path, lang: str, width: int, full: b
         with w.step("check own answer"):
             v = verdicts["own"] = check_answer("check_own", tutor_answer)
             if v:
-                w.check("3", "the tutor's own answer is not called wrong", not v["negative"], v)
+                # unless the tutor says in the same reply that the answer it showed was wrong (it knows the
+                # exact answer now): that is a correction, not a contradiction
+                retracted = bool(re.search(wp.RETRACTS, v["text"]))
+                w.check("3", "the tutor's own answer is not called wrong (unless it takes that answer back)",
+                        not v["negative"] or retracted, v)
                 w.check("3", "the verdict on the tutor's own answer states its confidence", v["confidence"], v)
 
     with w.step("follow-up"):

@@ -107,9 +107,12 @@ VERDICT = {
            "positive": r"(?<!不)正确|(?<!不)对(?!比)",
            "unsure": r"不确定|没有把握|无法判断|不能确定|一步步|逐步|一起检查|核对一下"},
 }
+# The tutor takes back an answer it showed (it knows better now: an exact answer, or more candidates)
+RETRACTS = r"showed earlier .{0,40}? was wrong|之前给出的答案.{0,40}?是错的"
+
 CONFIDENCE = {
     "en": r"confiden|\bsure\b|certain|\bagree|candidate|likely|exactly|reward|trust|verif|\d+ of \d+|%",
-    "zh": r"把握|确定|信心|置信|一致|候选|可能|确信|核对|验证|\d+\s*/\s*\d+|%|个里",
+    "zh": r"把握|确定|信心|置信|一致|候选|可能|确信|核对|验证|精确|\d+\s*/\s*\d+|%|个里",
 }
 
 

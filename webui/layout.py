@@ -33,8 +33,12 @@ from webui.i18n import t
 NARROW = 640  # px: below this the page is one column
 
 CSS = f"""
-/* the chat's floating label sat over the first message */
-#r1v-chat .bubble-wrap {{padding-top: 2.4em}}
+/* the chat's label floated over the messages (the first one, and any scrolled under it): it takes
+   its own line above the scrolling messages instead */
+#r1v-chat > .wrapper {{display: flex; flex-direction: column}}
+#r1v-chat > .wrapper > [data-testid=block-label] {{position: static; flex: 0 0 auto; align-self: flex-start;
+  margin: 0 0 4px 0}}
+#r1v-chat > .wrapper > .bubble-wrap {{flex: 1 1 auto; min-height: 0}}
 /* the work photo's upload icon was cut by its label */
 #r1v-work {{height: 230px !important}}
 #r1v-work .image-container, #r1v-work [data-testid="image"] {{padding-top: 1.6em}}
