@@ -48,7 +48,7 @@ def test_history_card(tmp_path):
     from PIL import Image
 
     class S:
-        id, subject, question, created_at = 7, "math", "Solve 4x+4=12", datetime(2026, 12, 3, 14, 56)
+        id, number, subject, question, created_at = 7, 3, "math", "Solve 4x+4=12", datetime(2026, 12, 3, 14, 56)
 
     path = layout.history_card(S(), None, "2", "zh", tmp_path)
     assert Image.open(path).size == (320, 200)

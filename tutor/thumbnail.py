@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 log = logging.getLogger(__name__)
 
@@ -137,17 +137,14 @@ def content_box(img: Image.Image, margin: float = 0.03) -> tuple[int, int, int, 
     k = max(1.0, max(w, h) / 400)
     small = g.resize((max(1, round(w / k)), max(1, round(h / k))), Image.Resampling.BOX)
     sw, sh = small.size
-    px = small.load()
-    hist = small.histogram()
-    total, acc, paper = sw * sh, 0, 255
-    for level in range(255, -1, -1):  # the 80th percentile of brightness: the paper
-        acc += hist[level]
-        if acc >= total * 0.2:
-            paper = level
-            break
-    cut = paper - max(40, paper // 5)
-    rows = [sum(1 for x in range(sw) if px[x, y] < cut) for y in range(sh)]
-    cols = [sum(1 for y in range(sh) if px[x, y] < cut) for x in range(sw)]
+    # ink: clearly darker than the paper around it (the brightest level nearby), so a photo's uneven
+    # light (a shadow, a gradient across the page) is not taken for content
+    paper = small.filter(ImageFilter.MaxFilter(9))
+    ink = ImageChops.subtract(paper, small).point(lambda v: 255 if v > 48 else 0)
+    px = ink.load()
+    cut = 128
+    rows = [sum(1 for x in range(sw) if px[x, y] > cut) for y in range(sh)]
+    cols = [sum(1 for y in range(sh) if px[x, y] > cut) for x in range(sw)]
     need_r, need_c = max(1, sw // 200), max(1, sh // 200)
     ys = [y for y, n in enumerate(rows) if n >= need_r]
     xs = [x for x, n in enumerate(cols) if n >= need_c]

@@ -160,7 +160,7 @@ def history_card(summary: Any, photo: Path | None, answer: str | None, lang: str
     def title(lng: str) -> str:
         subj = summary.subject
         name = t(subj, lng) if subj in ("math", "physics", "chemistry", "biology") else (subj or "")
-        return f"{name} | #{summary.id}" if name else f"#{summary.id}"
+        return f"{name} | #{summary.number}" if name else f"#{summary.number}"
 
     date = summary.created_at.strftime("%Y-%m-%d %H:%M") if getattr(summary, "created_at", None) else ""
     usable = photo if photo is not None and Path(photo).exists() else None

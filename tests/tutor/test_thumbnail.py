@@ -107,3 +107,18 @@ def test_font_coverage_and_fallbacks(tmp_path):
                                        (r"x \le 3 \cdot \pi", "x <= 3 * pi"), (r"\left( a \right)", "( a )")])
 def test_plain(src, want):
     assert th.plain(src) == want
+
+
+def test_content_box_finds_the_text_under_uneven_light():
+    """A photo lit unevenly (dark at the top, bright at the bottom, as the shipped drill photos are):
+    the box is the text's rows, not the shadow."""
+    from PIL import ImageDraw
+
+    from tutor.thumbnail import content_box
+
+    img = Image.new("L", (300, 200))
+    img.putdata([int(90 + 150 * y / 199) for y in range(200) for _ in range(300)])
+    ImageDraw.Draw(img).rectangle((60, 120, 240, 140), fill=20)  # a line of "ink" in the lower half
+    left, top, right, bottom = content_box(img.convert("RGB"))
+    assert 100 <= top <= 120 and 140 <= bottom <= 160, (top, bottom)
+    assert 40 <= left <= 60 and 240 <= right <= 260, (left, right)
