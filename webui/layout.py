@@ -67,9 +67,22 @@ CSS = f"""
 
 # Scroll the chat into view (the least scroll that shows it: it is shorter than a phone screen).
 # Smooth but short; run after the click handler's own layout changes.
+# Once more when the turn's first reply appears (the page above the chat may have moved since the
+# click): instantly, so the reply is in view as it starts. The watch ends then, or after 2 minutes.
 SCROLL_JS = """() => {
   const chat = document.getElementById('r1v-chat');
-  if (chat) requestAnimationFrame(() => chat.scrollIntoView({behavior: 'smooth', block: 'nearest'}));
+  if (!chat) return;
+  requestAnimationFrame(() => chat.scrollIntoView({behavior: 'smooth', block: 'nearest'}));
+  const lastReply = () => [...chat.querySelectorAll('[data-testid=bot]')].at(-1) || null;
+  const before = lastReply();  // a new last reply (also after the chat was reset for a new problem)
+  if (window.__r1vReplyWatch) window.__r1vReplyWatch.disconnect();
+  const watch = new MutationObserver(() => {
+    const now = lastReply();
+    if (now && now !== before) { watch.disconnect(); chat.scrollIntoView({behavior: 'auto', block: 'nearest'}); }
+  });
+  window.__r1vReplyWatch = watch;
+  watch.observe(chat, {subtree: true, childList: true});
+  setTimeout(() => watch.disconnect(), 120000);
 }"""
 
 EDITOR_TOOLS: dict[str, Any] = {
