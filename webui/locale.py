@@ -108,6 +108,7 @@ html[lang^="zh"] #r1v-examples .paginate::before {content: "页码："}
 MISSING_ZH = {
     "image_editor.upload_image": "上传图片",
     "common.complete": "完成",
+    "image_editor.select_draw_tool": "选择画笔工具开始",  # shown since the editor keeps its brush (webui.layout)
 }
 
 
