@@ -19,10 +19,11 @@ Regenerate (deterministic for a given seed and the same fonts and Pillow build):
 
 Every problem is written for this project (text and figures drawn with PIL), then made to look
 like a phone photo: perspective and rotation, an uneven lighting gradient, paper texture and sensor
-noise, mild blur and JPEG compression. Chinese text needs a CJK font, which is only needed to
-regenerate (the images are committed): install one with ``apt-get install -y fonts-wqy-microhei``
-(or ``fonts-noto-cjk``), or point ``R1V_CJK_FONT`` at a .ttf/.ttc/.otf file. Latin text, digits and
-symbols use DejaVu Sans when present (``fonts-dejavu-core``).
+noise, mild blur and JPEG compression. Fonts (only needed to regenerate: the images are committed)
+are the files named by ``R1V_CJK_FONT`` and ``R1V_LATIN_FONT``, else the project's subsets in
+``assets/fonts`` when they have every character of the problem; no system font path is read. The
+committed images were drawn with WenQuanYi Micro Hei and DejaVu Sans (Debian's
+``fonts-wqy-microhei``, ``fonts-dejavu-core``): point the two variables at those files to redraw them.
 """
 
 from __future__ import annotations
@@ -47,18 +48,8 @@ SOURCE = "made by R1V Tutor"
 DEFAULT_SEED = 7
 MAX_IMAGE_BYTES = 250_000
 
-_CJK_FONTS = [
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/truetype/arphic/uming.ttc",
-]
-_LATIN_FONTS = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-]
+SHIPPED_FONTS = {"cjk": "wqy-microhei.ttf", "latin": "DejaVuSans.ttf"}  # in assets/fonts (tutor.thumbnail.FONT_DIR)
+FONT_VARS = {"cjk": "R1V_CJK_FONT", "latin": "R1V_LATIN_FONT"}
 
 
 @dataclass(frozen=True)
@@ -112,16 +103,27 @@ class FontMissingError(RuntimeError):
     """No CJK font was found; raised only when regenerating the images."""
 
 
-def find_cjk_font() -> str:
-    """Path of a CJK font: ``R1V_CJK_FONT`` or a known Debian location; raises FontMissingError."""
-    env = os.environ.get("R1V_CJK_FONT")
-    for path in ([env] if env else []) + _CJK_FONTS:
-        if path and Path(path).is_file():
-            return path
+def find_font(kind: str, text: str = "") -> str:
+    """Path of the ``kind`` ("cjk" or "latin") font to draw ``text`` with: the file named by
+    ``R1V_CJK_FONT`` / ``R1V_LATIN_FONT``, else the project's own subset in ``assets/fonts`` when it has
+    every character of ``text``; no system font path is ever read. Raises FontMissingError."""
+    from tutor.thumbnail import FONT_DIR, covers
+
+    var = FONT_VARS[kind]
+    env = os.environ.get(var)
+    if env:
+        if Path(env).is_file():
+            return env
+        raise FontMissingError(f"{var}={env} is not a font file. Point it at a .ttf/.ttc/.otf file.")
+    name = SHIPPED_FONTS[kind]
+    missing = sorted({c for c in text if not c.isspace() and not covers(name, c)})
+    if not missing:
+        return str(FONT_DIR / name)
     raise FontMissingError(
-        "No CJK font found for the Chinese example images. Install one with "
-        "`apt-get install -y fonts-wqy-microhei` (or fonts-noto-cjk), or set R1V_CJK_FONT to a "
-        ".ttf/.ttc/.otf file. The committed images do not need it; only regenerating does."
+        f"The project's font assets/fonts/{name} lacks {''.join(missing[:20])} for the example images. "
+        f"Set {var} to a full font file (e.g. the one `apt-get install -y "
+        f"{'fonts-wqy-microhei' if kind == 'cjk' else 'fonts-dejavu-core'}` installs, which drew the "
+        "committed images). The committed images do not need it; only regenerating does."
     )
 
 
@@ -130,18 +132,17 @@ class Fonts:
     """A CJK font and a Latin font at one size; text is drawn in runs, each char with its font."""
 
     size: int
-    need_cjk: bool = True
+    text: str = ""  # what will be drawn: picks the fonts that have its characters
     cjk: object = field(init=False)
     latin: object = field(init=False)
 
     def __post_init__(self) -> None:
         from PIL import ImageFont
 
-        latin_path = next((p for p in _LATIN_FONTS if Path(p).is_file()), None)
-        self.latin = (
-            ImageFont.truetype(latin_path, self.size) if latin_path else ImageFont.load_default(self.size)
-        )
-        self.cjk = ImageFont.truetype(find_cjk_font(), self.size) if self.need_cjk else self.latin
+        latin = "".join(c for c in self.text if not _is_cjk(c))
+        cjk = "".join(c for c in self.text if _is_cjk(c))
+        self.latin = ImageFont.truetype(find_font("latin", latin), self.size)
+        self.cjk = ImageFont.truetype(find_font("cjk", cjk), self.size) if cjk else self.latin
 
     def font_for(self, ch: str):  # noqa: ANN201 - a PIL font
         return self.cjk if _is_cjk(ch) else self.latin
@@ -256,8 +257,8 @@ def render_page(spec: ProblemSpec, rng: random.Random):  # noqa: ANN201 - a PIL 
 
     from tutor._example_figures import FIGURES
 
-    fonts = Fonts(FONT_SIZE, need_cjk=any(_is_cjk(c) for c in spec.text))
-    small = Fonts(FONT_SIZE - 4, need_cjk=fonts.cjk is not fonts.latin)
+    fonts = Fonts(FONT_SIZE, spec.text)
+    small = Fonts(FONT_SIZE - 4, spec.text)
     lines = layout_lines(spec, fonts, PAGE_WIDTH - 2 * MARGIN)
     line_h = int(FONT_SIZE * LINE_GAP)
     draw_fig, (fig_w, fig_h) = FIGURES[spec.figure] if spec.figure else (None, (0, 0))
