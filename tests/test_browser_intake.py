@@ -15,44 +15,34 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser import ARGS, CHROMIUM
+from tests.browser_app import chromium, needs_chromium, serve
 from tutor.intake import load_image
 from webui.config import AppConfig
 from webui.i18n import t
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(apt-get install -y chromium chromium-driver; .ci/run does this)")
+pytestmark = needs_chromium
 
 QUESTION = "Solve $x^2 = 4$ <img src=x> if x<y>z"
 
 
-@pytest.fixture(scope="module")
-def page_url(tmp_path_factory):
-    from app import build_app, launch_kwargs
-    from engine.core import Engine
-    from tutor.store import Store
-
-    root = tmp_path_factory.mktemp("browser-intake")
-    store = Store(f"sqlite:///{root / 'r1v.db'}", image_dir=root / "images")
+def _others_first(store):
     for i in range(3):  # someone else's problems first: this visitor's still start at #1
         store.add_problem("someone-else", question=f"q{i}")
-    cfg = AppConfig(max_new_tokens=8)
-    demo = build_app(engine=Engine("tiny-random"), store=store, cfg=cfg)
-    demo.queue(max_size=8, default_concurrency_limit=1)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
-    yield url, store
-    demo.close()
-    store.close()
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory):
+    from engine.core import Engine
+
+    with serve(tmp_path_factory.mktemp("browser-intake"), Engine("tiny-random"), AppConfig(max_new_tokens=8),
+               prepare=_others_first) as (url, store):
+        yield url, store
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _open(browser, url, locale):

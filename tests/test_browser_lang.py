@@ -14,15 +14,12 @@ and "中文" in the switch). Skipped only when /usr/bin/chromium is missing (``.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.browser_app import chromium, needs_chromium, serve
 from webui.config import AppConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EN_GRADIO = ["Drop Image Here", "Click to Upload", "Upload an image", "Pages", "Use via API", "Built with Gradio",
              "Settings", "Radio", "Textbox", "File", "Done in", "Final answer", "Thinking"]
 ZH_GRADIO = ["将图像拖放到此处", "点击上传", "上传图片", "通过 API 使用", "使用 Gradio 构建", "设置", "单选框", "文本框",
@@ -34,37 +31,24 @@ FITS = ("() => { const t = document.querySelector('#r1v-examples table');"
         " return t.getBoundingClientRect().right <= t.parentElement.getBoundingClientRect().right + 1"
         " && t.getBoundingClientRect().right <= window.innerWidth; }")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(apt-get install -y chromium chromium-driver; .ci/run does this)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    from app import build_app, launch_kwargs
     from engine.core import Engine
-    from tutor.store import Store
 
-    root = tmp_path_factory.mktemp("browser-lang")
-    store = Store(f"sqlite:///{root / 'r1v.db'}", image_dir=root / "images")
-    cfg = AppConfig(max_new_tokens=8)
     engine = Engine("tiny-random")
     engine.writes_problems = True  # the page of a model that writes problems: the 16 shipped examples, 2 pages
-    demo = build_app(engine=engine, store=store, cfg=cfg)
-    demo.queue(max_size=8, default_concurrency_limit=1)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
-    yield url
-    demo.close()
-    store.close()
+    with serve(tmp_path_factory.mktemp("browser-lang"), engine,
+               AppConfig(max_new_tokens=8)) as (url, store):
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _open(browser, url, locale):

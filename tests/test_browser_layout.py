@@ -16,15 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_app import chromium, needs_chromium, serve
 from webui.config import AppConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "math-en-cubic-graph.jpg"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(apt-get install -y chromium chromium-driver; .ci/run does this)")
+pytestmark = needs_chromium
 
 FIRST_REPLY = "() => document.querySelector('#r1v-chat .message.bot, #r1v-chat .bot')"
 DONE = "() => /^(Done in|Stopped|用时|完成)/.test((document.querySelector('#r1v-status')?.innerText || '').trim())"
@@ -32,29 +29,17 @@ DONE = "() => /^(Done in|Stopped|用时|完成)/.test((document.querySelector('#
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    from app import build_app, launch_kwargs
     from engine.core import Engine
-    from tutor.store import Store
 
-    root = tmp_path_factory.mktemp("browser-layout")
-    store = Store(f"sqlite:///{root / 'r1v.db'}", image_dir=root / "images")
-    cfg = AppConfig(max_new_tokens=8)
-    demo = build_app(engine=Engine("tiny-random"), store=store, cfg=cfg)
-    demo.queue(max_size=8, default_concurrency_limit=1)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
-    yield url
-    demo.close()
-    store.close()
+    with serve(tmp_path_factory.mktemp("browser-layout"), Engine("tiny-random"),
+               AppConfig(max_new_tokens=8)) as (url, store):
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

@@ -59,12 +59,10 @@ from pathlib import Path
 import pytest
 
 from tests import walk_page as wp
+from tests.browser_app import ARGS, CHROMIUM, needs_chromium
 from webui.config import AppConfig
 from webui.i18n import t
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FONTS = Path(__file__).resolve().parents[1] / "assets" / "fonts"
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "mini" / "examples"
 # The drill photo each language's student uses, what they answer right and wrong, and a follow-up.
@@ -77,8 +75,7 @@ STUDENT = {
 SIZES = {1280: 800, 390: 844}
 RESULTS: dict[str, dict] = {}
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(apt-get install -y chromium chromium-driver; .ci/run does this)")
+pytestmark = needs_chromium
 
 
 class Server:

@@ -57,16 +57,9 @@ def not_uploaded(path: Any) -> InputError:
 
 def _refusal(files: list[Any], error: Exception | None = None) -> Refused:
     """Why a preprocessed image failed, as the intake's specific message (a foreign path, a bad file)."""
-    for f in files:
-        src = _source(f)
-        if src is None:
-            continue
-        if _is_path(src) and not uploaded(src):
-            return Refused(not_uploaded(src))
-        try:
-            load_image(src)
-        except InputError as e:
-            return Refused(e)
+    found = _first_refused(files, load_image)
+    if found is not None:
+        return found
     log.info("image preprocessing failed: %r", error)
     return Refused(InputError("image_corrupt", "The image is damaged or incomplete and cannot be read.",
                                "图片已损坏或不完整，无法读取。", repr(error)))
@@ -88,6 +81,12 @@ def _is_path(src: Any) -> bool:
 def header_refusal(files: list[Any]) -> Refused | None:
     """``Refused`` for the first file whose header fails ``tutor.intake.check_header`` (or that names a
     server file rather than an upload), else None. Decodes nothing."""
+    return _first_refused(files, check_header)
+
+
+def _first_refused(files: list[Any], check: Any) -> Refused | None:
+    """``Refused`` for the first file that names a server file rather than an upload, or that ``check``
+    (the intake's header check, or its full load) refuses; else None."""
     for f in files:
         src = _source(f)
         if src is None:
@@ -95,7 +94,7 @@ def header_refusal(files: list[Any]) -> Refused | None:
         if _is_path(src) and not uploaded(src):
             return Refused(not_uploaded(src))
         try:
-            check_header(src)
+            check(src)
         except InputError as e:
             return Refused(e)
     return None
