@@ -78,18 +78,12 @@ def _hub_checkpoint(preset: Preset) -> Path:
     native = data_dir() / "models" / (preset.repo_id.replace("/", "--") + "-native")
     if (native / "config.json").exists():
         return native
-    try:
-        from huggingface_hub import snapshot_download
+    from engine.hub import download
 
-        src = Path(snapshot_download(preset.repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
-    except Exception as e:  # offline, no permission, disk full...
-        raise EngineError(
-            "download_failed",
-            f"Could not download the model {preset.repo_id}. Check the network, or convert a local copy with "
-            "`python -m engine convert SRC DST` and pass --model DST.",
-            f"无法下载模型 {preset.repo_id}。请检查网络，或用 `python -m engine convert SRC DST` 转换本地副本后用 --model DST 指定。",
-            detail=repr(e),
-        ) from e
+    src = download(preset.repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
+                   what=("the model", "模型"),
+                   local_hint=("convert a local copy with `python -m engine convert SRC DST` and pass --model DST",
+                               "用 `python -m engine convert SRC DST` 转换本地副本后用 --model DST 指定"))
     if preset.layout == "internvl_chat":
         return convert_to_native(src, native)
     return src

@@ -401,19 +401,11 @@ def _download(preset: RewardPreset) -> Path:
     local = data_dir() / "models" / preset.repo_id.replace("/", "--")
     if (local / HEAD_FILE).exists():
         return local
-    try:
-        from huggingface_hub import snapshot_download
+    from engine.hub import download
 
-        return Path(snapshot_download(preset.repo_id, local_dir=local, allow_patterns=[
-            "*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]))
-    except Exception as e:  # offline, no permission, disk full...
-        raise EngineError(
-            "download_failed",
-            f"Could not download the reward model {preset.repo_id}. Check the network, or pass a local copy "
-            "with --reward DIR.",
-            f"无法下载奖励模型 {preset.repo_id}。请检查网络，或用 --reward DIR 指定本地副本。",
-            detail=repr(e),
-        ) from e
+    return download(preset.repo_id, local_dir=local, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"],
+                    what=("the reward model", "奖励模型"),
+                    local_hint=("pass a local copy with --reward DIR", "用 --reward DIR 指定本地副本"))
 
 
 def reward_family(path: Path) -> str:
