@@ -37,6 +37,8 @@ class LoadedModel:
     path: Path
     quantization: str | None
     max_tiles: int
+    budget: int = 4096  # new tokens per candidate when a request names none (the preset's max_new_tokens)
+    context: int = 0  # positions the LLM can use (after any YaRN scaling, engine.context); 0: not known
 
     @property
     def tokenizer(self):
@@ -127,15 +129,22 @@ def load_model(
     quantization: str | None = "preset",
     device: str = "auto",
     dtype: str = "auto",
+    max_new_tokens: int | None = None,
 ) -> LoadedModel:
     """Load a preset or checkpoint into ``InternVLForConditionalGeneration`` with its processor.
 
     ``quantization="preset"`` takes the preset's own setting; ``None`` forces full precision.
     ``device="auto"`` uses CUDA when available (sharded over GPUs with ``device_map="auto"``).
     ``dtype="auto"``: bf16 on GPU, float32 on CPU.
+    ``max_new_tokens``: the thinking budget to plan the context for (default: the preset's
+    ``max_new_tokens``); when it and the prompt exceed the LLM's ``max_position_embeddings``, YaRN RoPE
+    scaling is set on the config before the weights load (``engine.context``). A directory loaded with
+    no budget keeps its config as it is.
     """
     import torch
-    from transformers import AutoProcessor, InternVLForConditionalGeneration
+    from transformers import AutoConfig, AutoProcessor, InternVLForConditionalGeneration
+
+    from engine.context import apply_to_config, plan_context, prompt_reserve
 
     path, preset = resolve(model)
     if quantization == "preset":
@@ -153,6 +162,21 @@ def load_model(
         kwargs["device_map"] = "auto" if device.startswith("cuda") else "cpu"
     elif device.startswith("cuda"):
         kwargs["device_map"] = "auto"
+    config = AutoConfig.from_pretrained(path)
+    max_tiles = preset.max_tiles if preset else None
+    budget = max_new_tokens or (preset.max_new_tokens if preset else None)
+    text = config.text_config.to_dict()
+    if budget:
+        reserve = prompt_reserve(getattr(config, "image_seq_length", 256), max_tiles or 12)
+        ctx = plan_context(text, budget, reserve)
+        if ctx.rope_scaling:
+            log.info("budget %d + prompt %d > max_position_embeddings %d: YaRN %s (%d positions)", budget, reserve,
+                     ctx.max_position_embeddings, ctx.rope_scaling, ctx.context)
+        apply_to_config(config, ctx)
+        context = ctx.context
+    else:
+        context = int(text.get("max_position_embeddings") or 0)
+    kwargs["config"] = config
     log.info("loading %s from %s (%s, %s, %s)", model, path, device, torch_dtype, quantization or "full precision")
     try:
         net = InternVLForConditionalGeneration.from_pretrained(path, **kwargs).eval()
@@ -167,5 +191,5 @@ def load_model(
     if device == "cpu" and qc is None:
         net.to("cpu")
     name = preset.name if preset else str(model)
-    max_tiles = preset.max_tiles if preset else int(getattr(processor.image_processor, "max_patches", 12))
-    return LoadedModel(net, processor, name, path, quantization, max_tiles)
+    max_tiles = max_tiles or int(getattr(processor.image_processor, "max_patches", 12))
+    return LoadedModel(net, processor, name, path, quantization, max_tiles, budget=budget or 4096, context=context)

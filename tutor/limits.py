@@ -19,7 +19,7 @@ images per question         ``MAX_IMAGES_PER_QUESTION`` (4)             ``tutor.
 question length             ``MAX_QUESTION_CHARS`` (4000 characters)    ``tutor.prompts``
 answer / follow-up length   ``MAX_ANSWER_CHARS`` (4000 characters)      ``tutor.prompts``
 candidates n                ``MAX_N`` (16)                              ``check_n``, engines
-max new tokens              ``MAX_NEW_TOKENS`` (16384 per candidate)    ``cap_max_new_tokens``
+max new tokens              ``MAX_NEW_TOKENS`` (64000 per candidate)    ``cap_max_new_tokens``
 model requests per visitor  ``REQUESTS_PER_MINUTE`` (20 per minute)     ``RateLimiter`` (app)
 ==========================  ==========================================  =====================
 
