@@ -42,6 +42,7 @@ from tutor.limits import (
     REQUESTS_PER_MINUTE,
     RateLimiter,
     cap_max_new_tokens,
+    check_budget,
     check_length,
     check_n,
 )
@@ -64,7 +65,7 @@ from webui.components import (
     unrefused,
     uploaded,
 )
-from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
+from webui.config import AppConfig, LazyEngine, budget_slider, make_engine, parse_config, pick_reward
 from webui.example_table import example_table, picked, table_update
 from webui.i18n import choices, lang_from_header, norm_lang, t
 from webui.relang import relang_answer, relang_chat, retranslate
@@ -210,12 +211,14 @@ class TutorApp:
         if result is None:  # stopped before the model finished
             yield {"chat": chat + view.stream_messages(raw, lang, live), "status": t("stopped", lang)}
             return
-        out: dict[str, Any] = {"chat": chat + view.result_messages(result.thinking, result.text, lang),
+        note = view.budget_note(result.solution, lang)  # out of thinking budget: say so, and what to do
+        out: dict[str, Any] = {"chat": chat + view.with_note(view.result_messages(result.thinking, result.text, lang),
+                                                             note, lang),
                                "status": t("stopped" if session in self.user_stopped else "done", lang, secs=secs),
                                "result": result}
         sol = result.solution
         if sol is not None and result.mode == "solve":
-            out["answer"] = view.answer_box(question, result.answer, lang)
+            out["answer"] = view.answer_box(question, result.answer, lang, note)
             out["cands"] = view.candidate_rows(sol.candidates, sol.chosen, lang)
             out["why"] = view.explain_choice(sol.candidates, sol.chosen, lang)
             out["many"] = len(sol.candidates) > 1
@@ -235,6 +238,11 @@ class TutorApp:
             user = self.user(visitor, request)
             if mode in ("ask", "solve"):
                 kw["n"] = check_n(1 if kw.get("n") is None else kw["n"])
+            sampling = self.sampling
+            if kw.get("budget") not in (None, ""):  # the page's thinking budget
+                from engine.core import Sampling
+
+                sampling = Sampling(max_new_tokens=check_budget(kw["budget"]))
             self.limiter.hit(user)
             if mode == "ask":
                 photos = [unrefused(p) for p in kw["photos"]]
@@ -259,23 +267,23 @@ class TutorApp:
             stop = self.stops[session]
             if mode == "solve":
                 chat += view.user_messages(t("regenerate", lang)) if kw.get("regen") else []
-                gen = self.tutor.solve(user, pid, n=kw["n"], sampling=self.sampling, stop=stop)
+                gen = self.tutor.solve(user, pid, n=kw["n"], sampling=sampling, stop=stop)
             elif mode == "hint":
                 chat += view.user_messages(t("hint", lang))
-                gen = self.tutor.hint(user, pid, sampling=self.sampling, stop=stop)
+                gen = self.tutor.hint(user, pid, sampling=sampling, stop=stop)
             elif mode == "check":
                 work = load_images([unrefused(kw["work"])], lang=lang) if kw.get("work") is not None else []
                 chat += view.user_messages(f"{t('my_answer', lang)}: {kw['answer']}")
-                gen = self.tutor.check(user, pid, kw["answer"], work, sampling=self.sampling, stop=stop)
+                gen = self.tutor.check(user, pid, kw["answer"], work, sampling=sampling, stop=stop)
             elif mode == "followup":
                 if not kw["message"].strip():
                     yield {"status": t("need_text", lang)}
                     return
                 chat += view.user_messages(kw["message"])
-                gen = self.tutor.followup(user, pid, kw["message"], sampling=self.sampling, stop=stop)
+                gen = self.tutor.followup(user, pid, kw["message"], sampling=sampling, stop=stop)
             else:  # practice
                 chat += view.user_messages(t("practice", lang))
-                gen = self.tutor.practice(user, pid, sampling=self.sampling, stop=stop)
+                gen = self.tutor.practice(user, pid, sampling=sampling, stop=stop)
             question = (problem or self.store.get_problem(user, pid)).question if mode == "solve" else ""
             for out in self._turn(gen, chat, lang, session, question):
                 r = out.pop("result", None)
@@ -435,6 +443,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 with gr.Row():
                     reply_lang = lab(gr.Radio(choices("lang", "zh"), value="zh", min_width=120), "reply_lang")
                     n = lab(gr.Slider(1, 8, value=cfg.n, step=1, min_width=120, elem_id="r1v-n"), "n")
+                budget = lab(lab(budget_slider(cfg, app.engine), "budget"), "budget_info", "info")
                 with gr.Row():
                     ask = lab(gr.Button(t("ask", "zh"), variant="primary", elem_id="r1v-ask-btn"), "ask", "value")
                     stop = lab(gr.Button(t("stop", "zh"), variant="stop", elem_id="r1v-stop-btn"), "stop", "value")
@@ -499,25 +508,26 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 upd[up], upd[down] = layout.feedback_reset()
             return upd
 
-        def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
+        def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, bud=None, request: gr.Request = None):
             paths = [g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])]
             paths = [p if isinstance(p, Refused) or uploaded(p) else Refused(not_uploaded(p)) for p in paths]
             for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=image,
-                                    photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k):
+                                    photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k,
+                                    budget=bud):
                 yield to_updates(out)
 
         def mode_fn(mode: str):
-            def fn(visitor, ui_lang, pid_, chat_, k, ans, wk, msg, request: gr.Request):
+            def fn(visitor, ui_lang, pid_, chat_, k, ans, wk, msg, bud=None, request: gr.Request = None):
                 for out in app.run_mode(mode, visitor, ui_lang, pid_, chat_, request, n=k, answer=ans or "",
-                                        work=wk, message=msg or "", regen=True):
+                                        work=wk, message=msg or "", regen=True, budget=bud):
                     yield to_updates(out)
             return fn
 
         lim = cfg.engine_concurrency
-        ask.click(on_ask, [visitor, ui_lang, editor, photos, question, subject, ptype, reply_lang, n],
+        ask.click(on_ask, [visitor, ui_lang, editor, photos, question, subject, ptype, reply_lang, n, budget],
                            turn_outputs, api_name="ask", concurrency_limit=lim, concurrency_id="engine",
                            show_progress="minimal")
-        mode_inputs = [visitor, ui_lang, pid, chat, n, my_answer, work, follow]
+        mode_inputs = [visitor, ui_lang, pid, chat, n, my_answer, work, follow, budget]
         for btn, mode in ((hint, "hint"), (prac, "practice"), (regen, "solve"), (check, "check"), (send, "followup")):
             btn.click(mode_fn(mode), mode_inputs, turn_outputs, api_name=mode if mode != "solve" else "regenerate",
                       concurrency_limit=lim, concurrency_id="engine", show_progress="minimal")

@@ -15,7 +15,9 @@ Flags and the environment variables that mirror them (DESIGN.md):
     --concurrency K     R1V_CONCURRENCY     model runs at once (default 1 in process, 8 with a server)
     --queue-size Q      R1V_QUEUE_SIZE      waiting requests before "queue full" (default 32)
     --max-upload SIZE   R1V_MAX_UPLOAD      upload size limit, e.g. "20mb" (default 20mb)
-    --max-new-tokens T  R1V_MAX_NEW_TOKENS  cap on generated tokens per candidate (default: the preset's)
+    --max-new-tokens T  R1V_MAX_NEW_TOKENS  the page's starting thinking budget, tokens per candidate
+                                            (default: the preset's, 64000 for R1V2; the page's
+                                            "Thinking budget" control changes it per question)
     --preload           R1V_PRELOAD=1       load the model at start instead of on the first question
     --reward NAME       R1V_REWARD          reward model that ranks several candidates: a reward preset
                                             (``mini-reward``, ``skywork-vl-reward-7b``...), a directory,
@@ -250,6 +252,36 @@ class LazyEngine:
             info = {"ok": False, "error": msg, "error_zh": msg_zh}
         info["loaded"] = True
         return info
+
+
+def default_budget(cfg: AppConfig, engine: Any) -> int:
+    """The page's starting thinking budget: ``--max-new-tokens`` (capped), else the loaded model's, else
+    the preset's ``max_new_tokens`` (a served model or an unknown directory: ``engine.http``'s default)."""
+    from engine.http import DEFAULT_MAX_TOKENS
+    from engine.presets import PRESETS
+    from tutor.limits import cap_max_new_tokens
+
+    if cfg.max_new_tokens:
+        return int(cap_max_new_tokens(cfg.max_new_tokens))
+    inner = getattr(engine, "_engine", None) or engine
+    lm = getattr(inner, "lm", None)
+    if getattr(lm, "budget", None):
+        return int(lm.budget)
+    target = getattr(engine, "target", None) or getattr(engine, "name", None)
+    if getattr(engine, "kind", "local") == "local" and target in PRESETS:
+        return PRESETS[target].max_new_tokens
+    return DEFAULT_MAX_TOKENS
+
+
+def budget_slider(cfg: AppConfig, engine: Any):
+    """The page's "thinking budget" control: 1..MAX_NEW_TOKENS tokens per candidate, starting at
+    :func:`default_budget` (run-time values are checked by ``tutor.limits.check_budget``)."""
+    import gradio as gr
+
+    from tutor.limits import MAX_NEW_TOKENS
+
+    return gr.Slider(1, MAX_NEW_TOKENS, value=min(default_budget(cfg, engine), MAX_NEW_TOKENS), step=1,
+                     min_width=160, elem_id="r1v-budget")
 
 
 def make_engine(cfg: AppConfig, engine: Any = None) -> LazyEngine:
