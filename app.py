@@ -42,7 +42,6 @@ from tutor.limits import (
     REQUESTS_PER_MINUTE,
     RateLimiter,
     cap_max_new_tokens,
-    check_budget,
     check_length,
     check_n,
 )
@@ -51,6 +50,7 @@ from tutor.session import TurnResult, Tutor
 from tutor.store import Store
 from webui import layout, locale, view
 from webui.blocks import Blocks
+from webui.budget import SessionBudgets, budget_slider
 from webui.components import (
     PRIVATE_DIRS,
     Chatbot,
@@ -65,7 +65,7 @@ from webui.components import (
     unrefused,
     uploaded,
 )
-from webui.config import AppConfig, LazyEngine, budget_slider, make_engine, parse_config, pick_reward
+from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.example_table import example_table, picked, table_update
 from webui.i18n import choices, lang_from_header, norm_lang, t
 from webui.relang import relang_answer, relang_chat, retranslate
@@ -120,6 +120,7 @@ class TutorApp:
         self.sampling = Sampling(max_new_tokens=max_new) if max_new else None
         self.limiter = RateLimiter(int(os.environ.get("R1V_RATE_PER_MINUTE") or REQUESTS_PER_MINUTE))
         self.stops: dict[str, threading.Event] = {}
+        self.budgets = SessionBudgets()  # the thinking budget each session chose on the page
         self.user_stopped: set[str] = set()
         # a small model (preset writes_problems False) gets photos of the drill kinds it can solve
         self.examples = load_examples() if engine.writes_problems else drill_examples()
@@ -238,11 +239,7 @@ class TutorApp:
             user = self.user(visitor, request)
             if mode in ("ask", "solve"):
                 kw["n"] = check_n(1 if kw.get("n") is None else kw["n"])
-            sampling = self.sampling
-            if kw.get("budget") not in (None, ""):  # the page's thinking budget
-                from engine.core import Sampling
-
-                sampling = Sampling(max_new_tokens=check_budget(kw["budget"]))
+            sampling = self.budgets.sampling(session, self.sampling, kw.get("budget"))
             self.limiter.hit(user)
             if mode == "ask":
                 photos = [unrefused(p) for p in kw["photos"]]
@@ -306,6 +303,11 @@ class TutorApp:
             yield {"status": "⚠️ " + t("error_generic", lang)}
         finally:
             self.stops.pop(session, None)
+
+    def set_budget(self, value: Any, ui_lang: str, request: gr.Request) -> str:
+        """The "Thinking budget" control (webui.budget): kept for the session's next runs."""
+        refused = self.budgets.set(getattr(request, "session_hash", None) or "", value, norm_lang(ui_lang))
+        return refused and (gr.Warning(refused) or "⚠️ " + refused)
 
     def stop(self, request: gr.Request) -> None:
         session = getattr(request, "session_hash", "")
@@ -508,26 +510,25 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 upd[up], upd[down] = layout.feedback_reset()
             return upd
 
-        def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, bud=None, request: gr.Request = None):
+        def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
             paths = [g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])]
             paths = [p if isinstance(p, Refused) or uploaded(p) else Refused(not_uploaded(p)) for p in paths]
             for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=image,
-                                    photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k,
-                                    budget=bud):
+                                    photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k):
                 yield to_updates(out)
 
         def mode_fn(mode: str):
-            def fn(visitor, ui_lang, pid_, chat_, k, ans, wk, msg, bud=None, request: gr.Request = None):
+            def fn(visitor, ui_lang, pid_, chat_, k, ans, wk, msg, request: gr.Request):
                 for out in app.run_mode(mode, visitor, ui_lang, pid_, chat_, request, n=k, answer=ans or "",
-                                        work=wk, message=msg or "", regen=True, budget=bud):
+                                        work=wk, message=msg or "", regen=True):
                     yield to_updates(out)
             return fn
 
         lim = cfg.engine_concurrency
-        ask.click(on_ask, [visitor, ui_lang, editor, photos, question, subject, ptype, reply_lang, n, budget],
+        ask.click(on_ask, [visitor, ui_lang, editor, photos, question, subject, ptype, reply_lang, n],
                            turn_outputs, api_name="ask", concurrency_limit=lim, concurrency_id="engine",
                            show_progress="minimal")
-        mode_inputs = [visitor, ui_lang, pid, chat, n, my_answer, work, follow, budget]
+        mode_inputs = [visitor, ui_lang, pid, chat, n, my_answer, work, follow]
         for btn, mode in ((hint, "hint"), (prac, "practice"), (regen, "solve"), (check, "check"), (send, "followup")):
             btn.click(mode_fn(mode), mode_inputs, turn_outputs, api_name=mode if mode != "solve" else "regenerate",
                       concurrency_limit=lim, concurrency_id="engine", show_progress="minimal")
@@ -537,6 +538,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         layout.clear_on_send(send, follow)
         layout.name_photo_tool(demo)
         stop.click(app.stop, None, None, queue=False, api_name="stop")
+        budget.input(app.set_budget, [budget, ui_lang], status, queue=False, api_name="set_budget")
         ans_prac.click(app.answer_practice, [visitor, ui_lang, pid, practice, my_answer, chat], [chat, status])
 
         def fb_up(visitor, ui_lang, att, text, request: gr.Request):

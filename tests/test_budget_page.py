@@ -91,6 +91,18 @@ def test_the_page_has_a_budget_control_starting_at_the_models_budget(tiny_loaded
     [slider] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "r1v-budget"]
     assert isinstance(slider, gr.Slider) and slider.value == tiny_loaded.budget == 64
     assert slider.maximum == 64_000 and slider.minimum == 1
+    setter = next(d for d in demo.fns.values() if d.api_name == "set_budget")
+    assert setter.inputs[0] is slider
     ask = next(d for d in demo.fns.values() if d.api_name == "ask")
-    assert slider in ask.inputs  # it reaches the handler
+    assert len(ask.inputs) == 9  # API clients of /ask keep their inputs
     store.close()
+
+
+def test_the_control_keeps_the_budget_for_the_sessions_next_questions(tapp):
+    req = SimpleNamespace(session_hash="s-en", request=None)
+    assert tapp.set_budget(5, "en", req) == ""
+    last = _ask(tapp, "en", budget=None)[-1]  # the handler is given no budget: the session's is used
+    assert [r[4] for r in last["cands"]] == [5]
+    assert "64000" in tapp.set_budget(0, "en", req)  # refused, and the kept one stays
+    assert tapp.set_budget("x", "zh", req).startswith("⚠️ 思考预算必须是")
+    assert [r[4] for r in _ask(tapp, "en", budget=None)[-1]["cands"]] == [5]

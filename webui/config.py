@@ -254,36 +254,6 @@ class LazyEngine:
         return info
 
 
-def default_budget(cfg: AppConfig, engine: Any) -> int:
-    """The page's starting thinking budget: ``--max-new-tokens`` (capped), else the loaded model's, else
-    the preset's ``max_new_tokens`` (a served model or an unknown directory: ``engine.http``'s default)."""
-    from engine.http import DEFAULT_MAX_TOKENS
-    from engine.presets import PRESETS
-    from tutor.limits import cap_max_new_tokens
-
-    if cfg.max_new_tokens:
-        return int(cap_max_new_tokens(cfg.max_new_tokens))
-    inner = getattr(engine, "_engine", None) or engine
-    lm = getattr(inner, "lm", None)
-    if getattr(lm, "budget", None):
-        return int(lm.budget)
-    target = getattr(engine, "target", None) or getattr(engine, "name", None)
-    if getattr(engine, "kind", "local") == "local" and target in PRESETS:
-        return PRESETS[target].max_new_tokens
-    return DEFAULT_MAX_TOKENS
-
-
-def budget_slider(cfg: AppConfig, engine: Any):
-    """The page's "thinking budget" control: 1..MAX_NEW_TOKENS tokens per candidate, starting at
-    :func:`default_budget` (run-time values are checked by ``tutor.limits.check_budget``)."""
-    import gradio as gr
-
-    from tutor.limits import MAX_NEW_TOKENS
-
-    return gr.Slider(1, MAX_NEW_TOKENS, value=min(default_budget(cfg, engine), MAX_NEW_TOKENS), step=1,
-                     min_width=160, elem_id="r1v-budget")
-
-
 def make_engine(cfg: AppConfig, engine: Any = None) -> LazyEngine:
     """The engine the config asks for (``engine`` given: wrapped as it is, e.g. a test's tiny one)."""
     if engine is not None:
