@@ -48,7 +48,7 @@ from tutor.limits import (
 from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
-from webui import layout, locale, view
+from webui import layout, locale, space, view
 from webui.blocks import Blocks
 from webui.budget import SessionBudgets, budget_slider
 from webui.components import (
@@ -652,6 +652,7 @@ def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None) -> d
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("R1V_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    space.import_spaces()  # on ZeroGPU: before anything initialises CUDA (webui.space)
     cfg = parse_config(argv)
     store = Store()
     stale = store.mark_interrupted()  # attempts a killed process left "running"

@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("dst")
     c.add_argument("--to", default="native", choices=["native", "original"])
 
+    q = sub.add_parser("quantize", help="write a pre-quantized (NF4) checkpoint once, e.g. for a ZeroGPU Space")
+    q.add_argument("model", help="preset or checkpoint directory")
+    q.add_argument("dst")
+    q.add_argument("--quantization", default="nf4", choices=["nf4", "int8"])
+
     b = sub.add_parser("build-tiny", help="build (or find) the cached tiny-random model")
     b.add_argument("--seed", type=int, default=0)
 
@@ -133,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
 
             out = (convert_to_native if args.to == "native" else convert_to_original)(args.src, args.dst)
             print(out)
+            return 0
+        if args.cmd == "quantize":
+            from engine.quantize import write_prequantized
+
+            print(write_prequantized(args.model, args.dst, quantization=args.quantization))
             return 0
         if args.cmd == "build-tiny":
             from engine.tiny import tiny_path

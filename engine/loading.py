@@ -91,6 +91,12 @@ def _hub_checkpoint(preset: Preset) -> Path:
     return src
 
 
+def _prequantized(path: Path) -> bool:
+    from engine.quantize import is_prequantized
+
+    return is_prequantized(path)
+
+
 def resolve(model: str | Path) -> tuple[Path, Preset | None]:
     """A preset name or a checkpoint directory -> (native checkpoint directory, preset or None)."""
     from engine.convert import convert_to_native, is_original_layout
@@ -162,6 +168,8 @@ def load_model(
         kwargs["device_map"] = "auto" if device.startswith("cuda") else "cpu"
     elif device.startswith("cuda"):
         kwargs["device_map"] = "auto"
+    elif _prequantized(path):  # bitsandbytes would pick the CUDA device itself (engine.quantize, webui.space)
+        kwargs["device_map"] = "cpu"
     config = AutoConfig.from_pretrained(path)
     max_tiles = preset.max_tiles if preset else None
     budget = max_new_tokens or (preset.max_new_tokens if preset else None)
