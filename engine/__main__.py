@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--type", dest="problem_type", default="auto",
                    choices=["auto", "single_choice", "multiple_choice", "fill_blank", "free_response"])
     s.add_argument("--lang", default="en", choices=["en", "zh"], help="reply language (and error messages)")
-    s.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's")
+    s.add_argument("--max-new-tokens", type=int, default=None,
+                   help="thinking budget per candidate, 1..64000 (default: the preset's, 64000 for R1V2)")
     s.add_argument("--max-tiles", type=int, default=None, help="InternVL tiles per image (default: the preset's)")
     s.add_argument("--temperature", type=float, default=0.6)
     s.add_argument("--seed", type=int, default=None)
@@ -96,6 +97,10 @@ def _solve(args) -> int:
     from engine.rerank import check_strategy
 
     check_strategy(args.rerank, has_reward=reward is not None)
+    if args.max_new_tokens is not None:
+        from tutor.limits import check_budget
+
+        check_budget(args.max_new_tokens)  # 1..64000, said before any model loads
     images = load_images(args.images)  # every file checked before the model loads
     quant = None if args.quantization == "none" else args.quantization
     if args.server:
@@ -104,7 +109,7 @@ def _solve(args) -> int:
         engine = HttpEngine(args.server, api_key=args.api_key)
         engine.check()  # not reachable, wrong model, no image input: said before any solve
     else:
-        engine = Engine(args.model, quantization=quant)
+        engine = Engine(args.model, quantization=quant, max_new_tokens=args.max_new_tokens)  # YaRN if it needs it
     sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
     sol = engine.solve(images, args.question, n=args.n, sampling=sampling, subject=args.subject,
                        problem_type=args.problem_type, lang=args.lang, max_tiles=args.max_tiles,
@@ -116,7 +121,13 @@ def _solve(args) -> int:
     print(f"model: {sol.model}   candidates: {len(sol.candidates)}   chosen: {sol.chosen}")
     print(f"answer: {sol.answer or '(none found)'}")
     print(f"why: {sol.reason}")
-    print(best.text or "(the model did not finish thinking: raise --max-new-tokens)")
+    budget = sol.timings.get("max_new_tokens") or best.tokens
+    if best.finish_reason == "length" and (best.truncated or not best.answer):
+        where = "it finished thinking" if best.truncated else "a final answer"
+        limit = (f"the model's context ({sol.timings['context_limit']} positions) was full"
+                 if sol.timings.get("context_limit") else "raise --max-new-tokens")
+        print(f"(ran out of thinking budget: all {budget} tokens were used before {where}; {limit})")
+    print(best.text or "")
     return 0
 
 

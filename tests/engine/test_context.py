@@ -81,3 +81,16 @@ def test_generation_stops_at_the_models_positions_and_says_so(tiny_loaded):
                     sampling=Sampling(max_new_tokens=50, min_new_tokens=50, seed=0))
     assert sol.candidates[0].tokens == 3 and sol.candidates[0].finish_reason == "length"
     assert sol.timings["max_new_tokens"] == 3 and sol.timings["context_limit"] == prompt + 3
+
+
+def test_the_cli_says_when_the_thinking_budget_ran_out(tiny_dir, tmp_path, capsys):
+    from engine.__main__ import main
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 64), "white").save(photo)
+    assert main(["solve", str(photo), "--question", "1+1?", "--max-new-tokens", "4", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "(ran out of thinking budget: all 4 tokens were used before it finished thinking; raise " \
+           "--max-new-tokens)" in out
+    assert main(["solve", str(photo), "--max-new-tokens", "70000"]) == 2
+    assert "from 1 to 64000" in capsys.readouterr().err
