@@ -44,11 +44,12 @@ def default_budget(cfg: Any, engine: Any) -> int:
 
 def budget_slider(cfg: Any, engine: Any):
     """The "Thinking budget" control: 1..MAX_NEW_TOKENS tokens per candidate, starting at
-    :func:`default_budget`."""
-    import gradio as gr
+    :func:`default_budget`. Its value reaches ``set_budget`` unchecked by Gradio, whose own
+    out-of-range error is English only; ``check_budget`` refuses it in the page's language."""
+    from webui.components import BudgetSlider
 
-    return gr.Slider(1, MAX_NEW_TOKENS, value=default_budget(cfg, engine), step=1, min_width=160,
-                     elem_id="r1v-budget")
+    return BudgetSlider(1, MAX_NEW_TOKENS, value=default_budget(cfg, engine), step=1, min_width=160,
+                        elem_id="r1v-budget")
 
 
 class SessionBudgets:
