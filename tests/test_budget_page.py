@@ -106,3 +106,13 @@ def test_the_control_keeps_the_budget_for_the_sessions_next_questions(tapp):
     assert "64000" in tapp.set_budget(0, "en", req)  # refused, and the kept one stays
     assert tapp.set_budget("x", "zh", req).startswith("⚠️ 思考预算必须是")
     assert [r[4] for r in _ask(tapp, "en", budget=None)[-1]["cands"]] == [5]
+
+
+def test_the_budget_note_follows_a_language_switch(tapp):
+    from webui.relang import relang_answer, relang_chat
+
+    last = _ask(tapp, "en", budget=6)[-1]
+    zh_note = t("out_of_budget_thinking", "zh", budget=6)
+    assert zh_note in relang_answer(last["answer"], "zh") and t("final", "zh") in relang_answer(last["answer"], "zh")
+    assert zh_note in _text(relang_chat(last["chat"], "zh"))
+    assert relang_answer(relang_answer(last["answer"], "zh"), "en") == last["answer"]

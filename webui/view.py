@@ -170,7 +170,8 @@ def question_markdown(question: str, lang: str) -> str:
 def answer_box(question: str, answer: str | None, lang: str, note: str = "") -> str:
     """The panel under the chat: the problem as typed (when there is text) and the final answer (or,
     with no answer, ``note``: why, e.g. :func:`budget_note`)."""
-    final = answer_markdown(answer, lang) if (answer or "").strip() or not note else to_markdown(note)
+    final = answer_markdown(answer, lang) if (answer or "").strip() or not note else \
+        f"**{t('final', lang)}:** {to_markdown(note)}"
     return "\n\n".join(p for p in (question_markdown(question, lang), final) if p)
 
 
