@@ -33,9 +33,9 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "ptype": ("Problem type", "题型"),
     "reply_lang": ("Reply language", "回复语言"),
     "n": ("Candidate solutions", "候选解答数"),
-    "budget": ("Thinking budget (tokens per candidate)", "思考预算（每个候选解答的词元数）"),
-    "budget_info": ("Hard problems can think for tens of thousands of tokens; a larger budget takes longer.",
-                    "难题的思考可能长达数万个词元；预算越大，用时越长。"),
+    "budget": ("Thinking budget", "思考预算"),
+    "budget_info": ("Tokens per candidate. Hard problems can think for tens of thousands; a larger budget "
+                    "takes longer.", "每个候选解答的词元数。难题的思考可能长达数万个词元；预算越大，用时越长。"),
     "out_of_budget_thinking": ("⏳ **Ran out of thinking budget.** The model used all {budget} tokens of its "
                                "thinking budget before it finished thinking, so it has no answer yet. Raise "
                                "“Thinking budget” (under the question) and press “Regenerate”.",
