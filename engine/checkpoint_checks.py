@@ -162,6 +162,8 @@ def geometry_rows(config: dict, *, preset_tiles: int, preprocessor: dict | None 
     if ps in PS_VERSIONS:
         how = "the native class's own" if ps == "v2" else "no final permute; the converter records it and " \
             "engine.loading applies it; vLLM and SGLang serve it from the config"
+        if ps == "v1" and kind == "native":
+            how += "; `transformers serve` would not (engine serve refuses it)"
         rows.append(Row("ps_version", PASS, f"{ps}{absent}: {how}"))
     else:
         rows.append(Row("ps_version", FAIL, f"{ps!r}{absent}: only v1 and v2 exist", True))

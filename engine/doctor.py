@@ -281,8 +281,11 @@ def diagnose(target: str, *, revision: str | None = None, preset: str | None = N
     except InputError as e:
         rows.append(Row("tokenizer", FAIL, e.message("en"), True))
     else:
-        rows += tokenizer_rows(tok, config, ckpt.json("generation_config.json"))
-        rows += template_rows(tok, ckpt)
+        if layout(config) == "reward":  # it scores whole responses with its own template: no turn rows
+            rows.append(Row("tokenizer", PASS, f"{type(tok).__name__}, {len(tok)} tokens, no remote code"))
+        else:
+            rows += tokenizer_rows(tok, config, ckpt.json("generation_config.json"))
+            rows += template_rows(tok, ckpt)
     rows += quantization_rows(config, ckpt.shapes, ckpt.files)
     if layout(config) == "reward" or ckpt.head is not None:
         hidden = llm_config(config).get("hidden_size", config.get("hidden_size"))

@@ -289,3 +289,17 @@ def test_hub_errors_say_what_to_do(monkeypatch):
 def test_bad_target_is_one_line_and_status_2(tmp_path, capsys):
     rc, out, err = _doctor(capsys, tmp_path / "nowhere" / "x" / "y")
     assert rc == 2 and "neither a checkpoint directory nor a hub id" in err and "Traceback" not in err
+
+
+def test_a_reward_checkpoint_gets_its_value_head_checked(tmp_path, capsys):
+    from engine.reward_tiny import tiny_reward_path
+
+    ckpt = _copy(tiny_reward_path(), tmp_path / "reward", weights=False)
+    shutil.copy(tiny_reward_path() / "value_head.safetensors", ckpt)
+    rows = _rows(ckpt)
+    assert rows["architecture"].verdict == "pass" and "Qwen2.5-VL" in rows["architecture"].detail
+    assert rows["value head"].verdict == "pass" and "v_head.summary.weight [1, " in rows["value head"].detail
+    assert "think tokens" not in rows and "chat template" not in rows
+    (ckpt / "value_head.safetensors").unlink()
+    rc, out, err = _doctor(capsys, ckpt)
+    assert rc == 1 and "value head" in err and "no value_head.safetensors" in out

@@ -177,3 +177,13 @@ def test_template_is_detected_as_multimodal_by_sglang():
     # SGLang picks the 'openai' content format (image parts kept) when the template mentions images,
     # and rewrites backslash-n escapes: the template has none to be rewritten.
     assert "image" in src and "\\n" not in src
+
+
+def test_transformers_serve_refuses_a_ps_v1_checkpoint(tmp_path):
+    """`transformers serve` knows only the native (v2) pixel shuffle; a converted v1 checkpoint is refused."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "ps_version": "v1"}))
+    with pytest.raises(InputError) as e:
+        plan(ServeOptions(model="tiny-random", engine="transformers"), checkpoint=tmp_path)
+    assert e.value.code == "ps_v1_transformers_serve" and "vllm" in e.value.message("en") and e.value.message("zh")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "ps_version": "v2"}))
+    assert plan(ServeOptions(model="tiny-random", engine="transformers"), checkpoint=tmp_path)
