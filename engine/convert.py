@@ -355,7 +355,10 @@ def load_tokenizer(path: str | Path, **kwargs):
     """The checkpoint's tokenizer, never its remote code (``trust_remote_code=False``: no prompt, no
     ``.py`` run); a tokenizer that needs its own code is a clear InputError."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its "model of type internvl_chat" warning: config.json is read as plain
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=False, **kwargs)
     except (ValueError, OSError, TypeError) as e:
@@ -370,6 +373,8 @@ def load_tokenizer(path: str | Path, **kwargs):
             ) from e
         raise InputError("tokenizer_load_failed", f"Could not load the tokenizer in {path}.",
                          f"无法加载 {path} 中的分词器。", detail=repr(e)) from e
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _refuse(rows, src: Path) -> None:

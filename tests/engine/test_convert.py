@@ -213,46 +213,42 @@ def test_ps_version_checkpoint_loads_with_its_own_pixel_shuffle(tmp_path, ps):
     assert torch.allclose(got.reshape(want.shape), want, atol=1e-6)
 
 
-def _remote_code_checkpoint(tmp_path):
+def _remote_code_checkpoint(tmp_path, where):
+    """The original tiny copy whose tokenizer (or config) names its own code in auto_map, as the published
+    checkpoints' config.json does (their config class is remote code)."""
     _, orig_dir = _original(tmp_path)
     marker = tmp_path / "remote-code-ran"
-    (orig_dir / "tokenization_evil.py").write_text(
-        f"open({str(marker)!r}, 'w').write('ran')\n"
-        "from transformers import PreTrainedTokenizerFast\n"
-        "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n")
-    tcfg = json.loads((orig_dir / "tokenizer_config.json").read_text())
-    tcfg.update(tokenizer_class="EvilTokenizer", auto_map={"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]})
-    (orig_dir / "tokenizer_config.json").write_text(json.dumps(tcfg))
+    if where == "tokenizer":
+        (orig_dir / "tokenization_evil.py").write_text(
+            f"open({str(marker)!r}, 'w').write('ran')\n"
+            "from transformers import PreTrainedTokenizerFast\n"
+            "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n")
+        tcfg = json.loads((orig_dir / "tokenizer_config.json").read_text())
+        tcfg.update(tokenizer_class="EvilTokenizer", auto_map={"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]})
+        (orig_dir / "tokenizer_config.json").write_text(json.dumps(tcfg))
+    else:
+        (orig_dir / "configuration_evil.py").write_text(
+            f"open({str(marker)!r}, 'w').write('ran')\n"
+            "from transformers import PretrainedConfig\n"
+            "class EvilConfig(PretrainedConfig):\n    model_type = 'internvl_chat'\n")
+        _edit_config(orig_dir, lambda c: c.update(auto_map={"AutoConfig": "configuration_evil.EvilConfig"}))
     return orig_dir, marker
 
 
-def test_conversion_never_runs_or_prompts_for_remote_code(tmp_path, monkeypatch):
-    """Finding 3: a local copy with .py files: no prompt (someone answering yes would run it), no code run,
-    a clear error instead."""
+@pytest.mark.parametrize("where", ["tokenizer", "config"])
+def test_conversion_never_runs_or_prompts_for_remote_code(tmp_path, monkeypatch, where):
+    """Finding 3: a local copy with .py files: no prompt (someone answering yes would run it), no code run;
+    a tokenizer that needs its code is a clear error, a config naming its code is read as plain JSON."""
     from engine.convert import convert_to_native
     from tutor.errors import InputError
 
-    orig_dir, marker = _remote_code_checkpoint(tmp_path)
+    orig_dir, marker = _remote_code_checkpoint(tmp_path, where)
     prompts = []
     monkeypatch.setattr("builtins.input", lambda *a: prompts.append(a) or "y")
-    with pytest.raises(InputError) as e:
-        convert_to_native(orig_dir, tmp_path / "back")
+    if where == "tokenizer":
+        with pytest.raises(InputError) as e:
+            convert_to_native(orig_dir, tmp_path / "back")
+        assert e.value.code == "tokenizer_needs_remote_code" and e.value.message("zh")
+    else:
+        assert (convert_to_native(orig_dir, tmp_path / "back") / "config.json").exists()
     assert prompts == [] and not marker.exists()
-    assert e.value.code == "tokenizer_needs_remote_code" and e.value.message("zh")
-
-
-def test_processor_normalises_as_internvl(tmp_path):
-    """InternViT was trained on ImageNet mean/std; the image processor class defaults to CLIP's. Every
-    processor the project writes (tiny, converted, assembled) must carry InternVL's, and a white pixel
-    must come out as (1 - mean) / std."""
-    import numpy as np
-
-    from engine.tiny import IMAGENET_MEAN, IMAGENET_STD, build_processor, build_tokenizer
-
-    proc = build_processor(build_tokenizer(), image_size=56, max_tiles=1)
-    proc.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "processor_config.json").read_text())["image_processor"]
-    assert saved["image_mean"] == list(IMAGENET_MEAN) and saved["image_std"] == list(IMAGENET_STD)
-    px = proc.image_processor(images=[Image.new("RGB", (56, 56), (255, 255, 255))], return_tensors="pt")
-    want = (1.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
-    np.testing.assert_allclose(px["pixel_values"][0, :, 0, 0].numpy(), want, rtol=1e-5)
