@@ -260,11 +260,11 @@ def _normalise_awq(name: str) -> str | None:
     return name
 
 
-def mapped_names(config: dict, shapes: dict) -> tuple[dict, list[str]]:
-    """(native in-memory name -> shape or None, names the converter cannot map)."""
+def mapped_names(config: dict, shapes: dict) -> tuple[dict, list[str], dict]:
+    """(native in-memory name -> shape or None, names the converter cannot map, native -> checkpoint name)."""
     from engine import convert
 
-    out, unmapped = {}, []
+    out, unmapped, origin = {}, [], {}
     kind = layout(config)
     for name, shape in shapes.items():
         norm = _normalise_awq(name)
@@ -273,20 +273,24 @@ def mapped_names(config: dict, shapes: dict) -> tuple[dict, list[str]]:
         if norm != name:
             shape = None
         if kind == "native":
-            out[convert._native_in_memory_name(norm)] = shape
+            native = convert._native_in_memory_name(norm)
+            out[native], origin[native] = shape, name
             continue
         m = convert._QKV.match(norm)
         if m:
             layer, part = m.groups()
             split = None if shape is None else (shape[0] // 3, *shape[1:])
             for p in "qkv":
-                out[f"model.vision_tower.encoder.layer.{layer}.attention.{p}_proj.{part}"] = split
+                native = f"model.vision_tower.encoder.layer.{layer}.attention.{p}_proj.{part}"
+                out[native], origin[native] = split, name
             continue
         try:
-            out[convert._to_native_name(norm)] = shape
+            native = convert._to_native_name(norm)
         except KeyError:
             unmapped.append(name)
-    return out, unmapped
+        else:
+            out[native], origin[native] = shape, name
+    return out, unmapped, origin
 
 
 def native_config(config: dict, names):
@@ -355,7 +359,7 @@ def weight_rows(config: dict, shapes: dict, source: str) -> list[Row]:
         return [Row("weight names", NA, f"not an InternVL checkpoint ({kind}); {len(shapes)} names")]
     if not shapes:
         return [Row("weight names", FAIL, f"no weight names found (read {source})", True)]
-    got, unmapped = mapped_names(config, shapes)
+    got, unmapped, origin = mapped_names(config, shapes)
     rows = [Row("weights mapped", FAIL if unmapped else PASS,
                 f"{len(shapes)} names from {source}; "
                 + (f"the converter cannot map {len(unmapped)}: {_names(sorted(unmapped))}" if unmapped
@@ -369,7 +373,8 @@ def weight_rows(config: dict, shapes: dict, source: str) -> list[Row]:
     if missing:
         problems.append(f"the native class would miss {len(missing)} (random weights): {_names(missing)}")
     if unexpected:
-        problems.append(f"{len(unexpected)} it has no place for (dropped): {_names(unexpected)}")
+        dropped = sorted({origin.get(n, n) for n in unexpected})
+        problems.append(f"{len(dropped)} it has no place for (dropped): {_names(dropped)}")
     if wrong:
         problems.append(f"{len(wrong)} of the wrong shape: {_names(wrong, 2)}")
     shapes_seen = "names and shapes" if any(s is not None for s in got.values()) else "names (the index has no shapes)"

@@ -377,7 +377,8 @@ def load_tokenizer(path: str | Path, **kwargs):
         hf_logging.set_verbosity(level)
 
 
-def _refuse(rows, src: Path) -> None:
+def refuse(rows, src, action: str = "convert") -> None:
+    """Raise an InputError naming every failed row after which the checkpoint would load wrong."""
     from engine.checkpoint_checks import refusals
 
     bad = refusals(rows)
@@ -385,8 +386,10 @@ def _refuse(rows, src: Path) -> None:
         text = "; ".join(f"{r.check}: {r.detail}" for r in bad)
         raise InputError(
             "checkpoint_would_load_wrong",
-            f"Not converting {src}: it would load wrong. {text}. Run `python -m engine doctor {src}` for all checks.",
-            f"不转换 {src}：转换后的模型会加载错误。{text}。运行 `python -m engine doctor {src}` 查看全部检查。",
+            f"Refusing to {action} {src}: it would load wrong. {text}. Run `python -m engine doctor {src}` for all "
+            "checks.",
+            f"拒绝{'下载' if action == 'download' else '转换'} {src}：它会加载错误。{text}。运行 "
+            f"`python -m engine doctor {src}` 查看全部检查。",
             detail=text,
         )
 
@@ -425,7 +428,7 @@ def convert_to_native(src: str | Path, dst: str | Path, *, max_tiles: int = 12) 
         )
     orig = json.loads((src / "config.json").read_text())
     shapes, source = weight_shapes(src)
-    _refuse(architecture_rows(orig) + geometry_rows(orig, preset_tiles=max_tiles)
+    refuse(architecture_rows(orig) + geometry_rows(orig, preset_tiles=max_tiles)
             + weight_rows(orig, shapes, source), src)
     tokenizer = load_tokenizer(src, extra_special_tokens=IMAGE_TOKENS)
     missing = [t for t in IMAGE_TOKENS.values() if t != "<video>" and t not in tokenizer.get_vocab()]

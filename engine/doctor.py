@@ -293,6 +293,17 @@ def diagnose(target: str, *, revision: str | None = None, preset: str | None = N
     return rows
 
 
+def preflight(target: str, *, revision: str | None = None, preset: str | None = None,
+              action: str = "download") -> list[Row]:
+    """The doctor before a download or conversion: raise on any row after which the checkpoint would
+    load wrong (``blocks_convert``); return all rows otherwise."""
+    from engine.convert import refuse
+
+    rows = diagnose(target, revision=revision, preset=preset)
+    refuse(rows, target, action)
+    return rows
+
+
 def table(rows: list[Row]) -> str:
     width = max(len(r.check) for r in rows)
     return "\n".join(f"{r.check:<{width}}  {r.verdict:<4}  {r.detail}" for r in rows)

@@ -74,12 +74,16 @@ def quantization_config(kind: str | None):
 
 
 def _hub_checkpoint(preset: Preset) -> Path:
-    """Download (once) and, for the original layout, convert (once) a hub preset."""
+    """Download (once) and, for the original layout, convert (once) a hub preset; the doctor's checks
+    on the repository's small files run before any weight is downloaded."""
     from engine.convert import convert_to_native
 
     native = data_dir() / "models" / (preset.repo_id.replace("/", "--") + "-native")
     if (native / "config.json").exists():
         return native
+    from engine.doctor import preflight
+
+    preflight(preset.repo_id, preset=preset.name)  # the small files first: refuse before 72 GB move
     try:
         from huggingface_hub import snapshot_download
 

@@ -303,3 +303,34 @@ def test_a_reward_checkpoint_gets_its_value_head_checked(tmp_path, capsys):
     (ckpt / "value_head.safetensors").unlink()
     rc, out, err = _doctor(capsys, ckpt)
     assert rc == 1 and "value head" in err and "no value_head.safetensors" in out
+
+
+def _fake_hub(monkeypatch, src, snapshot):
+    import huggingface_hub as hub
+
+    snapshot.mkdir()
+    calls = {"download": [], "snapshot": []}
+
+    def download(repo_id, filename, revision=None):
+        calls["download"].append(filename)
+        shutil.copy(src / filename, snapshot / filename)
+        return str(snapshot / filename)
+
+    monkeypatch.setattr(hub, "list_repo_files", lambda repo_id, revision=None: sorted(p.name for p in src.iterdir()))
+    monkeypatch.setattr(hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "snapshot_download", lambda *a, **k: calls["snapshot"].append(a) or str(src))
+    return calls
+
+
+def test_a_hub_preset_is_refused_before_its_weights_download(original_tiny, tmp_path, monkeypatch):
+    from engine.loading import load_model
+    from tutor.errors import InputError
+
+    ckpt = _copy(original_tiny, tmp_path / "hub", weights=False)
+    key = "language_model.model.layers.0.self_attn.rotary_emb.inv_freq"
+    _edit(ckpt, "model.safetensors.index.json", lambda d: d["weight_map"].update({key: "model.safetensors"}))
+    calls = _fake_hub(monkeypatch, ckpt, tmp_path / "snapshot")
+    with pytest.raises(InputError) as e:
+        load_model("r1v2-38b", quantization=None, device="cpu")
+    assert e.value.code == "checkpoint_would_load_wrong" and key in e.value.message("en")
+    assert calls["snapshot"] == [] and "config.json" in calls["download"]
