@@ -213,26 +213,22 @@ def _preprocessor_size(pre: dict | None):
 
 # ---------------------------------------------------------------------------------------- context length
 
-BUDGET_FIELDS = ("thinking_budget", "max_new_tokens")  # the preset field holding the new-token budget
-
-
-def preset_budget(preset) -> tuple[str, int]:
-    for name in BUDGET_FIELDS:
-        if isinstance(getattr(preset, name, None), int):
-            return name, getattr(preset, name)
-    raise AttributeError(f"preset {preset.name} has none of {BUDGET_FIELDS}")
+BUDGET_FIELD = "max_new_tokens"  # the preset's thinking budget (new tokens per candidate); named only here
 
 
 def context_rows(config: dict, preset) -> list[Row]:
+    """``max_position_embeddings`` / ``rope_scaling`` against the preset's budget plus the largest prompt
+    (4 images of 13 tiles and 1024 tokens of text). Where ``engine.context`` (YaRN added at load and
+    launch time) exists, its plan is what counts: the checkpoint may declare none."""
     from tutor.intake import MAX_IMAGES
 
     llm = llm_config(config)
     mpe, rope = llm.get("max_position_embeddings"), llm.get("rope_scaling")
-    field, budget = preset_budget(preset)
+    budget = getattr(preset, BUDGET_FIELD)
     if not isinstance(mpe, int):
         return [Row("context length", FAIL, f"max_position_embeddings={mpe!r} in the LLM config", True)]
-    image_tokens = MAX_IMAGES * (preset.max_tiles + 1) * 256
-    need = image_tokens + 1024 + budget
+    prompt = MAX_IMAGES * (preset.max_tiles + 1) * 256 + 1024
+    need = prompt + budget
     usable, how = mpe, "no rope_scaling"
     if isinstance(rope, dict) and rope:
         kind = rope.get("rope_type", rope.get("type"))
@@ -242,10 +238,22 @@ def context_rows(config: dict, preset) -> list[Row]:
             usable, how = int(base * factor), f"YaRN factor {factor} on {base}"
         else:
             how = f"rope_scaling {kind!r} (not YaRN: counted as {mpe})"
-    detail = (f"max_position_embeddings {mpe}, {how}: {usable} positions; preset {preset.name}: {field}={budget} "
-              f"+ {MAX_IMAGES} images x {preset.max_tiles + 1} tiles x 256 + 1024 text = {need}")
+    detail = (f"max_position_embeddings {mpe}, {how}: {usable} positions; preset {preset.name}: {BUDGET_FIELD}="
+              f"{budget} + {MAX_IMAGES} images x {preset.max_tiles + 1} tiles x 256 + 1024 text = {need}")
     if usable >= need:
         return [Row("context length", PASS, detail)]
+    try:
+        from engine.context import plan_context  # helper "budget": YaRN added when loading / launching
+    except ImportError:
+        plan_context = None
+    if plan_context is not None:
+        try:
+            plan = plan_context(llm, budget, prompt)
+        except InputError as e:
+            return [Row("context length", FAIL, f"{detail}; {e.message('en')}")]
+        if plan.rope_scaling and plan.context >= need:
+            return [Row("context length", PASS, f"{detail}; loading and the launchers add {plan.rope_scaling} "
+                        f"(engine.context): {plan.context} positions")]
     return [Row("context length", FAIL, detail + " (long answers would be cut: add YaRN rope_scaling or lower the "
                 "budget)")]
 

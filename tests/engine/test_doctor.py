@@ -334,3 +334,26 @@ def test_a_hub_preset_is_refused_before_its_weights_download(original_tiny, tmp_
         load_model("r1v2-38b", quantization=None, device="cpu")
     assert e.value.code == "checkpoint_would_load_wrong" and key in e.value.message("en")
     assert calls["snapshot"] == [] and "config.json" in calls["download"]
+
+
+def test_context_length_counts_yarn_added_at_load_time(monkeypatch):
+    """Where engine.context (helper "budget": YaRN added when loading and launching) is present, its plan
+    counts. Here a stand-in with its documented signature, plan_context(text_config, budget, prompt), since
+    that module lives on another branch."""
+    import sys
+    import types
+
+    from engine.checkpoint_checks import context_rows
+    from engine.presets import PRESETS
+
+    seen = []
+
+    def plan_context(text_config, budget, prompt):
+        seen.append((text_config["max_position_embeddings"], budget, prompt))
+        return types.SimpleNamespace(rope_scaling={"rope_type": "yarn", "factor": 4.0}, context=131072)
+
+    monkeypatch.setitem(sys.modules, "engine.context", types.SimpleNamespace(plan_context=plan_context))
+    row = context_rows({"llm_config": {"max_position_embeddings": 40960}},
+                       replace(PRESETS["r1v2-38b"], max_new_tokens=64000))[0]
+    assert row.verdict == "pass" and "131072 positions" in row.detail and "engine.context" in row.detail
+    assert seen == [(40960, 64000, 4 * 13 * 256 + 1024)]
