@@ -3,7 +3,8 @@
     python -m engine solve IMAGE... [--question TEXT] [--model PRESET|DIR] [--n N] [--json]
                            [--rerank STRATEGY] [--reward PRESET|DIR|none]
     python -m engine convert SRC DST [--to native|original]
-    python -m engine build-tiny [--seed S]
+    python -m engine doctor REPO_ID_OR_DIR [--revision R] [--preset P]   (exit 1 naming each failed check)
+    python -m engine build-tiny [--seed S] [--layout native|original]
     python -m engine bench [--n 8] [--tokens 32]
     python -m engine presets
     python -m engine plan --model r1v2-38b-nf4 --gpu L4 --n 8 --max-tokens 16384
@@ -67,8 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("dst")
     q.add_argument("--quantization", default="nf4", choices=["nf4", "int8"])
 
+    from engine import doctor
+
+    doctor.add_arguments(sub.add_parser("doctor", help="check a checkpoint's small files (hub id or directory)"))
+
     b = sub.add_parser("build-tiny", help="build (or find) the cached tiny-random model")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--layout", default="native", choices=["native", "original"],
+                   help="original: the InternVL-chat layout the hub checkpoints use")
 
     sub.add_parser("presets", help="list the model presets")
 
@@ -155,10 +162,15 @@ def main(argv: list[str] | None = None) -> int:
 
             print(write_prequantized(args.model, args.dst, quantization=args.quantization))
             return 0
+        if args.cmd == "doctor":
+            from engine import doctor
+
+            return doctor.run(args)
         if args.cmd == "build-tiny":
+            from engine.convert import tiny_original_path
             from engine.tiny import tiny_path
 
-            print(tiny_path(args.seed))
+            print((tiny_path if args.layout == "native" else tiny_original_path)(args.seed))
             return 0
         if args.cmd == "presets":
             from engine.presets import PRESETS

@@ -6,7 +6,8 @@
     lm = load_model("/path/to/checkpoint", quantization="nf4")
 
 A checkpoint in the original InternVL-chat layout is converted once to the native layout
-(``engine.convert``) and cached under ``<R1V_DATA_DIR>/models``; no remote code runs.
+(``engine.convert``) and cached under ``<R1V_DATA_DIR>/models``; no remote code runs
+(``trust_remote_code=False``). A converted ``ps_version: v1`` checkpoint gets the v1 pixel shuffle.
 
 4-bit (``quantization="nf4"``): bitsandbytes NF4 with double quantization and bf16 compute. The
 vision tower, the MLP adapter and ``lm_head`` stay in full precision. ``llm_int8_skip_modules``
@@ -20,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.convert import apply_ps_version
 from engine.presets import PRESETS, Preset, get_preset
 from tutor.errors import EngineError, InputError
 from tutor.settings import data_dir
@@ -74,13 +76,17 @@ def quantization_config(kind: str | None):
 
 
 def _hub_checkpoint(preset: Preset) -> Path:
-    """Download (once) and, for the original layout, convert (once) a hub preset."""
+    """Download (once) and, for the original layout, convert (once) a hub preset; the doctor's checks
+    on the repository's small files run before any weight is downloaded."""
     from engine.convert import convert_to_native
 
     native = data_dir() / "models" / (preset.repo_id.replace("/", "--") + "-native")
     if (native / "config.json").exists():
         return native
+    from engine.doctor import preflight
     from engine.hub import download
+
+    preflight(preset.repo_id, preset=preset.name)  # the small files first: refuse before 72 GB move
 
     src = download(preset.repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
                    what=("the model", "模型"),
@@ -188,7 +194,7 @@ def load_model(
     log.info("loading %s from %s (%s, %s, %s)", model, path, device, torch_dtype, quantization or "full precision")
     try:
         net = InternVLForConditionalGeneration.from_pretrained(path, **kwargs).eval()
-        processor = AutoProcessor.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except torch.OutOfMemoryError as e:
         raise EngineError(
             "out_of_memory",
@@ -198,6 +204,7 @@ def load_model(
         ) from e
     if device == "cpu" and qc is None:
         net.to("cpu")
+    apply_ps_version(net)  # a converted ps_version v1 checkpoint gets InternVL's v1 pixel shuffle
     name = preset.name if preset else str(model)
     max_tiles = max_tiles or int(getattr(processor.image_processor, "max_patches", 12))
     return LoadedModel(net, processor, name, path, quantization, max_tiles, budget=budget or 4096, context=context)

@@ -477,7 +477,7 @@ def load_reward(reward: str | Path = "tiny-reward", *, quantization: str | None 
              quantization or "full precision")
     try:
         model = model_class.from_pretrained(path, **kwargs).eval()
-        processor = AutoProcessor.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except torch.OutOfMemoryError as e:
         raise EngineError("out_of_memory", "Not enough memory for the reward model. Try its 4-bit preset.",
                           "内存不足，无法加载奖励模型。请尝试其 4 位量化预设。", detail=repr(e)) from e
@@ -486,6 +486,10 @@ def load_reward(reward: str | Path = "tiny-reward", *, quantization: str | None 
                           f"无法从 {path} 加载奖励模型。", detail=repr(e)) from e
     if qc is None and device == "cpu":
         model.to("cpu")
+    if family == "internvl":
+        from engine.convert import apply_ps_version
+
+        apply_ps_version(model)
     weight, bias = load_value_head(path, model.config.text_config.hidden_size)
     name = preset.name if preset else str(reward)
     return scorer_class(model, processor, weight, bias, name=name, path=path, settings=settings,

@@ -258,6 +258,20 @@ def transformers_argv(opts: ServeOptions, preset, checkpoint: Path) -> list[str]
     return argv
 
 
+def _refuse_ps_v1(checkpoint: Path) -> None:
+    """``transformers serve`` builds the native class with its own (v2) pixel shuffle: a converted
+    ``ps_version: v1`` checkpoint would answer from scrambled image features there."""
+    cfg = checkpoint / "config.json"
+    if cfg.is_file() and json.loads(cfg.read_text()).get("ps_version") == "v1":
+        raise InputError(
+            "ps_v1_transformers_serve",
+            f"{checkpoint} uses pixel-shuffle v1, which `transformers serve` does not apply. Serve it with "
+            "--engine vllm or sglang (the original layout), or use it in process (python -m engine solve).",
+            f"{checkpoint} 使用 v1 版像素重排，`transformers serve` 不支持。请用 --engine vllm 或 sglang"
+            "（原始格式）部署，或在进程内使用（python -m engine solve）。",
+            detail=str(cfg))
+
+
 def _local(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
@@ -272,6 +286,7 @@ def plan(opts: ServeOptions, *, checkpoint: Path | None = None) -> list[Launch]:
             from engine.loading import resolve
 
             checkpoint, _ = resolve(opts.model_path or preset.name)
+        _refuse_ps_v1(Path(checkpoint))
         return [Launch("transformers", transformers_argv(opts, preset, Path(checkpoint).resolve()), url)]
     ctx = context_plan(opts, preset)
     if opts.engine == "vllm":

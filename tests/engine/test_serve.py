@@ -235,3 +235,13 @@ def test_a_checkpoint_that_declares_long_context_is_served_as_it_is(tmp_path):
     assert _flag(launch.argv, "--model-path") == str(src) and launch.overlay is None
     [v] = plan(ServeOptions(model="r1v2-38b-awq", model_path=str(src), engine="vllm"))
     assert "--hf-overrides" not in v.argv
+
+
+def test_transformers_serve_refuses_a_ps_v1_checkpoint(tmp_path):
+    """`transformers serve` knows only the native (v2) pixel shuffle; a converted v1 checkpoint is refused."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "ps_version": "v1"}))
+    with pytest.raises(InputError) as e:
+        plan(ServeOptions(model="tiny-random", engine="transformers"), checkpoint=tmp_path)
+    assert e.value.code == "ps_v1_transformers_serve" and "vllm" in e.value.message("en") and e.value.message("zh")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "ps_version": "v2"}))
+    assert plan(ServeOptions(model="tiny-random", engine="transformers"), checkpoint=tmp_path)
