@@ -20,12 +20,12 @@ def _copy(src, dst, *, weights=True):
     return dst
 
 
-def _unspecial_think(path):
-    """Mark <think>/</think> non-special in a copy (engine/tiny.py's tokenizer marks them special: issue 19)."""
+def _special_think(path):
+    """Mark <think>/</think> special in a copy (as engine/tiny.py's tokenizer did before build v3)."""
     tj = json.loads((path / "tokenizer.json").read_text())
     for t in tj["added_tokens"]:
         if t["content"] in ("<think>", "</think>"):
-            t["special"] = False
+            t["special"] = True
     (path / "tokenizer.json").write_text(json.dumps(tj))
 
 
@@ -51,22 +51,30 @@ def _doctor(capsys, *argv):
 
 def test_original_tiny_passes_from_its_json_files_only(original_tiny, tmp_path, capsys):
     """The done-when: the original-layout tiny checkpoint with its weights removed (only the index, the
-    configs and the tokenizer files) passes every row but the </think> one (tiny.py marks it special)."""
+    configs and the tokenizer files) passes every row."""
     ckpt = _copy(original_tiny, tmp_path / "orig", weights=False)
     assert not list(ckpt.glob("*.safetensors"))
     rows = _rows(ckpt)
     failed = [k for k, r in rows.items() if r.verdict == "FAIL"]
-    assert failed == ["think tokens"], failed
-    assert "'ab'" in rows["think tokens"].detail and "lost" in rows["think tokens"].detail
+    assert failed == [], failed
     assert "model.safetensors.index.json" in rows["weights mapped"].detail
     for check in ("architecture", "ps_version", "select_layer", "downsample_ratio", "image size",
                   "max_dynamic_patch", "context length", "native class", "vision flags", "image tokens",
                   "EOS ids", "chat template", "quantization config"):
         assert rows[check].verdict == "pass", (check, rows[check].detail)
-    _unspecial_think(ckpt)
     rc, out, err = _doctor(capsys, ckpt)
     assert rc == 0, out + err
     assert "think tokens" in out and "FAIL" not in out and "all" in err
+
+
+def test_a_special_think_close_is_named(original_tiny, tmp_path, capsys):
+    """</think> marked special: vLLM (skip_special_tokens) would drop it and no reply could be split."""
+    ckpt = _copy(original_tiny, tmp_path / "orig", weights=False)
+    _special_think(ckpt)
+    row = _rows(ckpt)["think tokens"]
+    assert row.verdict == "FAIL" and "'ab'" in row.detail and "lost" in row.detail
+    rc, out, err = _doctor(capsys, ckpt)
+    assert rc == 1 and "think tokens" in err
 
 
 def test_original_tiny_with_weights_and_no_index_reads_the_headers(original_tiny, tmp_path):
@@ -80,7 +88,7 @@ def test_original_tiny_with_weights_and_no_index_reads_the_headers(original_tiny
 def test_native_tiny_with_and_without_weights(tiny_dir, tmp_path, capsys):
     with_weights = _rows(tiny_dir)
     assert with_weights["architecture"].verdict == "pass" and with_weights["native class"].verdict == "pass"
-    assert [k for k, r in with_weights.items() if r.verdict == "FAIL"] == ["think tokens"]
+    assert [k for k, r in with_weights.items() if r.verdict == "FAIL"] == []
     bare = _copy(tiny_dir, tmp_path / "native", weights=False)
     rc, out, err = _doctor(capsys, bare)  # no weights and no index: nothing to check the names with
     assert rc == 1 and "weight names" in err and "no weight names found" in out
@@ -88,7 +96,6 @@ def test_native_tiny_with_and_without_weights(tiny_dir, tmp_path, capsys):
 
 def test_an_unmapped_key_in_the_index_is_named(original_tiny, tmp_path, capsys):
     ckpt = _copy(original_tiny, tmp_path / "orig", weights=False)
-    _unspecial_think(ckpt)
     key = "vision_model.encoder.layers.1.attn.rotary.inv_freq"
     _edit(ckpt, "model.safetensors.index.json", lambda d: d["weight_map"].update({key: "model.safetensors"}))
     rc, out, err = _doctor(capsys, ckpt)
@@ -186,7 +193,6 @@ def test_context_length_against_the_budget():
 
 def test_where_an_awq_build_keeps_its_quantization_config(original_tiny, tmp_path):
     ckpt = _copy(original_tiny, tmp_path / "orig", weights=False)
-    _unspecial_think(ckpt)
     q = "language_model.model.layers.0.mlp.down_proj"
 
     def awq(index):
