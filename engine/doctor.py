@@ -67,27 +67,6 @@ def hub_files(listing) -> list[str]:
     return [f for f in HUB_FILES if f in present]
 
 
-def _hub_error(repo_id: str, e: Exception) -> Exception:
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-
-    if isinstance(e, GatedRepoError):
-        return InputError(
-            "gated_repo",
-            f"{repo_id} is gated: open https://huggingface.co/{repo_id}, accept its terms, then set HF_TOKEN "
-            "to a token of that account.",
-            f"{repo_id} 需要授权：打开 https://huggingface.co/{repo_id} 同意其条款，再把 HF_TOKEN 设为该账号的令牌。",
-            detail=repr(e))
-    if isinstance(e, RevisionNotFoundError):
-        return InputError("unknown_revision", f"{repo_id} has no such revision.", f"{repo_id} 没有这个版本。",
-                          detail=repr(e))
-    if isinstance(e, RepositoryNotFoundError):
-        return InputError(
-            "unknown_repo", f"No hub repository {repo_id} (or it is private: set HF_TOKEN).",
-            f"找不到模型仓库 {repo_id}（若为私有仓库请设置 HF_TOKEN）。", detail=repr(e))
-    return EngineError("hub_unreachable", f"Could not read {repo_id} from the hub. Check the network.",
-                       f"无法从模型库读取 {repo_id}，请检查网络。", detail=repr(e))
-
-
 class Checkpoint:
     """The small files of one checkpoint in a local folder, plus weight names/shapes and a value head
     header read without the weights."""
@@ -142,7 +121,11 @@ def from_hub(repo_id: str, revision: str | None = None) -> Checkpoint:
     except (InputError, EngineError):
         raise
     except Exception as e:  # gated, not found, offline
-        raise _hub_error(repo_id, e) from e
+        from engine.hub import hub_error
+
+        raise hub_error(e, repo_id, what=("the checkpoint", "检查点"),
+                        local_hint=("run the doctor on a local folder of its small files",
+                                    "对本地保存的小文件目录运行 doctor")) from e
     return Checkpoint(folder, repo_id, shapes, source, head, set(listing))
 
 

@@ -283,7 +283,7 @@ def test_hub_errors_say_what_to_do(monkeypatch):
     from huggingface_hub.errors import GatedRepoError
 
     from engine.doctor import diagnose
-    from tutor.errors import InputError
+    from tutor.errors import EngineError
 
     def gated(*a, **k):
         err = GatedRepoError.__new__(GatedRepoError)
@@ -291,9 +291,11 @@ def test_hub_errors_say_what_to_do(monkeypatch):
         raise err
 
     monkeypatch.setattr(hub, "list_repo_files", gated)
-    with pytest.raises(InputError) as e:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("engine.hub._token_set", lambda: False)
+    with pytest.raises(EngineError) as e:
         diagnose("Skywork/Skywork-VL-Reward-7B")
-    assert "accept its terms" in e.value.message("en") and "HF_TOKEN" in e.value.message("zh")
+    assert "accept the terms" in e.value.message("en") and "HF_TOKEN" in e.value.message("zh")
 
 
 def test_bad_target_is_one_line_and_status_2(tmp_path, capsys):
