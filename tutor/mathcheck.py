@@ -226,9 +226,24 @@ def number_latex(n: tuple[list[Fraction], str | None]) -> str:
 # --------------------------------------------------------------------------- worker side
 
 
-def _init_worker() -> None:
+def _watch_owner(owner: int, every: float = 1.0) -> None:
+    """Exit this worker once the process that started the pool is gone. A worker's parent is the fork
+    server, not the app, so a SIGKILLed app would otherwise leave its workers running for ever."""
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # alive, under another user
+            pass
+
+
+def _init_worker(owner: int | None = None) -> None:
     """Import the heavy modules once per worker, run one comparison (math-verify's parser sets itself up
-    on first use) and quieten math-verify's 'timeout disabled' note."""
+    on first use) and quieten math-verify's 'timeout disabled' note; watch the pool's owner process."""
+    if owner is not None:
+        threading.Thread(target=_watch_owner, args=(owner,), daemon=True, name="owner-watch").start()
     for name in ("math_verify", "math_verify.parser", "math_verify.grader", "latex2sympy2_extended"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import math_verify  # noqa: F401
@@ -374,7 +389,8 @@ class _Pool:
             if self._executor is None:
                 started = time.monotonic()
                 ex = cf.ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=self._context(), initializer=_init_worker
+                    max_workers=self.workers, mp_context=self._context(), initializer=_init_worker,
+                    initargs=(os.getpid(),),
                 )
                 # wait until the workers have imported sympy, so the first call's timeout is fair
                 for fut in [ex.submit(_ready) for _ in range(self.workers)]:

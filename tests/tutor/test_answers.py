@@ -370,3 +370,48 @@ def test_accuracy_reward_bad_batch():
     with pytest.raises(InputError) as e:
         accuracy_reward(["a", "b"], ["1"])
     assert e.value.code == "reward_bad_batch"
+
+
+def test_workers_exit_when_the_app_is_killed(tmp_path):
+    """SIGKILL the process that started the pool: its workers (children of the fork server, not of
+    the app) must not outlive it; before, every killed app left its math-check workers running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pids = tmp_path / "pids"
+    code = ("import sys; from tutor import mathcheck as m; m.math_equal('x^2', 'x*x'); "
+            "ex = m._POOL.executor(); open(sys.argv[1], 'w').write(' '.join(str(p) for p in ex._processes)); "
+            "import time; time.sleep(600)")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", code, str(pids)], cwd=root)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pids.exists() and pids.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [int(p) for p in pids.read_text().split()]
+        assert workers
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        try:  # a zombie waiting for its parent is gone for our purpose
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in workers if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers still running after the app was killed: {left}"
