@@ -66,6 +66,7 @@ from webui.components import (
 )
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.example_table import example_table, picked, table_update
+from webui.health import HealthMonitor
 from webui.i18n import choices, lang_from_header, norm_lang, t
 from webui.relang import relang_answer, relang_chat, retranslate
 from webui.upload_check import wire_upload_checks
@@ -123,6 +124,7 @@ class TutorApp:
         # a small model (preset writes_problems False) gets photos of the drill kinds it can solve
         self.examples = load_examples() if engine.writes_problems else drill_examples()
         self.export_dir = Path(tempfile.mkdtemp(prefix="r1v-export-"))
+        self.health = HealthMonitor(engine)  # the server is checked in the background, never on a page load
 
     # -- identity, status -------------------------------------------------------------------------
 
@@ -145,8 +147,10 @@ class TutorApp:
         return f"anon-{getattr(request, 'session_hash', None) or uuid.uuid4().hex}"
 
     def status_md(self, lang: str) -> str:
-        h = self.engine.health()
-        if not h.get("ok"):
+        h = self.health.health()
+        if h.get("checking"):
+            health = t("health_checking", lang)
+        elif not h.get("ok"):
             health = t("health_bad", lang, msg=h.get("error_zh" if lang == "zh" else "error", "?"))
         elif self.engine.kind == "http":
             health = t("health_ok", lang)
@@ -414,7 +418,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             if os.environ.get("OAUTH_CLIENT_ID"):
                 gr.LoginButton(scale=0)
         banner = gr.Markdown(elem_id="r1v-status-banner")
-        layout.banner_timer(app.status_md, ui_lang, banner, app.engine)
+        layout.banner_timer(app.status_md, ui_lang, banner, app.health)
         with gr.Row(equal_height=False, elem_id="r1v-main"):
             with gr.Column(scale=2, min_width=300, elem_id="r1v-left"):
                 editor = lab(SafeImageEditor(type="pil", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
