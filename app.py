@@ -370,7 +370,7 @@ class TutorApp:
             if pending != pid:
                 return (*keep, t("delete_confirm", lang, n=number), gr.skip(), gr.skip(), pid,
                         gr.update(value=t("delete_again", lang, n=number)))
-            self.store.delete_problem(user, pid)
+            self.tutor.delete_problem(user, pid)  # stops its running answer too
         except TutorError as e:
             return *keep, "⚠️ " + e.message(lang), gr.skip(), gr.skip(), None, gr.update(value=t("delete", lang))
         items, ids = self.history(user, lang)
