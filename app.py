@@ -69,6 +69,7 @@ from webui.example_table import example_table, picked, table_update
 from webui.health import HealthMonitor
 from webui.i18n import choices, lang_from_header, norm_lang, t
 from webui.relang import relang_answer, relang_chat, retranslate
+from webui.startup import open_store
 from webui.upload_check import wire_upload_checks
 
 log = logging.getLogger("r1v.app")
@@ -645,10 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("R1V_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_config(argv)
-    store = Store()
-    stale = store.mark_interrupted()  # attempts a killed process left "running"
-    if stale:
-        log.warning("marked %d attempt(s) left running by a previous run as interrupted", stale)
+    store = open_store()  # checked; a bad database is a clear message and exit status 2, never a traceback
     demo = build_app(store=store, cfg=cfg)
     mathcheck.warm_up()  # sympy loads in the checker's workers while the page starts, not on the first check
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)

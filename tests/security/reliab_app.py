@@ -82,22 +82,27 @@ def app_process(root: Path, *args: str, env: dict | None = None, start_timeout: 
 
 
 def fn_index(url: str, trigger: str) -> int:
-    """The id of the first page event with this trigger ("load", "change", ...) that runs on the server."""
+    """The id of the first page event with this trigger ("load", "change", ...) that runs on the server,
+    or (``trigger`` starting with "/") of the event with that API name ("/reopen")."""
     cfg = httpx.get(url + "config", timeout=10).json()
     for dep in cfg["dependencies"]:
+        if trigger.startswith("/") and dep.get("api_name") == trigger[1:]:
+            return dep["id"]
         if dep.get("backend_fn") and any(t[1] == trigger for t in dep.get("targets", [])):
             return dep["id"]
     raise LookupError(trigger)
 
 
-def page_event(url: str, trigger: str, data: list, *, timeout: float = 30) -> tuple[float, list | None]:
-    """Send the page's ``trigger`` event with ``data``; (seconds until it completed, its output data).
-    Raises ``TimeoutError`` when it has not completed within ``timeout``."""
-    session = uuid.uuid4().hex[:11]
+def page_event(url: str, trigger: str, data: list, *, timeout: float = 30, session: str | None = None,
+               event_data: dict | None = None) -> tuple[float, list | None]:
+    """Send the page's ``trigger`` event with ``data`` (in the browser session ``session``, whose state
+    earlier events set); (seconds until it completed, its output data). Raises ``TimeoutError`` when it
+    has not completed within ``timeout``."""
+    session = session or uuid.uuid4().hex[:11]
     t0 = time.monotonic()
     r = httpx.post(url + "gradio_api/queue/join", timeout=10,
                    json={"data": data, "fn_index": fn_index(url, trigger), "session_hash": session,
-                         "event_data": None, "trigger_id": None})
+                         "event_data": event_data, "trigger_id": None})
     r.raise_for_status()
     try:
         with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session},
