@@ -64,6 +64,9 @@ def open_store(url: str | None = None) -> Any:
 
     url = url or settings.db_url()
     store = None
+    store_log = logging.getLogger("tutor.store")  # its failures log tracebacks: here the message says it all
+    level = store_log.level
+    store_log.setLevel(logging.CRITICAL)
     try:
         store = Store(url)
         _quick_check(store)
@@ -74,6 +77,8 @@ def open_store(url: str | None = None) -> Any:
             store.close()
         print(bad_db_message(url, e), file=sys.stderr)
         raise SystemExit(EXIT_BAD_DB) from None
+    finally:
+        store_log.setLevel(level)
     if stale:
         log.warning("marked %d attempt(s) left running by a previous run as interrupted", stale)
     return store
