@@ -31,6 +31,11 @@ are retried with exponential backoff (honouring ``Retry-After``) before giving u
 retried. A server that goes away in the middle of a stream raises :class:`ServerStreamError`, which
 keeps the text received so far (``partial``) and the candidates built from it. ``stop()`` (or the
 ``stop`` event) closes the running streams; the solution then has ``stopped=True``.
+
+Deadlines: no text ``first_token_timeout`` seconds after the request (default ``FIRST_TOKEN_S``) is
+``EngineError("server_no_first_token")``; a reply still running after ``reply_timeout`` seconds
+(``REPLY_S``) is stopped as ``ServerStreamError("server_too_slow")`` with its text kept. Health
+requests (:meth:`HttpEngine.health`) have their own short timeout (``HEALTH_TIMEOUT_S``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ the model writes, then one ``TurnResult``. Each turn is saved in the store as it
 student's message first (so nothing they typed is lost if the model fails), then the attempt with
 its candidates and the tutor's reply; a failed or stopped run is saved with that status (a run
 that broke midway keeps the partial text it received, as candidates and as the tutor's message).
+While a run streams, its reply so far is saved every few seconds (``tutor.live``), so a killed process
+leaves that text; a reply is capped at ``tutor.live.MAX_REPLY_CHARS``, and ``delete_problem`` stops
+the problem's runs before deleting it.
 
 The engine is duck-typed (anything with ``stream(images, messages=..., n=..., sampling=...,
 stop=...)`` yielding deltas and an event with ``.solution``), so this module stays free of torch.
