@@ -11,8 +11,8 @@ copied storage value gives nothing. With a Space's OAuth login the visitor is th
 - reads and verifies the cookie (HMAC-SHA256 with a server-side key, ``R1V_COOKIE_SECRET`` or
   ``<data dir>/cookie_secret``; never served), or mints a new id and sets the cookie on the reply;
   the id goes into ``scope["state"]`` where :meth:`Identity.visitor` reads it from ``gr.Request``;
-- binds each Gradio ``session_hash`` to the first visitor that uses it: the queue, its stream, Stop,
-  cancel and the heartbeat refuse (403) a hash another visitor owns; Gradio's ``deep_link`` (a
+- binds each Gradio ``session_hash`` to the first visitor with a valid cookie that uses it: the queue,
+  its stream, Stop, cancel and the heartbeat refuse (403) a hash another visitor owns; Gradio's ``deep_link`` (a
   saved copy of a session's page state, fetchable by anyone holding the hash) is turned off;
 - keeps one client address (``request.client.host``; with ``R1V_TRUSTED_PROXIES=N``, the N-th
   ``X-Forwarded-For`` entry from the right) from holding more than ``R1V_WAITING_PER_ADDRESS``
@@ -28,7 +28,7 @@ Wiring (``app.py``)::
     demo.launch(app_kwargs={"middleware": [ident.middleware()]}, enable_monitoring=ident.monitoring)
 
 A test acts as a visitor by keeping the cookie: ``gradio_client.Client(url)`` keeps the one set on
-its first ``/config``; ``Client(url, cookies={"r1v_visitor": value})`` reuses a visitor's cookie.
+its first ``/config``; ``Client(url, httpx_kwargs={"cookies": {"r1v_visitor": value}})`` reuses a visitor's cookie.
 """
 
 from __future__ import annotations
@@ -190,10 +190,13 @@ class Identity:
 
     # -- session hashes ---------------------------------------------------------------------------
 
-    def bind(self, session_hash: str, vid: str) -> bool:
-        """True when ``session_hash`` is (now) this visitor's; False when another visitor holds it."""
+    def bind(self, session_hash: str, vid: str, claim: bool = True) -> bool:
+        """True when ``session_hash`` is (now) this visitor's; False when another visitor holds it.
+        ``claim=False`` (a request without a valid cookie, whose id is new each time) binds nothing."""
         owner = self._bound.get(session_hash)
         if owner is None:
+            if not claim:
+                return True
             self._bound[session_hash] = vid
             if len(self._bound) > _BOUND_MAX:
                 self._bound.popitem(last=False)
@@ -317,7 +320,7 @@ class Gate:
                 pass  # Gradio answers a malformed body itself
             receive = _replay(body, receive)
 
-        if any(not ident.bind(h, vid) for h in hashes):
+        if any(not ident.bind(h, vid, claim=not fresh) for h in hashes):
             log.warning("refused a session hash owned by another visitor (%s %s)", scope.get("method"), path)
             await reply(403, "not_yours")
             return
