@@ -128,7 +128,7 @@ class TutorApp:
         h = self.engine.health()
         if not h.get("ok"):
             health = t("health_bad", lang, msg=public_text(h.get("error_zh" if lang == "zh" else "error", "?"),
-                                                           lang, h.get("url")))
+                                                           lang, [h.get("url") or "", *self.server_urls()]))
         elif self.engine.kind == "http":
             health = t("health_ok", lang)
         else:
@@ -163,7 +163,13 @@ class TutorApp:
 
     def msg(self, e: TutorError, lang: str) -> str:
         """An error's message for the page: in ``lang``, without the internal model-server address."""
-        return public_text(e.message(lang), lang, getattr(self.engine, "base_url", None))
+        return public_text(e.message(lang), lang, self.server_urls())
+
+    def server_urls(self) -> list[str]:
+        """The model server's address as messages spell it (kept from visitors: ``public_text``)."""
+        if self.engine.kind != "http":
+            return []
+        return [self.engine.target, getattr(getattr(self.engine, "_engine", None), "base_url", None) or ""]
 
     # -- streaming turns --------------------------------------------------------------------------
 

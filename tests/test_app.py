@@ -486,7 +486,7 @@ def _bare_app(tmp_path):
 
 def test_delete_asks_first_then_clears_the_problem_its_export_and_the_answer_panel(tmp_path):
     tapp = _bare_app(tmp_path)
-    req = fake_request("v:v-del", "s-del")
+    req = fake_request("v-del", "s-del")
     store = tapp.store
     store.add_problem("someone", question="not mine")
     p1, p2 = (store.add_problem("v:v-del", question=f"q{i}") for i in range(2))

@@ -210,16 +210,17 @@ class Identity:
 _SHARED: Identity | None = None
 
 
-def public_text(text: str, lang: str, server_url: str | None) -> str:
-    """``text`` as a visitor may see it: the internal model-server address replaced by a generic name."""
-    if not server_url or not text:
-        return text
-    url = server_url.rstrip("/")
-    if lang == "zh":
-        text = text.replace(f"{url} 上的", "").replace(f"{url}/", url)
-        return text.replace(url, "模型服务器")
-    return text.replace(f" at {url}/", " ").replace(f" at {url}", "").replace(f"on {url}", "on the model server") \
-        .replace(url, "the model server")
+def public_text(text: str, lang: str, server_urls: Any) -> str:
+    """``text`` as a visitor may see it: the internal model-server address (``server_urls``: one or
+    several spellings of it) replaced by a generic name."""
+    urls = [server_urls] if isinstance(server_urls, str) else list(server_urls or [])
+    for url in sorted({u.rstrip("/") for u in urls if u}, key=len, reverse=True):
+        if lang == "zh":
+            text = text.replace(f"{url} 上的", "").replace(url, "模型服务器")
+        else:
+            text = text.replace(f" at {url}", "").replace(f"on {url}", "on the model server") \
+                .replace(url, "the model server")
+    return text
 
 
 def _state(request: Any) -> dict:
