@@ -23,7 +23,9 @@ from webui.config import AppConfig
 
 pytestmark = needs_chromium
 SECRET_Q = "Stored question 6403: solve 5x-2=13"
-BANNER = "() => (document.querySelector('#r1v-status-banner')?.innerText || '').length > 0"
+# the page's load handler has run: it sets the banner and checks the page-language radio
+BANNER = ("() => (document.querySelector('#r1v-status-banner')?.innerText || '').length > 0"
+          " && !!document.querySelector('#r1v-ui-lang input:checked')")
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +69,22 @@ def test_nothing_stored_in_the_browser_or_served_identifies_the_visitor(app, bro
     page.wait_for_function("() => (document.querySelector('#r1v-status')?.innerText || '').startsWith('Done in')")
     page.wait_for_timeout(1000)
     stored = page.evaluate("() => Object.fromEntries(Object.entries(localStorage))")
-    assert "5x-2=13" not in json.dumps(stored, ensure_ascii=False), "the chat is kept in localStorage"
-    assert "r1v_visitor" not in page.evaluate("() => document.cookie"), "the visitor cookie is readable by script"
+    found = []  # every finding, so a run before the fix names them all
+    if "5x-2=13" in json.dumps(stored, ensure_ascii=False):
+        found.append("the chat is kept in localStorage")
+    if "r1v_visitor" in page.evaluate("() => document.cookie"):
+        found.append("the visitor cookie is readable by script")
 
     # what any client gets from /config: keys that decrypt what the browser stored
     config = httpx.get(url + "config", timeout=10).json()
     keys = [c["props"]["secret"] for c in config["components"] if c.get("props", {}).get("secret")]
     plain = [p for v in stored.values() if isinstance(v, str) for k in keys if (p := decrypt(v, k))]
-    assert not [p for p in plain if p not in ('"en"', '"zh"')], f"decrypted from localStorage: {plain}"
+    if [p for p in plain if p not in ('"en"', '"zh"')]:
+        found.append(f"/config's key decrypts localStorage: {plain}")
 
     # the page banner does not show the internal model-server address
-    assert stub.url.split("//")[1] not in page.locator("#r1v-status-banner").inner_text()
+    if stub.url.split("//")[1] in page.locator("#r1v-status-banner").inner_text():
+        found.append("the banner shows the model server's address")
 
     # everything the browser kept, pasted into another browser, opens nothing of the first one's
     b = browser.new_context(locale="en-US")
@@ -85,7 +92,9 @@ def test_nothing_stored_in_the_browser_or_served_identifies_the_visitor(app, bro
     page_b.evaluate("(s) => { for (const [k, v] of Object.entries(s)) localStorage.setItem(k, v); }", stored)
     page_b.reload(wait_until="load")
     page_b.wait_for_function(BANNER)
-    assert "#1 ·" not in _history_text(page_b), "the pasted storage opened the first browser's history"
+    if "#1 ·" in _history_text(page_b):
+        found.append("the pasted storage opened the first browser's history")
+    assert not found, found
     assert "#1 ·" in _history_text(_open(a, url))  # the first browser still has it
     a.close()
     b.close()
