@@ -45,9 +45,9 @@ def _client(url: str):
     return Client(url, verbose=False)
 
 
-def _ask(url: str, visitor: str, cap: float):
-    """(seconds until /ask finished or None past cap, the job)."""
-    job = _client(url).submit(visitor, "en", None, [], "Solve 2x + 3 = 7", "math", "auto", "en", 1, api_name="/ask")
+def _ask(url: str, cap: float):
+    """(seconds until /ask of a new visitor finished, or None past cap; the job)."""
+    job = _client(url).submit("en", None, [], "Solve 2x + 3 = 7", "math", "auto", "en", 1, api_name="/ask")
     t0 = time.monotonic()
     try:
         job.result(timeout=cap)
@@ -75,17 +75,17 @@ def measure(cap: float) -> dict:
                 out["page_load_models_hang_s"], _ = page_event(app.url, "load", ["", "en"], timeout=cap)
             except TimeoutError:
                 out["page_load_models_hang_s"] = None
-            out["ask_chat_hangs_s"], _ = _ask(app.url, "bench-hang", cap)
+            out["ask_chat_hangs_s"], _ = _ask(app.url, cap)
             stub.hang_models, stub.mode, stub.delay = False, "trickle", 0.1
-            out["reply_never_ends_s"], _ = _ask(app.url, "bench-trickle", cap)
+            out["reply_never_ends_s"], _ = _ask(app.url, cap)
 
             stub.disconnects = 0
             c = _client(app.url)
-            job = c.submit("bench-del", "en", None, [], "Solve x = 1", "math", "auto", "en", 1, api_name="/ask")
+            job = c.submit("en", None, [], "Solve x = 1", "math", "auto", "en", 1, api_name="/ask")
             _wait(lambda: len(job.outputs()) >= 2, cap)
-            c.predict("bench-del", "en", api_name="/delete")
+            c.predict("en", api_name="/delete")
             t0 = time.monotonic()
-            c.predict("bench-del", "en", api_name="/delete")
+            c.predict("en", api_name="/delete")
             gone = _wait(lambda: stub.disconnects >= 1, cap)
             out["delete_stops_model_s"] = None if gone is None else time.monotonic() - t0
 
@@ -95,7 +95,7 @@ def measure(cap: float) -> dict:
             times: list[float | None] = [None] * 3
 
             def writer(i: int) -> None:
-                times[i], _ = _ask(app.url, f"bench-busy-{i}", cap)
+                times[i], _ = _ask(app.url, cap)
 
             threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
             for t in threads:
@@ -107,7 +107,7 @@ def measure(cap: float) -> dict:
             out["db_locked_writers_s"] = None if None in times else max(times)
 
             stub.mode, stub.huge_chars = "huge", 20_000_000
-            secs, job = _ask(app.url, "bench-huge", cap)
+            secs, job = _ask(app.url, cap)
             out["huge_reply_s"] = secs
             con = sqlite3.connect(Path(tmp) / "data" / "r1v.db")
             out["huge_reply_stored_chars"] = con.execute(

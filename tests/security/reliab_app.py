@@ -81,10 +81,10 @@ def app_process(root: Path, *args: str, env: dict | None = None, start_timeout: 
             proc.wait()
 
 
-def fn_index(url: str, trigger: str) -> int:
+def fn_index(url: str, trigger: str, http: httpx.Client | None = None) -> int:
     """The id of the first page event with this trigger ("load", "change", ...) that runs on the server,
     or (``trigger`` starting with "/") of the event with that API name ("/reopen")."""
-    cfg = httpx.get(url + "config", timeout=10).json()
+    cfg = (http or httpx).get(url + "config", timeout=10).json()
     for dep in cfg["dependencies"]:
         if trigger.startswith("/") and dep.get("api_name") == trigger[1:]:
             return dep["id"]
@@ -94,19 +94,26 @@ def fn_index(url: str, trigger: str) -> int:
 
 
 def page_event(url: str, trigger: str, data: list, *, timeout: float = 30, session: str | None = None,
-               event_data: dict | None = None) -> tuple[float, list | None]:
-    """Send the page's ``trigger`` event with ``data`` (in the browser session ``session``, whose state
-    earlier events set); (seconds until it completed, its output data). Raises ``TimeoutError`` when it
-    has not completed within ``timeout``."""
-    session = session or uuid.uuid4().hex[:11]
+               event_data: dict | None = None, cookies: dict | None = None) -> tuple[float, list | None]:
+    """Send the page's ``trigger`` event with ``data`` as the visitor of ``cookies`` (default: a new
+    visitor, whose cookie ``/config`` sets), in the browser session ``session`` (whose state earlier
+    events set); (seconds until it completed, its output data). Raises ``TimeoutError`` when it has not
+    completed within ``timeout``."""
+    with httpx.Client(cookies=cookies) as http:
+        return _page_event(http, url, trigger, data, timeout, session or uuid.uuid4().hex[:11], event_data)
+
+
+def _page_event(http: httpx.Client, url: str, trigger: str, data: list, timeout: float, session: str,
+                event_data: dict | None) -> tuple[float, list | None]:
+    index = fn_index(url, trigger, http)
     t0 = time.monotonic()
-    r = httpx.post(url + "gradio_api/queue/join", timeout=10,
-                   json={"data": data, "fn_index": fn_index(url, trigger), "session_hash": session,
-                         "event_data": event_data, "trigger_id": None})
+    r = http.post(url + "gradio_api/queue/join", timeout=10,
+                  json={"data": data, "fn_index": index, "session_hash": session,
+                        "event_data": event_data, "trigger_id": None})
     r.raise_for_status()
     try:
-        with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session},
-                          timeout=httpx.Timeout(timeout)) as s:
+        with http.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session},
+                         timeout=httpx.Timeout(timeout)) as s:
             for line in s.iter_lines():
                 if time.monotonic() - t0 > timeout:
                     break

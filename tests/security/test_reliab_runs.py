@@ -52,13 +52,13 @@ def _client(app):
     return Client(app.url, verbose=False)
 
 
-def _ask(client, visitor: str, question: str):
-    return client.submit(visitor, "en", None, [], question, "math", "auto", "en", 1, api_name="/ask")
+def _ask(client, question: str):
+    return client.submit("en", None, [], question, "math", "auto", "en", 1, api_name="/ask")
 
 
-def _mode(client, visitor: str, api: str, message: str = "") -> str:
+def _mode(client, api: str, message: str = "") -> str:
     """A mode on the session's current problem; its status line."""
-    return client.predict(visitor, "en", [], 1, "", None, message, api_name=api)[1]
+    return client.predict("en", [], 1, "", None, message, api_name=api)[1]
 
 
 def _wait(cond, timeout: float) -> bool:
@@ -73,25 +73,25 @@ def _wait(cond, timeout: float) -> bool:
 def test_delete_while_streaming_stops_the_model(app, stub):
     stub.mode, stub.delay = "trickle", 0.1
     c = _client(app)
-    job = _ask(c, "reliab-del", "Solve 2x + 1 = 5")
+    job = _ask(c, "Solve 2x + 1 = 5")
     assert _wait(lambda: len(job.outputs()) >= 2, 60), "the answer did not start streaming"
-    first = c.predict("reliab-del", "en", api_name="/delete")  # asks "Delete #1?"
+    first = c.predict("en", api_name="/delete")  # asks "Delete #1?"
     assert "Delete" in json.dumps(first), first
     t0 = time.monotonic()
-    c.predict("reliab-del", "en", api_name="/delete")
+    c.predict("en", api_name="/delete")
     assert _wait(lambda: stub.disconnects >= 1, 10), "the model ran on after Delete"
     stopped_after = time.monotonic() - t0
     status = job.result(timeout=30)[1]
     assert "deleted" in status, status
     assert stopped_after < 10
-    assert c.predict("reliab-del", "en", api_name="/history") == []
+    assert c.predict("en", api_name="/history") == []
 
 
 def test_a_huge_reply_is_cut_not_stored_or_shown_whole(app, stub):
     stub.mode, stub.huge_chars = "huge", 20_000_000
     c = _client(app)
     t0 = time.monotonic()
-    job = _ask(c, "reliab-huge", "Write forever")
+    job = _ask(c, "Write forever")
     out = job.result(timeout=120)
     secs = time.monotonic() - t0
     shown = max(len(json.dumps(o, ensure_ascii=False)) for o in job.outputs())
@@ -114,7 +114,7 @@ def test_a_locked_database_gives_each_writer_a_clear_busy_message_without_stacke
     try:
         jobs, t0 = [], time.monotonic()
         for i in range(3):
-            jobs.append(_ask(_client(app), f"reliab-busy-{i}", f"Solve {i}x = 2"))
+            jobs.append(_ask(_client(app), f"Solve {i}x = 2"))
         done = {}
 
         def wait(i, job):
@@ -133,23 +133,23 @@ def test_a_locked_database_gives_each_writer_a_clear_busy_message_without_stacke
     for secs, status in done.values():
         assert "busy" in status, status
         assert secs < BUSY_S + 10, done  # before: 30 s, 60 s, 90 s
-    out = _ask(_client(app), "reliab-busy-0", "Solve 3x = 6").result(timeout=60)  # the lock is gone: works
+    out = _ask(_client(app), "Solve 3x = 6").result(timeout=60)  # the lock is gone: works
     assert "Done" in out[1], out[1]
 
 
 def test_follow_ups_work_after_a_failed_first_solve_and_after_regenerate(app, stub):
     c = _client(app)
     stub.mode, stub.status = "status", 500
-    status = _ask(c, "reliab-follow", "Solve 2x + 3 = 7").result(timeout=60)[1]
+    status = _ask(c, "Solve 2x + 3 = 7").result(timeout=60)[1]
     assert "failed (500)" in status, status
     stub.mode = "ok"
-    assert "no answer to follow up on yet" in _mode(c, "reliab-follow", "/followup", "why?")
-    assert "Done" in _mode(c, "reliab-follow", "/regenerate")
-    assert "Done" in _mode(c, "reliab-follow", "/followup", "why 2?")
-    assert "Done" in _mode(c, "reliab-follow", "/regenerate")
-    assert "Done" in _mode(c, "reliab-follow", "/followup", "and then?")
+    assert "no answer to follow up on yet" in _mode(c, "/followup", "why?")
+    assert "Done" in _mode(c, "/regenerate")
+    assert "Done" in _mode(c, "/followup", "why 2?")
+    assert "Done" in _mode(c, "/regenerate")
+    assert "Done" in _mode(c, "/followup", "and then?")
     stub.mode = "die"  # a follow-up that breaks midway keeps its text; the next one still works
-    assert "stopped answering" in _mode(c, "reliab-follow", "/followup", "more?")
+    assert "stopped answering" in _mode(c, "/followup", "more?")
     stub.mode = "ok"
-    assert "Done" in _mode(c, "reliab-follow", "/regenerate")
-    assert "Done" in _mode(c, "reliab-follow", "/followup", "last one?")
+    assert "Done" in _mode(c, "/regenerate")
+    assert "Done" in _mode(c, "/followup", "last one?")

@@ -42,9 +42,9 @@ def _client(app):
     return Client(app.url, verbose=False)
 
 
-def _ask(app, visitor: str, question: str, timeout: float) -> tuple[float, list, list]:
-    """(seconds, the last output, every output streamed) of one /ask."""
-    job = _client(app).submit(visitor, "en", None, [], question, "math", "auto", "en", 1, api_name="/ask")
+def _ask(client, question: str, timeout: float) -> tuple[float, list, list]:
+    """(seconds, the last output, every output streamed) of one /ask by the client's visitor."""
+    job = client.submit("en", None, [], question, "math", "auto", "en", 1, api_name="/ask")
     t0 = time.monotonic()
     out = job.result(timeout=timeout)
     return time.monotonic() - t0, out, job.outputs()
@@ -66,18 +66,19 @@ def test_page_loads_at_once_while_the_models_list_hangs(app, stub):
 
 def test_a_chat_request_that_never_answers_ends_with_a_clear_message(app, stub):
     stub.hang_models, stub.mode = True, "hang"
-    secs, out, _ = _ask(app, "reliab-visitor-1", "Solve 2x + 3 = 7", timeout=60)
+    visitor = _client(app)
+    secs, out, _ = _ask(visitor, "Solve 2x + 3 = 7", timeout=60)
     status = out[1]
     assert f"did not start answering within {FIRST_TOKEN_S} s" in status, status
     assert secs < FIRST_TOKEN_S + 15, secs
     # the question was saved for this visitor and is in their history
-    hist = _client(app).predict("reliab-visitor-1", "en", api_name="/history")
+    hist = visitor.predict("en", api_name="/history")
     assert len(hist) == 1
 
 
 def test_a_reply_that_never_ends_is_stopped_and_its_text_kept(app, stub):
     stub.hang_models, stub.mode, stub.delay = False, "trickle", 0.2
-    secs, out, every = _ask(app, "reliab-visitor-2", "Solve 2x + 5 = 9", timeout=90)
+    secs, out, every = _ask(_client(app), "Solve 2x + 5 = 9", timeout=90)
     status = out[1]
     assert f"took longer than {REPLY_S} s" in status, status
     assert secs < REPLY_S + 20, secs

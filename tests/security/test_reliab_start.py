@@ -19,6 +19,7 @@ import pytest
 
 from tests.security.reliab_app import ROOT, app_process, free_port, page_event
 from tests.stub_openai import TICK, StubServer
+from tests.visitor import COOKIE, cookie_of
 
 
 def _make_db(data) -> None:
@@ -73,7 +74,7 @@ def test_an_answer_killed_mid_stream_reopens_with_its_streamed_text(tmp_path):
     try:
         with app_process(tmp_path, "--server", stub.url, env={"R1V_LOG_LEVEL": "WARNING"}) as app:
             c = Client(app.url, verbose=False)
-            job = c.submit("reliab-kill", "en", None, [], "Solve 2x = 8", "math", "auto", "en", 1, api_name="/ask")
+            job = c.submit("en", None, [], "Solve 2x = 8", "math", "auto", "en", 1, api_name="/ask")
             t0 = time.monotonic()
             while len(job.outputs()) < 2 and time.monotonic() - t0 < 60:
                 time.sleep(0.1)
@@ -81,10 +82,10 @@ def test_an_answer_killed_mid_stream_reopens_with_its_streamed_text(tmp_path):
             app.proc.send_signal(signal.SIGKILL)
             app.proc.wait(10)
         with app_process(tmp_path, "--server", stub.url, env={"R1V_LOG_LEVEL": "WARNING"}) as app:
-            session = "reliabkill1"
-            _, hist = page_event(app.url, "/history", ["reliab-kill", "en"], session=session)
+            session, me = "reliabkill1", {COOKIE: cookie_of(c)}  # the same visitor, after the restart
+            _, hist = page_event(app.url, "/history", ["en"], session=session, cookies=me)
             assert hist and len(hist[0]) == 1, hist
-            _, reopened = page_event(app.url, "/reopen", ["reliab-kill", "en", None], session=session,
+            _, reopened = page_event(app.url, "/reopen", ["en", None], session=session, cookies=me,
                                      event_data={"index": 0, "value": None})
             chat = str(reopened[1])
             assert (TICK * 20).strip() in chat, chat[:1000]
