@@ -14,7 +14,8 @@ Starts the stub server of ``tests/stub_openai.py`` and ``python app.py --server 
 
 A measure that has not finished after ``--cap`` seconds is printed as ">cap" (the code before issue
 22's fixes: page loads waited up to 600 s, a hanging chat about 40 minutes). Not a CI test: about
-two minutes. The numbers and their before/after are in bench/RESULTS.md.
+two minutes. Before/after figures: bench/results/bad_server_before.json (main at cf2daef) and
+bench/results/bad_server_after.json.
 """
 
 from __future__ import annotations

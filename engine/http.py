@@ -174,8 +174,10 @@ class HttpEngine(BaseEngine):
         self.api_key = api_key
         self.max_retries, self.backoff, self.image_format = max_retries, backoff, image_format
         self.max_new_tokens = max_new_tokens
+        # a read that waits past the first-token deadline has been given up already: its thread ends then too
+        read = min(timeout, first_token_timeout + 5) if first_token_timeout else timeout
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", max_retries=0,
-                                    timeout=httpx.Timeout(timeout, connect=connect_timeout))
+                                    timeout=httpx.Timeout(timeout, read=read, connect=connect_timeout))
         # health checks never wait as long as a generation may
         self._health_client = self.client.with_options(
             timeout=httpx.Timeout(min(timeout, HEALTH_TIMEOUT_S), connect=connect_timeout))
