@@ -110,6 +110,7 @@ class TutorApp:
         self.examples = load_examples() if engine.writes_problems else drill_examples()
         self.export_dir = Path(tempfile.mkdtemp(prefix="r1v-export-"))
         self.health = HealthMonitor(engine)  # the server is checked in the background, never on a page load
+        self.health.start()
 
     # -- identity, status -------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ STALE_AFTER_S = 8.0
 
 
 class HealthMonitor:
-    """See the module docstring. Thread-safe; the checking thread starts on the first ``health()``."""
+    """See the module docstring. Thread-safe; the checking thread starts with ``start()`` or the first
+    ``health()``."""
 
     def __init__(self, engine: Any, *, every_ok: float = EVERY_OK_S, every_bad: float = EVERY_BAD_S,
                  stale_after: float = STALE_AFTER_S):
@@ -49,7 +50,7 @@ class HealthMonitor:
         """The latest known health; never blocks on the model server."""
         if not self.background:
             return self.engine.health()
-        self._start()
+        self.start()
         with self._lock:
             last, started = self._last, self._started_at
         waited = time.monotonic() - started if started is not None else 0.0
@@ -70,7 +71,10 @@ class HealthMonitor:
         self._closed = True
         self._wake.set()
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the checking thread (once; ``health()`` also starts it). Nothing for an in-process engine."""
+        if not self.background:
+            return
         with self._lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._loop, name="r1v-health", daemon=True)

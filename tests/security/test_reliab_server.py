@@ -53,9 +53,8 @@ def _ask(client, question: str, timeout: float) -> tuple[float, list, list]:
 def test_page_loads_at_once_while_the_models_list_hangs(app, stub):
     stub.hang_models, stub.mode = True, "hang"
     for _ in range(3):  # the first and later loads: none waits on the server
-        secs, data = page_event(app.url, "load", ["", "en"], timeout=15)
-        print(f"page load {secs:.2f} s")
-        assert secs < 8, f"page load took {secs:.1f} s"
+        secs, data = page_event(app.url, "load", ["", "en"], timeout=30)
+        assert secs < 15, f"page load took {secs:.1f} s"  # before: until the models list answered (600 s)
         banner = next(d for d in data if isinstance(d, str) and "Model" in d)
         assert "not reachable" in banner or "checking" in banner, banner
     time.sleep(9)  # past the monitor's stale limit: the banner says the server is not answering
