@@ -31,7 +31,7 @@ def _where(url: str) -> str:
 
 def _reason(e: BaseException) -> str:
     detail = getattr(e, "detail", "") or str(e) or type(e).__name__
-    for known in ("file is not a database", "database disk image is malformed", "Can't locate revision",
+    for known in ("database is locked", "file is not a database", "database disk image is malformed", "Can't locate revision",
                   "unable to open database file", "quick_check"):
         if known in detail:
             start = detail.index(known)
@@ -41,6 +41,11 @@ def _reason(e: BaseException) -> str:
 
 def bad_db_message(url: str, e: BaseException) -> str:
     where, why = _where(url), _reason(e)
+    if getattr(e, "code", "") == "db_busy" or "database is locked" in why:
+        return (f"R1V Tutor cannot start: the history database {where} is locked by another process (waited "
+                "R1V_DB_BUSY_S seconds). Stop that process or try again in a moment.\n"
+                f"R1V Tutor 无法启动：历史数据库 {where} 被另一个进程锁定（已等待 R1V_DB_BUSY_S 秒）。"
+                "请结束该进程或稍后再试。")
     return (f"R1V Tutor cannot start: the history database {where} cannot be used ({why}).\n"
             "It may be damaged, not a database, or from another version. Move the file away to start with an "
             "empty history, or restore a backup: python -m tutor.store restore BACKUP.db\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,8 +55,9 @@ def app_process(root: Path, *args: str, env: dict | None = None, start_timeout: 
     full_env = {**os.environ, "R1V_DATA_DIR": str(data), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     full_env.pop("R1V_DB_URL", None)
     with open(data / "app.log", "wb") as out:
+        # its own process group: the app's worker processes (tutor.mathcheck) go with it
         proc = subprocess.Popen([sys.executable, "app.py", *args, "--port", str(port)], cwd=ROOT, env=full_env,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     app = AppProcess(url, proc, data)
     try:
@@ -73,12 +75,22 @@ def app_process(root: Path, *args: str, env: dict | None = None, start_timeout: 
             time.sleep(0.5)
         yield app
     finally:
-        proc.terminate()
+        kill_group(proc, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        time.sleep(0.5)
+        kill_group(proc, signal.SIGKILL)  # workers that outlived the app
+
+
+def kill_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the app and every process it started (its process group)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def fn_index(url: str, trigger: str, http: httpx.Client | None = None) -> int:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.security.reliab_app import ROOT, app_process, free_port, page_event
+from tests.security.reliab_app import ROOT, app_process, free_port, kill_group, page_event
 from tests.stub_openai import TICK, StubServer
 from tests.visitor import COOKIE, cookie_of
 
@@ -67,6 +67,27 @@ def test_a_corrupt_database_gives_a_clear_message_and_exit_status(tmp_path, corr
     assert "python -m tutor.store restore" in r.stderr
 
 
+def test_a_database_locked_by_another_process_at_start_is_a_clear_message_soon(tmp_path):
+    data = tmp_path / "data"
+    _make_db(data)
+    db = sqlite3.connect(data / "r1v.db", timeout=1, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")  # another process holds the write lock while the app starts
+    try:
+        env = {**os.environ, "R1V_DATA_DIR": str(data), "GRADIO_ANALYTICS_ENABLED": "False", "R1V_DB_BUSY_S": "2"}
+        env.pop("R1V_DB_URL", None)
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "app.py", "--server", "http://127.0.0.1:9", "--port", str(free_port())],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        secs = time.monotonic() - t0
+    finally:
+        db.rollback()
+        db.close()
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr[-2000:]
+    assert "is locked by another process" in r.stderr and "被另一个进程锁定" in r.stderr, r.stderr[-2000:]
+    assert secs < 60, secs  # imports plus one short wait, not 30 s per write
+
+
 def test_an_answer_killed_mid_stream_reopens_with_its_streamed_text(tmp_path):
     from gradio_client import Client
 
@@ -79,7 +100,7 @@ def test_an_answer_killed_mid_stream_reopens_with_its_streamed_text(tmp_path):
             while len(job.outputs()) < 2 and time.monotonic() - t0 < 60:
                 time.sleep(0.1)
             time.sleep(5)  # streaming for a while: more than one save interval
-            app.proc.send_signal(signal.SIGKILL)
+            kill_group(app.proc, signal.SIGKILL)  # the app and its workers, as a power loss would
             app.proc.wait(10)
         with app_process(tmp_path, "--server", stub.url, env={"R1V_LOG_LEVEL": "WARNING"}) as app:
             session, me = "reliabkill1", {COOKIE: cookie_of(c)}  # the same visitor, after the restart
