@@ -325,7 +325,8 @@ class Gate:
             log.warning("refused a session hash owned by another visitor (%s %s)", scope.get("method"), path)
             await reply(403, "not_yours")
             return
-        if path.endswith("/queue/join") and _waiting(scope.get("app"), address) >= ident.waiting_per_address:
+        queued = path.endswith("/queue/join") or (scope.get("method") == "POST" and "/gradio_api/call/" in path)
+        if queued and _waiting(scope.get("app"), address) >= ident.waiting_per_address:
             log.info("refused a queue join from %s: %d waiting", address, ident.waiting_per_address)
             await reply(429, "busy")
             return

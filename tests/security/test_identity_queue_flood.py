@@ -87,3 +87,27 @@ def test_45_fresh_ids_from_one_address_leave_a_real_visitor_served(app):
           f"the visitor was answered in {secs:.1f} s: {status[:80]!r}")
     assert status.startswith("Done in"), f"the visitor was not served: {status[:300]}"
     assert codes.count(200) <= 16, f"one address queued {codes.count(200)} of 45"
+
+
+def test_45_calls_through_the_rest_api_leave_a_real_visitor_served(app):
+    """The same flood through ``POST /gradio_api/call/ask`` (the curl-style API), which also queues."""
+    from gradio_client import Client
+
+    api = Api(app)
+    codes = []
+    for _ in range(45):
+        with httpx.Client() as c:
+            data = api.data("ask", ["en", None, [], "flood 2+2", "math", "auto", "en", 1], uuid.uuid4().hex)
+            r = c.post(app + "gradio_api/call/ask", json={"data": data}, headers={"X-Forwarded-For": ATTACKER},
+                       timeout=30)
+            codes.append(r.status_code)
+    visitor = Client(app, verbose=False, headers={"X-Forwarded-For": VISITOR})
+    args = api.data("ask", ["en", None, [], "Real visitor 2718: solve x+3=5", "math", "auto", "en", 1],
+                    uuid.uuid4().hex)
+    try:
+        status = visitor.predict(*args, api_name="/ask")[1]
+    except Exception as e:  # noqa: BLE001 - "Queue is full" arrives as an exception
+        status = repr(e)
+    print(f"\nattacker's 45 calls: {codes.count(200)} queued, {codes.count(429)} refused (429); {status[:60]!r}")
+    assert status.startswith("Done in"), f"the visitor was not served: {status[:300]}"
+    assert codes.count(200) <= 16, f"one address queued {codes.count(200)} of 45"
