@@ -37,11 +37,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, request):
+    """``python app.py`` on a 1-second model server; ``request.param``: more environment."""
     stub = StubServer(mode="slow", delay=1.0)
     port = _free_port()
     data = tmp_path_factory.mktemp("flood")
-    env = {**os.environ, "R1V_DATA_DIR": str(data), "R1V_TRUSTED_PROXIES": "1", "R1V_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "R1V_DATA_DIR": str(data), "R1V_TRUSTED_PROXIES": "1", "R1V_LOG_LEVEL": "WARNING",
+           **getattr(request, "param", {})}
     env.pop("R1V_DB_URL", None)
     proc = subprocess.Popen([sys.executable, "app.py", "--server", stub.url, "--port", str(port), "--queue-size", "32",
                              "--concurrency", "1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -111,3 +113,4 @@ def test_45_calls_through_the_rest_api_leave_a_real_visitor_served(app):
     print(f"\nattacker's 45 calls: {codes.count(200)} queued, {codes.count(429)} refused (429); {status[:60]!r}")
     assert status.startswith("Done in"), f"the visitor was not served: {status[:300]}"
     assert codes.count(200) <= 16, f"one address queued {codes.count(200)} of 45"
+
