@@ -50,13 +50,20 @@ class Api:
         return http.post(self.url + "gradio_api/queue/join", json=body, headers=headers or {}, timeout=30)
 
     def listen(self, http: httpx.Client, session_hash: str, timeout: float = 60) -> list[dict]:
-        """The queue messages of ``session_hash`` until its events complete (or a refusal: [])."""
+        """The queue messages of ``session_hash`` until its events complete, a refusal, or ``timeout``
+        seconds in all (Gradio's heartbeats keep a stream open)."""
+        import time
+
         out: list[dict] = []
+        deadline = time.monotonic() + timeout
         with http.stream("GET", self.url + "gradio_api/queue/data", params={"session_hash": session_hash},
-                         timeout=timeout) as r:
+                         timeout=min(timeout, 30)) as r:
             if r.status_code != 200:
                 return [{"msg": "refused", "status": r.status_code}]
             for line in r.iter_lines():
+                if time.monotonic() > deadline:
+                    out.append({"msg": "gave_up"})
+                    break
                 if not line.startswith("data:"):
                     continue
                 msg = json.loads(line[5:])

@@ -37,11 +37,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, request):
+    """``python app.py`` on a 1-second model server; ``request.param``: more environment."""
     stub = StubServer(mode="slow", delay=1.0)
     port = _free_port()
     data = tmp_path_factory.mktemp("flood")
-    env = {**os.environ, "R1V_DATA_DIR": str(data), "R1V_TRUSTED_PROXIES": "1", "R1V_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "R1V_DATA_DIR": str(data), "R1V_TRUSTED_PROXIES": "1", "R1V_LOG_LEVEL": "WARNING",
+           **getattr(request, "param", {})}
     env.pop("R1V_DB_URL", None)
     proc = subprocess.Popen([sys.executable, "app.py", "--server", stub.url, "--port", str(port), "--queue-size", "32",
                              "--concurrency", "1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -87,3 +89,28 @@ def test_45_fresh_ids_from_one_address_leave_a_real_visitor_served(app):
           f"the visitor was answered in {secs:.1f} s: {status[:80]!r}")
     assert status.startswith("Done in"), f"the visitor was not served: {status[:300]}"
     assert codes.count(200) <= 16, f"one address queued {codes.count(200)} of 45"
+
+
+def test_45_calls_through_the_rest_api_leave_a_real_visitor_served(app):
+    """The same flood through ``POST /gradio_api/call/ask`` (the curl-style API), which also queues."""
+    from gradio_client import Client
+
+    api = Api(app)
+    codes = []
+    for _ in range(45):
+        with httpx.Client() as c:
+            data = api.data("ask", ["en", None, [], "flood 2+2", "math", "auto", "en", 1], uuid.uuid4().hex)
+            r = c.post(app + "gradio_api/call/ask", json={"data": data}, headers={"X-Forwarded-For": ATTACKER},
+                       timeout=30)
+            codes.append(r.status_code)
+    visitor = Client(app, verbose=False, headers={"X-Forwarded-For": VISITOR})
+    args = api.data("ask", ["en", None, [], "Real visitor 2718: solve x+3=5", "math", "auto", "en", 1],
+                    uuid.uuid4().hex)
+    try:
+        status = visitor.predict(*args, api_name="/ask")[1]
+    except Exception as e:  # noqa: BLE001 - "Queue is full" arrives as an exception
+        status = repr(e)
+    print(f"\nattacker's 45 calls: {codes.count(200)} queued, {codes.count(429)} refused (429); {status[:60]!r}")
+    assert status.startswith("Done in"), f"the visitor was not served: {status[:300]}"
+    assert codes.count(200) <= 16, f"one address queued {codes.count(200)} of 45"
+

@@ -85,3 +85,14 @@ def test_monitoring_opens_with_its_token(tmp_path):
     finally:
         demo.close()
         store.close()
+
+
+def test_odd_cookies_and_tokens_are_refused_cleanly(app):
+    url, _ = app
+    odd = ["r1v_visitor=\xe9\xe9.\xe9", 'r1v_visitor="a.b"; x=1', "r1v_visitor=" + "A" * 32 + "." + "\xff" * 43,
+           "r1v_visitor=" + "a" * 5000, ";;;=;"]
+    for cookie in odd:
+        r = httpx.get(url + "config", headers={"Cookie": cookie.encode("latin-1")}, timeout=10)
+        assert r.status_code == 200 and "r1v_visitor=" in r.headers.get("set-cookie", ""), cookie[:40]
+    r = httpx.get(url + "monitoring/summary", headers={"Authorization": "Bearer \xe9".encode("latin-1")}, timeout=10)
+    assert r.status_code == 403
