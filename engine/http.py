@@ -31,6 +31,11 @@ are retried with exponential backoff (honouring ``Retry-After``) before giving u
 retried. A server that goes away in the middle of a stream raises :class:`ServerStreamError`, which
 keeps the text received so far (``partial``) and the candidates built from it. ``stop()`` (or the
 ``stop`` event) closes the running streams; the solution then has ``stopped=True``.
+
+Deadlines: no text ``first_token_timeout`` seconds after the request (default ``FIRST_TOKEN_S``) is
+``EngineError("server_no_first_token")``; a reply still running after ``reply_timeout`` seconds
+(``REPLY_S``) is stopped as ``ServerStreamError("server_too_slow")`` with its text kept. Health
+requests (:meth:`HttpEngine.health`) have their own short timeout (``HEALTH_TIMEOUT_S``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ from tutor.errors import EngineError, InputError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = R1V2_BUDGET  # a served model that is not a preset: the R1V2 budget (engine.presets)
+FIRST_TOKEN_S = 120.0  # no text from the server this long after the request: given up, with a clear message
+REPLY_S = 900.0  # a whole reply (all candidates) may take this long; then it is stopped, the text so far kept
+HEALTH_TIMEOUT_S = 30.0  # one health request (list the models, a one-token probe)
 MIN_IMAGE_TOKENS = 16  # the probe's image must add at least this many prompt tokens to count as "seen"
 
 
@@ -158,7 +166,8 @@ class HttpEngine(BaseEngine):
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = 600.0, connect_timeout: float = 5.0, max_retries: int = 3,
-                 backoff: float = 0.5, image_format: str = "png", max_new_tokens: int | None = None):
+                 backoff: float = 0.5, image_format: str = "png", max_new_tokens: int | None = None,
+                 first_token_timeout: float | None = FIRST_TOKEN_S, reply_timeout: float | None = REPLY_S):
         import httpx
         import openai
 
@@ -166,8 +175,14 @@ class HttpEngine(BaseEngine):
         self.api_key = api_key
         self.max_retries, self.backoff, self.image_format = max_retries, backoff, image_format
         self.max_new_tokens = max_new_tokens
+        # a read that waits past the first-token deadline has been given up already: its thread ends then too
+        read = min(timeout, first_token_timeout + 5) if first_token_timeout else timeout
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", max_retries=0,
-                                    timeout=httpx.Timeout(timeout, connect=connect_timeout))
+                                    timeout=httpx.Timeout(timeout, read=read, connect=connect_timeout))
+        # health checks never wait as long as a generation may
+        self._health_client = self.client.with_options(
+            timeout=httpx.Timeout(min(timeout, HEALTH_TIMEOUT_S), connect=connect_timeout))
+        self.first_token_timeout, self.reply_timeout = first_token_timeout, reply_timeout
         super().__init__()
         self._model = model
         self._lock = threading.Lock()
@@ -203,7 +218,7 @@ class HttpEngine(BaseEngine):
                       "images": None, "n": None, "repetition_penalty": None}
         t0 = time.perf_counter()
         try:
-            info["models"] = self._list_models()
+            info["models"] = self._list_models(self._health_client)
             info["reachable"] = True
             if self._model is None:
                 self._model = info["models"][0]
@@ -276,9 +291,9 @@ class HttpEngine(BaseEngine):
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _list_models(self) -> list[str]:
+    def _list_models(self, client=None) -> list[str]:
         try:
-            ids = [m.id for m in self.client.models.list()]
+            ids = [m.id for m in (client or self.client).models.list()]
         except Exception as e:
             raise _map_error(e, self.base_url) from e
         if not ids:
@@ -294,11 +309,11 @@ class HttpEngine(BaseEngine):
         img = load_image(Image.new("RGB", (64, 64), "white")).data_url("png")
         base = {"model": self._model, "max_tokens": 1, "temperature": 0.0}
         text = [{"role": "user", "content": [{"type": "text", "text": "1+1="}]}]
-        r0 = self.create({**base, "messages": text, "extra_body": {"repetition_penalty": 1.05}})
+        r0 = self.create({**base, "messages": text, "extra_body": {"repetition_penalty": 1.05}}, health=True)
         vision = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": img}},
                                                 {"type": "text", "text": "1+1="}]}]
         try:
-            r1 = self.create({**base, "messages": vision, "n": 2})
+            r1 = self.create({**base, "messages": vision, "n": 2}, health=True)
         except EngineError as e:
             if e.code != "server_rejected":
                 raise
@@ -316,16 +331,18 @@ class HttpEngine(BaseEngine):
             return "frequency_penalty (= repetition_penalty - 1)"
         return "unsupported" if "repetition_penalty" in self.dropped_fields else "extra_body"
 
-    def create(self, kw: dict, cancel: threading.Event | None = None):
-        """``chat.completions.create`` with retries (connection errors, 429, 5xx) and field adaptation."""
+    def create(self, kw: dict, cancel: threading.Event | None = None, health: bool = False):
+        """``chat.completions.create`` with retries (connection errors, 429, 5xx) and field adaptation
+        (``health``: with the health check's short timeout)."""
         import openai
 
+        client = self._health_client if health else self.client
         kw = dict(kw, extra_body=dict(kw.get("extra_body") or {}))
         self._adapt(kw)
         attempt = 0
         while True:
             try:
-                return self.client.chat.completions.create(**kw)
+                return client.chat.completions.create(**kw)
             except openai.APIStatusError as e:
                 if e.status_code in (400, 422) and self._refused_field(e, kw):
                     continue
@@ -424,6 +441,7 @@ class _Run:
             else:
                 self._parallel(0, n, seed)
             while self.active and not self.stop.is_set():
+                self._check_deadlines(time.perf_counter() - t0, first is not None)
                 try:
                     kind, *rest = self.out.get(timeout=0.05)
                 except queue.Empty:
@@ -472,17 +490,40 @@ class _Run:
                     pass
             eng._running.discard(self.stop)
 
+    def _check_deadlines(self, elapsed: float, started: bool) -> None:
+        """The first-token and the whole-reply deadlines (``HttpEngine.first_token_timeout``, ``reply_timeout``)."""
+        first, total = self.eng.first_token_timeout, self.eng.reply_timeout
+        if not started and first and elapsed > first:
+            self.cancel.set()
+            raise EngineError(
+                "server_no_first_token",
+                f"The model server did not start answering within {first:g} s, so the request was stopped. "
+                "Please try again later.",
+                f"模型服务器在 {first:g} 秒内没有开始回答，已停止本次请求。请稍后再试。",
+                f"no text {elapsed:.1f} s after the request")
+        if total and elapsed > total:
+            err = self._failure(EngineError("server_too_slow", "", "", f"reply still running after {elapsed:.1f} s"))
+            raise err
+
     def _parallel(self, offset: int, count: int, seed: int | None) -> None:
         for j in range(count):
             self._start(_Request(offset + j, 1, None if seed is None else seed + j))
 
     def _failure(self, err: BaseException) -> EngineError:
         self.cancel.set()
-        if isinstance(err, EngineError) and err.code not in ("server_lost", "server_bad_reply"):
+        if isinstance(err, EngineError) and err.code not in ("server_lost", "server_bad_reply", "server_too_slow"):
             return err
         partial = {i: t for i, t in enumerate(self.texts) if t}
         candidates = [make_candidate(i, t, self.tokens[i] or self.chunks[i], "error") for i, t in partial.items()]
         got, url = sum(len(t) for t in partial.values()), self.eng.base_url
+        if isinstance(err, EngineError) and err.code == "server_too_slow":
+            secs = f"{self.eng.reply_timeout:g}"
+            return ServerStreamError(
+                "server_too_slow",
+                f"The reply took longer than {secs} s and was stopped ({got} characters received, kept). "
+                "Please try again, or ask for a shorter answer.",
+                f"回答超过 {secs} 秒，已停止（已收到 {got} 个字符并保留）。请重试，或要求更简短的回答。",
+                detail=err.detail, partial=partial, candidates=candidates)
         if isinstance(err, EngineError) and err.code == "server_bad_reply":  # not JSON: a proxy page, a bug
             return ServerStreamError(
                 "server_bad_reply",

@@ -1,16 +1,20 @@
 """A small OpenAI-compatible stub server for fault-injection tests (http.server in a thread).
 
     stub = StubServer()                 # http://127.0.0.1:<port>; GET /v1/models, POST /v1/chat/completions
-    stub.mode = "ok"                    # "ok" | "slow" | "die" | "malformed" | "status"
+    stub.mode = "ok"                    # "ok" | "slow" | "die" | "malformed" | "status" | "hang" | "trickle" | "huge"
     stub.status = 503                   # with mode "status": answer this code (429 adds Retry-After: 0)
+    stub.hang_models = True             # GET /v1/models never answers (until close)
     eng = HttpEngine(stub.url, model="stub", timeout=1, max_retries=1, backoff=0.01)
     stub.close()
 
 "ok" streams ``ANSWER`` in a few chunks (``reasoning`` then ``</think>`` then the boxed answer);
 "slow" waits ``delay`` seconds before answering (past a client's timeout); "die" sends ``PARTIAL``
 and then closes the connection without a finish reason; "malformed" sends an event stream whose
-data is not JSON; "status" answers ``status`` with a JSON error. Health probes (non-streaming
-requests) are always answered, with 256 more prompt tokens when an image is attached.
+data is not JSON; "status" answers ``status`` with a JSON error; "hang" accepts the request and never
+answers (until ``close``); "trickle" streams ``TICK`` every ``delay`` seconds, ``ticks`` times, and
+counts in ``disconnects`` a client that went away meanwhile; "huge" streams ``huge_chars`` characters
+of content as fast as it can. Health probes (non-streaming requests) are always answered, with 256
+more prompt tokens when an image is attached.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PARTIAL = ["Let me think. 2x + 3 = 7, ", "so 2x = 4 ", "and then"]
+TICK = "step "
 ANSWER = ["2x + 3 = 7 so 2x = 4.", "</think>", "So $x = 2$, and the answer is $\\boxed{2}$."]
 
 
@@ -34,6 +39,10 @@ class StubServer:
 
     def __init__(self, mode: str = "ok", *, delay: float = 3.0, status: int = 503):
         self.mode, self.delay, self.status = mode, delay, status
+        self.hang_models = False
+        self.ticks, self.huge_chars = 10_000, 50_000_000
+        self.disconnects = 0
+        self.release = threading.Event()  # set by close: hanging handlers return
         self.requests = 0
         self.prompts: list[str] = []
         self._lock = threading.Lock()
@@ -57,10 +66,13 @@ class StubServer:
                     self.close_connection = True
 
             def do_GET(self) -> None:
+                if stub.hang_models:
+                    stub.release.wait()
+                    return
                 self._json({"object": "list", "data": [{"id": "stub", "object": "model", "created": 0,
                                                          "owned_by": "test"}]})
 
-            def _sse(self, events: list[str]) -> None:
+            def _sse(self, events: list[str], pause: float = 0.005) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
@@ -68,8 +80,25 @@ class StubServer:
                     for e in events:
                         self.wfile.write(f"data: {e}\n\n".encode())
                         self.wfile.flush()
-                        time.sleep(0.005)
+                        if pause:
+                            time.sleep(pause)
                 except OSError:  # the client gave up (timeout, stop): nothing to do
+                    self.close_connection = True
+
+            def _trickle(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                try:
+                    for _ in range(stub.ticks):
+                        self.wfile.write(f"data: {json.dumps(_chunk(0, {'content': TICK}))}\n\n".encode())
+                        self.wfile.flush()
+                        if stub.release.wait(stub.delay):
+                            return
+                    self.wfile.write(f"data: {json.dumps(_chunk(0, {}, 'stop'))}\n\ndata: [DONE]\n\n".encode())
+                except OSError:  # the client closed the stream: the generation was cancelled
+                    with stub._lock:
+                        stub.disconnects += 1
                     self.close_connection = True
 
             def do_POST(self) -> None:
@@ -90,7 +119,15 @@ class StubServer:
                 if mode == "slow":
                     time.sleep(stub.delay)
                     mode = "ok"
-                if mode == "status":
+                if mode == "hang":
+                    stub.release.wait()
+                elif mode == "trickle":
+                    self._trickle()
+                elif mode == "huge":
+                    piece = json.dumps(_chunk(0, {"content": "x" * 65536}))
+                    self._sse([piece] * (stub.huge_chars // 65536) + [json.dumps(_chunk(0, {}, "stop")), "[DONE]"],
+                              pause=0)
+                elif mode == "status":
                     headers = {"Retry-After": "0"} if stub.status == 429 else {}
                     self._json({"error": {"message": f"stub says {stub.status}"}}, stub.status, headers)
                 elif mode == "malformed":
@@ -110,5 +147,6 @@ class StubServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()

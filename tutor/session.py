@@ -15,6 +15,9 @@ the model writes, then one ``TurnResult``. Each turn is saved in the store as it
 student's message first (so nothing they typed is lost if the model fails), then the attempt with
 its candidates and the tutor's reply; a failed or stopped run is saved with that status (a run
 that broke midway keeps the partial text it received, as candidates and as the tutor's message).
+While a run streams, its reply so far is saved every few seconds (``tutor.live``), so a killed process
+leaves that text; a reply is capped at ``tutor.live.MAX_REPLY_CHARS``, and ``delete_problem`` stops
+the problem's runs before deleting it.
 
 The engine is duck-typed (anything with ``stream(images, messages=..., n=..., sampling=...,
 stop=...)`` yielding deltas and an event with ``.solution``), so this module stays free of torch.
@@ -37,8 +40,9 @@ from typing import Any
 
 from tutor import drills, replies, verdict
 from tutor.answers import equivalent, extract_final
-from tutor.errors import InputError
+from tutor.errors import InputError, TutorError
 from tutor.intake import IntakeImage, load_image
+from tutor.live import Runs, deleted_error
 from tutor.prompts import build_messages, practice_markers
 from tutor.store import ProblemInfo, Store
 
@@ -134,6 +138,7 @@ class Tutor:
         self._pixels_lock = threading.Lock()
         self._drill_photos: dict[str, str] | None = None  # sha256 of a shipped drill photo -> its statement
         self.rng = random.Random()  # draws the tutor's own practice problems
+        self.runs = Runs(store)  # runs streaming now: their text saved as it grows, stopped by a delete
 
     # -- problems ---------------------------------------------------------------------------------
 
@@ -247,29 +252,55 @@ class Tutor:
                                          backend=self.backend, sampling={**_sampling_dict(sampling, n), **(meta or {})},
                                          status="running")
         solution = None
-        try:
-            kw = {"sampling": sampling} if sampling is not None else {}
-            if self.reward is not None and n > 1:
-                kw["reward"] = self.reward
-            for ev in self.engine.stream(images, messages=messages, n=n, stop=stop, **kw):
-                if hasattr(ev, "solution"):
-                    solution = ev.solution
+        with self.runs.start(user, p.id, attempt, stop, lang=p.lang,
+                             save=(meta or {}).get("purpose") != verdict.RESOLVE) as live:
+            try:
+                kw = {"sampling": sampling} if sampling is not None else {}
+                if self.reward is not None and n > 1:
+                    kw["reward"] = self.reward
+                for ev in self.engine.stream(images, messages=messages, n=n, stop=live.stop, **kw):
+                    if hasattr(ev, "solution"):
+                        solution = ev.solution
+                    else:
+                        live.add(ev)
+                        yield ev
+            except GeneratorExit:  # the page went away or the student pressed Stop: the text so far stays
+                live.save_now()
+                self._set_status(user, attempt, "stopped")
+                raise
+            except BaseException as e:
+                if live.cancelled:
+                    raise deleted_error() from e
+                if getattr(e, "candidates", None):
+                    live.drop()  # the partial candidates carry the text
                 else:
-                    yield ev
-        except GeneratorExit:  # the page went away or the student pressed Stop
-            self.store.update_attempt(user, attempt, status="stopped")
-            raise
-        except BaseException as e:
-            self._keep_partial(user, p.id, attempt, getattr(e, "candidates", None))
-            self.store.update_attempt(user, attempt, status="error")
-            raise
+                    live.save_now()
+                self._keep_partial(user, p.id, attempt, getattr(e, "candidates", None))
+                self._set_status(user, attempt, "error")
+                raise
+        if live.cancelled:  # the problem was deleted while it ran
+            raise deleted_error()
         if solution is None:  # the consumer stopped early
-            self.store.update_attempt(user, attempt, status="stopped")
+            live.save_now()
+            self._set_status(user, attempt, "stopped")
             return attempt, None
+        live.drop()
+        live.cap(solution.candidates)
         self.store.add_candidates(user, attempt, solution.candidates, chosen=solution.chosen)
         self.store.update_attempt(user, attempt, status="stopped" if solution.stopped else "done",
                                   timings=solution.timings)
         return attempt, solution
+
+    def _set_status(self, user: str, attempt: int, status: str) -> None:
+        try:
+            self.store.update_attempt(user, attempt, status=status)
+        except TutorError as e:  # e.g. deleted meanwhile: the run's own error is what matters
+            log.warning("attempt %s: could not set status %s: %s", attempt, status, e)
+
+    def delete_problem(self, user: str, problem_id: int) -> None:
+        """Stop the problem's runs (the model does not run on for a deleted problem), then delete it."""
+        self.runs.cancel(user, problem_id)
+        self.store.delete_problem(user, problem_id)
 
     def _keep_partial(self, user: str, problem_id: int, attempt: int, candidates: Any) -> None:
         """A run that failed midway (``engine.http.ServerStreamError``) keeps what was received: the

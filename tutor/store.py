@@ -33,8 +33,9 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ from tutor.store_checks import (
     bad_user,
     bad_value,
     check_len,
+    db_busy,
     db_error,
     field_of,
     not_found,
@@ -171,15 +173,23 @@ class Store:
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
-        lock = self._write_lock if write else nullcontext()
+        """A transaction; a write waits at most ``settings.db_busy_s()`` in all (for this process's other
+        writers, then for SQLite's lock), then fails with ``db_busy``: waits never stack up."""
+        deadline = time.monotonic() + settings.db_busy_s()
+        if write and not self._write_lock.acquire(timeout=settings.db_busy_s()):
+            raise db_busy("waited for this process's other writers")
         try:
-            with lock, self._Session.begin() as s:
+            with self._Session.begin() as s:
                 if write and self._sqlite:
-                    s.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+                    left = max(1, int(1000 * (deadline - time.monotonic())))
+                    s.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE", "sqlite_busy_ms": left})
                 yield s
         except SQLAlchemyError as e:
             log.exception("store failure")
             raise db_error(e) from e
+        finally:
+            if write:
+                self._write_lock.release()
 
     # --- users ---
 
@@ -377,6 +387,18 @@ class Store:
             s.flush()
             return m.id
 
+    def set_message(self, user: str, message_id: int, content: str | None) -> None:
+        """Replace a message's text (a streaming reply saved as it grows), or delete it (``None``)."""
+        with self._session(write=True) as s:
+            m = s.get(Message, as_id(message_id, "problem"))
+            if m is None:
+                raise not_found("problem", f"message {message_id}")
+            self._problem(s, user, m.problem_id)  # someone else's message is not found, like a missing one
+            if content is None:
+                s.delete(m)
+            else:
+                m.content = stored_text(content)
+
     def add_feedback(self, user: str, attempt_id: int, up: bool, comment: str | None = None) -> int:
         """Thumbs up (``up=True``) or down on an attempt, with an optional comment."""
         with self._session(write=True) as s:
@@ -527,6 +549,24 @@ class Store:
             # this process cannot insert its row between our check and the unlink.
             for rel in paths - still_used:
                 self._unlink(rel)
+
+    def rename_user(self, old: str, new: str) -> bool:
+        """Give ``old``'s whole history to ``new`` (a visitor's id changed form: the browser-kept id of
+        before issue 22 becomes their cookie id). Done only when ``old`` exists and ``new`` has no
+        history yet; True when renamed. ``old`` is gone afterwards, so it works once."""
+        self._check_user(new)
+        with self._session(write=True) as s:
+            u = self._user(s, old, create=False)
+            if u is None:
+                return False
+            target = self._user(s, new, create=False)
+            if target is not None:
+                if s.scalar(select(Problem.id).where(Problem.user_id == target.id).limit(1)) is not None:
+                    return False
+                s.delete(target)
+                s.flush()
+            u.ext_id = new
+        return True
 
     def delete_user(self, user: str) -> int:
         """Delete all of a user's history (and the user); return the number of problems removed."""

@@ -23,6 +23,15 @@ def not_found(what: str, detail: str) -> StoreError:
     return StoreError("not_found", en, zh, detail)
 
 
+def db_busy(detail: str) -> StoreError:
+    return StoreError(
+        "db_busy",
+        "The history database is busy right now, so this was not saved. Please try again in a moment.",
+        "历史数据库正忙，这次没有保存。请稍后再试。",
+        detail,
+    )
+
+
 def bad_user(detail: str) -> StoreError:
     return StoreError(
         "bad_user",
@@ -55,6 +64,8 @@ def check_len(**fields: str | None) -> None:
 
 
 def db_error(e: Exception) -> StoreError:
+    if "database is locked" in str(e) or "database is busy" in str(e):
+        return db_busy(repr(e))
     return StoreError(
         "db_error",
         "History could not be read or saved right now. Please try again.",
@@ -66,12 +77,20 @@ def db_error(e: Exception) -> StoreError:
 # --- values from the page ----------------------------------------------------------------------
 
 
+MAX_STORED_CHARS = 200_000  # one stored text (a reply, a candidate); a longer one is cut, and says so
+CUT_NOTE = "\n\n[…cut: over {n} characters / 超过 {n} 个字符，已截断]"
+
+
 def stored_text(value: Any) -> str:
-    """Text as stored: NUL characters removed (PostgreSQL refuses them; SQLite would keep them) and lone
-    UTF-16 surrogates (possible in JSON from an API client) replaced, as neither database can encode them."""
+    """Text as stored: NUL characters removed (PostgreSQL refuses them; SQLite would keep them), lone
+    UTF-16 surrogates (possible in JSON from an API client) replaced, as neither database can encode them,
+    and at most ``MAX_STORED_CHARS`` characters (a runaway model reply is not stored whole)."""
     if value is None:
         return ""
-    return str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    text = str(value)
+    if len(text) > MAX_STORED_CHARS:
+        text = text[:MAX_STORED_CHARS] + CUT_NOTE.format(n=MAX_STORED_CHARS)
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def stored_opt_text(value: Any) -> str | None:

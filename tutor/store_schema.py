@@ -304,7 +304,10 @@ def _wal(cur: Any, wait_s: float = 30.0) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite: WAL, foreign keys, real transactions, a 30 s busy wait."""
+    """An engine for ``url``; on SQLite: WAL, foreign keys, real transactions, a short busy wait
+    (``tutor.settings.db_busy_s``; a write transaction may set its own, the ``sqlite_busy_ms`` option)."""
+    from tutor.settings import db_busy_s
+
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
         return create_engine(u, pool_pre_ping=True)
@@ -313,7 +316,7 @@ def make_engine(url: str) -> Engine:
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         u,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args={"check_same_thread": False, "timeout": db_busy_s()},
         poolclass=StaticPool if memory else None,
     )
 
@@ -329,6 +332,9 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+        opts = conn.get_execution_options()
+        if opts.get("sqlite_busy_ms") is not None:  # what is left of this write's wait, not a fresh one
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(opts['sqlite_busy_ms'])}")
+        conn.exec_driver_sql(opts.get("sqlite_begin", "BEGIN"))
 
     return engine

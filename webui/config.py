@@ -19,6 +19,8 @@ Flags and the environment variables that mirror them (DESIGN.md):
                                             (default: the preset's, 64000 for R1V2; the page's
                                             "Thinking budget" control changes it per question)
     --preload           R1V_PRELOAD=1       load the model at start instead of on the first question
+    --first-token-s S   R1V_FIRST_TOKEN_S   a server that sends no text this long is given up (default 120)
+    --reply-s S         R1V_REPLY_S         a server's whole reply is stopped after this long (default 900)
     --reward NAME       R1V_REWARD          reward model that ranks several candidates: a reward preset
                                             (``mini-reward``, ``skywork-vl-reward-7b``...), a directory,
                                             ``none``, or ``auto`` (default: ``mini-reward`` with ``mini``)
@@ -64,6 +66,8 @@ class AppConfig:
     max_new_tokens: int | None = None
     preload: bool = False
     reward: str = "auto"
+    first_token_s: float = 120.0
+    reply_s: float = 900.0
 
     @property
     def engine_concurrency(self) -> int:
@@ -98,12 +102,17 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] | None = 
     p.add_argument("--max-new-tokens", type=int, default=_env_int(env, "R1V_MAX_NEW_TOKENS"))
     p.add_argument("--preload", action="store_true", default=_env_bool(env.get("R1V_PRELOAD")))
     p.add_argument("--reward", default=env.get("R1V_REWARD", "auto"))
+    p.add_argument("--first-token-s", type=float, default=float(env.get("R1V_FIRST_TOKEN_S") or 120))
+    p.add_argument("--reply-s", type=float, default=float(env.get("R1V_REPLY_S") or 900))
     a = p.parse_args(argv)
     if not 1 <= a.n <= 16:
         p.error("--n must be between 1 and 16")
+    if a.first_token_s <= 0 or a.reply_s <= 0:
+        p.error("--first-token-s and --reply-s must be positive")
     return AppConfig(model=a.model, server=a.server, n=a.n, host=a.host, port=a.port, share=a.share,
                      concurrency=a.concurrency, queue_size=a.queue_size, max_upload=a.max_upload,
-                     max_new_tokens=a.max_new_tokens, preload=a.preload, reward=a.reward)
+                     max_new_tokens=a.max_new_tokens, preload=a.preload, reward=a.reward,
+                     first_token_s=a.first_token_s, reply_s=a.reply_s)
 
 
 def gpu_memory_gb() -> float:
@@ -177,8 +186,9 @@ class LazyEngine:
     load once.
     """
 
-    def __init__(self, kind: str, target: str, *, engine: Any = None):
+    def __init__(self, kind: str, target: str, *, engine: Any = None, http_kwargs: dict | None = None):
         self.kind, self.target = kind, target
+        self.http_kwargs = http_kwargs or {}  # HttpEngine's deadlines (first_token_timeout, reply_timeout)
         self._engine = engine
         self._lock = threading.Lock()
         self._stream = _gpu_wrap(self._stream_impl, target) if kind == "local" else self._stream_impl
@@ -223,7 +233,7 @@ class LazyEngine:
                 return MissingBackend(self.target, EngineError(
                     "engine_missing", "The HTTP backend (engine.http) is not installed in this version.",
                     "此版本还没有 HTTP 后端（engine.http）。", detail=str(e)))
-            return HttpEngine(self.target, api_key=os.environ.get("R1V_API_KEY") or None)
+            return HttpEngine(self.target, api_key=os.environ.get("R1V_API_KEY") or None, **self.http_kwargs)
         from engine.core import Engine
 
         log.info("loading model %s", self.target)
@@ -270,7 +280,8 @@ def make_engine(cfg: AppConfig, engine: Any = None) -> LazyEngine:
         loaded = space.module_scope_engine(target)  # on ZeroGPU: loaded now, at module scope; else None
         if loaded is not None:
             return LazyEngine(kind, target, engine=loaded)
-    lazy = LazyEngine(kind, target)
+    lazy = LazyEngine(kind, target, http_kwargs={"first_token_timeout": cfg.first_token_s,
+                                                 "reply_timeout": cfg.reply_s})
     if cfg.preload:
         lazy.get()
     return lazy

@@ -115,6 +115,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "status_model": ("Model: **{name}** · backend: {backend}", "模型：**{name}** · 后端：{backend}"),
     "health_ok": ("server healthy", "服务正常"),
     "health_bad": ("server not reachable: {msg}", "服务无法连接：{msg}"),
+    "health_checking": ("checking the server…", "正在检查服务器…"),
     "health_lazy": ("loads on the first question", "首次提问时加载"),
     "health_loaded": ("loaded", "已加载"),
     "tiny_banner": ("⚠️ This is the tiny test model with random weights: its answers are random text. "
