@@ -3,10 +3,11 @@
     stub = StubServer()                 # http://127.0.0.1:<port>; GET /v1/models, POST /v1/chat/completions
     stub.mode = "ok"                    # "ok" | "slow" | "die" | "malformed" | "status"
     stub.status = 503                   # with mode "status": answer this code (429 adds Retry-After: 0)
+    stub.answer = ["think", "</think>", "reply"]   # with mode "ok": stream these chunks instead of ANSWER
     eng = HttpEngine(stub.url, model="stub", timeout=1, max_retries=1, backoff=0.01)
     stub.close()
 
-"ok" streams ``ANSWER`` in a few chunks (``reasoning`` then ``</think>`` then the boxed answer);
+"ok" streams ``answer`` (default ``ANSWER``) in a few chunks (``reasoning`` then ``</think>`` then the boxed answer);
 "slow" waits ``delay`` seconds before answering (past a client's timeout); "die" sends ``PARTIAL``
 and then closes the connection without a finish reason; "malformed" sends an event stream whose
 data is not JSON; "status" answers ``status`` with a JSON error. Health probes (non-streaming
@@ -32,8 +33,9 @@ def _chunk(i: int, delta: dict, finish: str | None = None, usage: dict | None = 
 class StubServer:
     """See the module docstring. ``requests`` counts streamed chat requests."""
 
-    def __init__(self, mode: str = "ok", *, delay: float = 3.0, status: int = 503):
+    def __init__(self, mode: str = "ok", *, delay: float = 3.0, status: int = 503, answer: list[str] | None = None):
         self.mode, self.delay, self.status = mode, delay, status
+        self.answer = list(answer or ANSWER)  # a model steered by a prompt injection writes what a test needs
         self.requests = 0
         self.prompts: list[str] = []
         self._lock = threading.Lock()
@@ -99,7 +101,7 @@ class StubServer:
                     self._sse([json.dumps(_chunk(i, {"content": t})) for i in range(n) for t in PARTIAL])
                     self.close_connection = True  # gone without a finish reason or [DONE]
                 else:
-                    events = [json.dumps(_chunk(i, {"content": t})) for i in range(n) for t in ANSWER]
+                    events = [json.dumps(_chunk(i, {"content": t})) for i in range(n) for t in stub.answer]
                     usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
                     events += [json.dumps(_chunk(i, {}, "stop", usage if i == n - 1 else None)) for i in range(n)]
                     self._sse([*events, "[DONE]"])
