@@ -55,6 +55,8 @@ def _overlay(L: str) -> str:
 <b>
 `<img src={L}/html-block-code.png>`
 
+$![m]({L}/math-md.png) [t]({L}/math-link)$ and $$[n]: {L}/math-def.png ![n]$$
+
 $\\includegraphics{{{L}/katex.png}}$ and $\\href{{{L}/katex-href}}{{x}}$ so $x = 2$, answer $\\boxed{{2}}$."""
 
 
@@ -84,6 +86,10 @@ def test_the_reply_cannot_draw_a_form_or_a_frame(asked):
         + '#r1v-answer input, #r1v-answer form, #r1v-answer iframe, input[type=password], #evil-overlay')]
         .map(e => e.outerHTML.slice(0, 80))""")
     assert found == []
+    links = page.evaluate("""() => [...document.querySelectorAll('#r1v-chat [data-testid=bot] [href], #r1v-chat [data-testid=bot] [src],'
+        + '#r1v-answer [href], #r1v-answer [src]')].map(e => e.getAttribute('href') || e.getAttribute('src'))
+        .filter(u => !u.startsWith('data:') && !u.startsWith('#') && !u.startsWith(location.origin))""")
+    assert links == []  # the reply's links are shown as text
 
 
 def test_the_reply_stays_inside_its_box(asked):
