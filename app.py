@@ -152,7 +152,7 @@ class TutorApp:
             health = t("health_ok", lang)
         else:
             health = t("health_loaded" if h.get("loaded") else "health_lazy", lang)
-        lines = [t("status_model", lang, name=self.engine.name, backend=self.engine.backend) + f" · {health}"]
+        lines = [t("status_model", lang, name=view.as_text(self.engine.name), backend=self.engine.backend) + f" · {health}"]
         if "tiny-random" in self.engine.name:
             lines.append(t("tiny_banner", lang))
         elif self.engine.name == "mini":

@@ -4,6 +4,7 @@
     stub.mode = "ok"                    # "ok" | "slow" | "die" | "malformed" | "status"
     stub.status = 503                   # with mode "status": answer this code (429 adds Retry-After: 0)
     stub.answer = ["think", "</think>", "reply"]   # with mode "ok": stream these chunks instead of ANSWER
+    stub.models = ["stub"]              # the model ids GET /v1/models lists
     eng = HttpEngine(stub.url, model="stub", timeout=1, max_retries=1, backoff=0.01)
     stub.close()
 
@@ -36,6 +37,7 @@ class StubServer:
     def __init__(self, mode: str = "ok", *, delay: float = 3.0, status: int = 503, answer: list[str] | None = None):
         self.mode, self.delay, self.status = mode, delay, status
         self.answer = list(answer or ANSWER)  # a model steered by a prompt injection writes what a test needs
+        self.models = ["stub"]
         self.requests = 0
         self.prompts: list[str] = []
         self._lock = threading.Lock()
@@ -59,8 +61,8 @@ class StubServer:
                     self.close_connection = True
 
             def do_GET(self) -> None:
-                self._json({"object": "list", "data": [{"id": "stub", "object": "model", "created": 0,
-                                                         "owned_by": "test"}]})
+                self._json({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                         "owned_by": "test"} for m in stub.models]})
 
             def _sse(self, events: list[str]) -> None:
                 self.send_response(200)

@@ -43,16 +43,20 @@ def listener() -> Iterator[SimpleNamespace]:
 
 
 @contextmanager
-def app_on_stub(root: Path, answer: list[str]) -> Iterator[tuple]:
-    """The page (``python app.py --server <stub>``'s wiring) on a stub model server that streams ``answer``."""
+def app_on_stub(root: Path, answer: list[str], models: list[str] | None = None) -> Iterator[tuple]:
+    """The page (``python app.py --server <stub>``'s wiring) on a stub model server that streams ``answer``;
+    ``models``: the ids the server lists, the first one used (default: the model named "stub")."""
     from engine.http import HttpEngine
     from tests.browser_app import serve
     from tests.stub_openai import StubServer
     from webui.config import AppConfig
 
     stub = StubServer(answer=answer)
+    if models:
+        stub.models = models
     try:
-        with serve(root, HttpEngine(stub.url, model="stub", max_retries=0), AppConfig()) as (url, store):
+        with serve(root, HttpEngine(stub.url, model=None if models else "stub", max_retries=0), AppConfig()) as (
+                url, store):
             yield url, store, stub
     finally:
         stub.close()

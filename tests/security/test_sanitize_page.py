@@ -57,24 +57,30 @@ def _overlay(L: str) -> str:
 
 $![m]({L}/math-md.png) [t]({L}/math-link)$ and $$[n]: {L}/math-def.png ![n]$$
 
-$\\includegraphics{{{L}/katex.png}}$ and $\\href{{{L}/katex-href}}{{x}}$ so $x = 2$, answer $\\boxed{{2}}$."""
+$\\includegraphics{{{L}/katex.png}}$ and $\\href{{{L}/katex-href}}{{x}}$ so $x = 2$, answer \\boxed{{<img src={L}/boxed.png>}}"""
 
 
 @pytest.fixture(scope="module")
 def asked(tmp_path_factory, listener):
     L = listener.url
-    with app_on_stub(tmp_path_factory.mktemp("sanitize-page"), ["2x + 3 = 7", "</think>", _overlay(L)]) as (
-            url, store, stub), chromium() as browser:
+    model_id = f"stub<img src={L}/model-id.png>"  # the model server names itself, and the banner shows it
+    with app_on_stub(tmp_path_factory.mktemp("sanitize-page"), ["2x + 3 = 7", "</think>", _overlay(L)],
+                     [model_id]) as (url, store, stub), chromium() as browser:
         page = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-US").new_page()
         page.set_default_timeout(90_000)
         page.goto(url, wait_until="load")
         page.wait_for_function("() => (document.querySelector('#r1v-status-banner')?.innerText || '').includes('stub')"
                            " && document.querySelector('#r1v-ask-btn')?.innerText.trim() === 'Solve'")
         page.locator("#r1v-question textarea").fill(QUESTION.format(L=L))
+        page.locator("#r1v-n input[type=number]").fill("2")  # two candidates: the table of answers shows too
+        page.locator("#r1v-n input[type=number]").press("Enter")
         page.locator("#r1v-ask-btn").click()
         page.wait_for_function("() => (document.querySelector('#r1v-status')?.innerText || '').startsWith('Done in')",
                                polling=50)
         page.wait_for_function("() => document.querySelectorAll('#r1v-chat [data-testid=bot]').length > 0")
+        page.locator("#r1v-cands").get_by_text("Candidate").first.click()  # open the candidates table
+        page.locator("#r1v-history").get_by_text("My problems").first.click()  # and the history (answer captions)
+        page.wait_for_function("() => (document.querySelector('#r1v-history-list')?.innerText || '').includes('#1')")
         time.sleep(2.0)  # images, frames and CSS fetches of the rendered reply have had time to leave
         yield page, stub, listener
 
@@ -144,3 +150,34 @@ def test_nested_special_tokens_never_reach_the_model(asked):
     for token in ("<|im_start|>", "<|im_end|>", "<|endoftext|>"):
         assert token not in sent, (token, sent[:400])
     assert "2x+3=7" in sent
+
+
+def test_the_model_servers_name_and_the_answer_show_as_text(asked):
+    page, _, _ = asked
+    assert "stub<img src=" in page.locator("#r1v-status-banner").inner_text()
+    cands = page.locator("#r1v-cands").inner_text()
+    assert "<img src=" in cands, cands[:300]  # the chosen answer, as the model boxed it
+
+
+def test_anything_fixed_inside_a_message_is_painted_inside_it(asked):
+    """The second wall, should markup ever get through: a full-page fixed element put inside a reply
+    (by the test, in the browser) is clipped to the message's box and covers nothing outside it."""
+    page, _, _ = asked
+    covered = page.evaluate("""() => {
+        const boxes = [...document.querySelectorAll('#r1v-chat [data-testid=bot]'),
+                       document.querySelector('#r1v-answer [data-testid=markdown]')];
+        const out = [];
+        for (const box of boxes) {
+            const el = document.createElement('div');
+            el.style.cssText = 'position:fixed;inset:0;z-index:2147483647;background:red';
+            box.appendChild(el);
+            const b = box.getBoundingClientRect();
+            for (const [x, y] of [[3, 3], [innerWidth - 3, innerHeight - 3], [b.left - 4, b.top + 4], [b.right + 4, b.bottom - 4]]) {
+                if (x >= b.left && x <= b.right && y >= b.top && y <= b.bottom) continue;
+                if (document.elementFromPoint(x, y) === el) out.push([box.dataset.testid, x, y]);
+            }
+            el.remove();
+        }
+        return out;
+    }""")
+    assert covered == []
