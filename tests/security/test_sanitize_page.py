@@ -63,7 +63,9 @@ $\\includegraphics{{{L}/katex.png}}$ and $\\href{{{L}/katex-href}}{{x}}$ so $x =
 @pytest.fixture(scope="module")
 def asked(tmp_path_factory, listener):
     L = listener.url
-    model_id = f"stub<img src={L}/model-id.png>"  # the model server names itself, and the banner shows it
+    # the model server names itself, and the banner shows it (a protocol-relative URL: a name with "://"
+    # is shown as "model server")
+    model_id = f"stub<img src={L.removeprefix('http:')}/model-id.png>"
     with app_on_stub(tmp_path_factory.mktemp("sanitize-page"), ["2x + 3 = 7", "</think>", _overlay(L)],
                      [model_id]) as (url, store, stub), chromium() as browser:
         page = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-US").new_page()
