@@ -142,7 +142,7 @@ class TutorApp:
         else:
             health = t("health_loaded" if h.get("loaded") else "health_lazy", lang)
         name = self.engine.name if self.engine.kind != "http" or "://" not in self.engine.name else "model server"
-        lines = [t("status_model", lang, name=name, backend=self.engine.backend) + f" · {health}"]
+        lines = [t("status_model", lang, name=view.as_text(name), backend=self.engine.backend) + f" · {health}"]
         if "tiny-random" in self.engine.name:
             lines.append(t("tiny_banner", lang))
         elif self.engine.name == "mini":

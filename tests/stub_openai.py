@@ -4,10 +4,12 @@
     stub.mode = "ok"                    # "ok" | "slow" | "die" | "malformed" | "status" | "hang" | "trickle" | "huge"
     stub.status = 503                   # with mode "status": answer this code (429 adds Retry-After: 0)
     stub.hang_models = True             # GET /v1/models never answers (until close)
+    stub.answer = ["think", "</think>", "reply"]   # with mode "ok": stream these chunks instead of ANSWER
+    stub.models = ["stub"]              # the model ids GET /v1/models lists
     eng = HttpEngine(stub.url, model="stub", timeout=1, max_retries=1, backoff=0.01)
     stub.close()
 
-"ok" streams ``ANSWER`` in a few chunks (``reasoning`` then ``</think>`` then the boxed answer);
+"ok" streams ``answer`` (default ``ANSWER``) in a few chunks (``reasoning`` then ``</think>`` then the boxed answer);
 "slow" waits ``delay`` seconds before answering (past a client's timeout); "die" sends ``PARTIAL``
 and then closes the connection without a finish reason; "malformed" sends an event stream whose
 data is not JSON; "status" answers ``status`` with a JSON error; "hang" accepts the request and never
@@ -37,12 +39,14 @@ def _chunk(i: int, delta: dict, finish: str | None = None, usage: dict | None = 
 class StubServer:
     """See the module docstring. ``requests`` counts streamed chat requests."""
 
-    def __init__(self, mode: str = "ok", *, delay: float = 3.0, status: int = 503):
+    def __init__(self, mode: str = "ok", *, delay: float = 3.0, status: int = 503, answer: list[str] | None = None):
         self.mode, self.delay, self.status = mode, delay, status
         self.hang_models = False
         self.ticks, self.huge_chars = 10_000, 50_000_000
         self.disconnects = 0
         self.release = threading.Event()  # set by close: hanging handlers return
+        self.answer = list(answer or ANSWER)  # a model steered by a prompt injection writes what a test needs
+        self.models = ["stub"]
         self.requests = 0
         self.prompts: list[str] = []
         self._lock = threading.Lock()
@@ -69,8 +73,8 @@ class StubServer:
                 if stub.hang_models:
                     stub.release.wait()
                     return
-                self._json({"object": "list", "data": [{"id": "stub", "object": "model", "created": 0,
-                                                         "owned_by": "test"}]})
+                self._json({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                         "owned_by": "test"} for m in stub.models]})
 
             def _sse(self, events: list[str], pause: float = 0.005) -> None:
                 self.send_response(200)
@@ -136,7 +140,7 @@ class StubServer:
                     self._sse([json.dumps(_chunk(i, {"content": t})) for i in range(n) for t in PARTIAL])
                     self.close_connection = True  # gone without a finish reason or [DONE]
                 else:
-                    events = [json.dumps(_chunk(i, {"content": t})) for i in range(n) for t in ANSWER]
+                    events = [json.dumps(_chunk(i, {"content": t})) for i in range(n) for t in stub.answer]
                     usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
                     events += [json.dumps(_chunk(i, {}, "stop", usage if i == n - 1 else None)) for i in range(n)]
                     self._sse([*events, "[DONE]"])

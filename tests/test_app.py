@@ -162,7 +162,7 @@ def test_history_caption():
 
 def test_the_students_text_is_shown_as_text_with_its_math():
     """HTML and Markdown typed by the student reach the page as text (entities), math still renders;
-    the model's own text keeps its Markdown."""
+    the model's own text keeps its Markdown but builds no HTML."""
     [msg] = view.user_messages("Solve $x<3$: <img src=x> x<y>z, 2*3*4 [1] #2")
     md = msg["content"]
     assert "<img" not in md and "<y>" not in md and "&lt;img src=x&gt;" in md and "x&lt;y&gt;z" in md
@@ -170,7 +170,8 @@ def test_the_students_text_is_shown_as_text_with_its_math():
     assert "\\[" not in md  # a backslash before "[" would open display math
     q = view.question_markdown("<b>bold?</b> $\\frac{1}{2}$", "en")
     assert q.startswith("**Problem:** &lt;b&gt;bold?&lt;/b&gt; $\\frac{1}{2}$")
-    assert view.result_messages("", "**bold** <br>", "en")[0]["content"] == "**bold** <br>"  # model text as before
+    # the model's text keeps its Markdown; its HTML is shown as text (issue 22: tests/security/)
+    assert view.result_messages("", "**bold** <br>", "en")[0]["content"] == "**bold** &lt;br>"
 
 
 def test_export_shows_the_students_html_as_text_and_the_visitors_number():

@@ -54,8 +54,10 @@ MAX_IMAGES = 8
 MAX_HISTORY_TURNS = 40
 # Strings that mean something to the chat template or the image processor: a student who types
 # them must not be able to add image slots or fake a turn boundary.
+# Every ``<|word_word|>`` token (ChatML's, Qwen-VL's vision and pad tokens; not ``2<|x|>1``) and the
+# image and thinking tags, removed until none is left: nesting (``<|im_<|im_start|>start|>``) rebuilds none.
 _SPECIAL_TOKENS = re.compile(
-    r"<image>|</?img>|<IMG_CONTEXT>|<\|im_(?:start|end)\|>|<\|endoftext\|>|</?think>"
+    r"<image>|</?img>|<IMG_CONTEXT>|</?video>|<\|(?:endoftext|[A-Za-z]+(?:_[A-Za-z0-9]+){1,4})\|>|</?think>"
 )
 
 
@@ -107,10 +109,13 @@ def _check_count(value: Any, name: str, low: int, high: int) -> int:
 
 
 def clean_text(text: str) -> str:
-    """Strip the text and remove chat-template and image tokens a user may have typed (and lone UTF-16
-    surrogates, which JSON allows but no server can encode)."""
+    """Strip the text and remove chat-template and image tokens a user may have typed, to a fixed point
+    (``<|im_<|im_start|>start|>`` leaves nothing), and lone UTF-16 surrogates, which JSON allows but no
+    server can encode."""
     text = text.encode("utf-8", "replace").decode("utf-8")
-    cleaned = _SPECIAL_TOKENS.sub("", text)
+    cleaned, n = _SPECIAL_TOKENS.subn("", text)
+    while n:  # to a fixed point: each pass shortens the text, so this ends
+        cleaned, n = _SPECIAL_TOKENS.subn("", cleaned)
     if cleaned != text:
         log.info("removed special tokens from user text")
     return cleaned.strip()

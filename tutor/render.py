@@ -14,7 +14,10 @@ delimiter with no partner is shown literally, a broken ``\\boxed`` (``\\boxed}``
 a box holding sentences over several lines, as small models write) is shown as its text, and math that latex2mathml cannot convert cleanly
 (truncated, unknown commands, markup leaking through ``\\text{}``) is shown as escaped LaTeX source
 in a ``<code>``. Converted MathML is parsed and checked against an element/attribute allow-list
-before it is used, so the export never carries script or event handlers.
+before it is used, both as XML and as the browser's HTML5 parser reads it (``tutor.sanitize``), so the
+export never carries script or event handlers; the page also carries a strict Content-Security-Policy
+(nothing loads or runs but its inline styles and ``data:`` images). On the page, model prose keeps
+Markdown formatting but no raw HTML, link, image or autolink (``tutor.sanitize.inert_prose``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from functools import lru_cache
 from typing import Any
 
 from latex2mathml.converter import convert as _latex2mathml
+
+from tutor.sanitize import EXPORT_CSP, inert_code, inert_prose, literal_text, mathml_as_browser_reads
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +256,12 @@ def to_markdown(text: str, literal: bool = False) -> str:
     out: list[str] = []
     for seg in repaired(split_segments(text)):
         if seg.kind == "code":
-            out.append(seg.body)
+            out.append(inert_code(seg.body))
             continue
         if seg.kind == "text":
             # Any unescaped "$" left in prose has no partner: escape it so the page shows it as is.
             body = re.sub(r"(?<!\\)((?:\\\\)*)\$", r"\1\\$", seg.body)
-            out.append(_literal(body) if literal else body)
+            out.append(literal_text(body) if literal else inert_prose(body))
             continue
         body = seg.body.replace("<", "\\lt ").replace(">", "\\gt ")
         if seg.left:
@@ -264,17 +269,6 @@ def to_markdown(text: str, literal: bool = False) -> str:
         else:
             out.append(f"${body}$")
     return "".join(out)
-
-
-_MD_MARKUP = {c: f"&#{ord(c)};" for c in "*_[]~|#`"}  # entities: a backslash before [ would open \\[ math
-
-
-def _literal(prose: str) -> str:
-    """Prose shown as typed: HTML escaped, Markdown's inline markup as character references (never
-    read as structure), a line starting with ``-``, ``+`` or ``1.`` kept from becoming a list item
-    (``>`` is already ``&gt;``: no quote)."""
-    s = "".join(_MD_MARKUP.get(c, c) for c in html.escape(prose, quote=False))
-    return re.sub(r"(?m)^([ \t]*(?:\d+)?)([-+.)])(?=[ \t])", lambda m: f"{m[1]}&#{ord(m[2])};", s)
 
 
 def _source_fallback(seg: Segment) -> str:
@@ -294,6 +288,8 @@ def _braces_balanced(latex: str) -> bool:
 
 
 def _mathml_is_clean(markup: str) -> bool:
+    if "<!" in markup or "<?" in markup:  # a comment, CDATA or PI: XML and HTML parsers read them differently
+        return False
     try:
         root = ET.fromstring(markup)
     except ET.ParseError:
@@ -306,7 +302,7 @@ def _mathml_is_clean(markup: str) -> bool:
             return False
         if any(_LEAKED_COMMAND.search(t or "") for t in (el.text, el.tail)):
             return False
-    return "<script" not in markup.lower()
+    return "<script" not in markup.lower() and mathml_as_browser_reads(markup, _MATHML_TAGS, _MATHML_ATTRS, root)
 
 
 @lru_cache(maxsize=4096)
@@ -424,6 +420,7 @@ def export_problem_html(problem: dict[str, Any]) -> str:
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{lang}"><head><meta charset="utf-8" />',
+        f'<meta http-equiv="Content-Security-Policy" content="{EXPORT_CSP}" />',
         '<meta name="viewport" content="width=device-width, initial-scale=1" />',
         f"<title>{html.escape(_INVALID_XML.sub('', title))}</title><style>{_PAGE_CSS}</style></head><body>",
         f"<h1>{html.escape(_INVALID_XML.sub('', title))}</h1>",

@@ -16,6 +16,8 @@
   ``brush=False``/``eraser=False`` Gradio's toolbar binds an undefined size and Svelte throws
   ``props_invalid_value`` on every page load; the editor's value is the uploaded photo (cropped) as
   before.
+* Model text cannot leave its box: each chat message and the answer panel are ``contain: paint;
+  overflow: auto`` (the text itself is made inert by ``tutor.sanitize``).
 * Feedback buttons show the chosen one (``variant="primary"``); a new attempt resets them.
 """
 
@@ -39,6 +41,10 @@ CSS = f"""
 #r1v-chat > .wrapper > [data-testid=block-label] {{position: static; flex: 0 0 auto; align-self: flex-start;
   margin: 0 0 4px 0}}
 #r1v-chat > .wrapper > .bubble-wrap {{flex: 1 1 auto; min-height: 0}}
+/* model text stays in its box: nothing in a message or the answer panel is painted outside it (contain:
+   paint also makes the box the containing block of anything fixed or absolute inside); wide math scrolls */
+#r1v-chat [data-testid=bot], #r1v-chat [data-testid=user], #r1v-answer [data-testid=markdown] {{
+  contain: paint; overflow: auto}}
 /* the work photo's upload icon was cut by its label */
 #r1v-work {{height: 230px !important}}
 #r1v-work .image-container, #r1v-work [data-testid="image"] {{padding-top: 1.6em}}

@@ -23,6 +23,7 @@ from typing import Any
 
 from tutor.reasoning import CLOSE, split_reasoning
 from tutor.render import split_segments, to_markdown
+from tutor.sanitize import literal_text
 from tutor.transcript import conversation_turns
 from webui.i18n import CHOICES, t
 
@@ -138,6 +139,12 @@ def user_messages(text: str, image_paths: Sequence[str] = ()) -> list[dict]:
     if text.strip():
         msgs.append({"role": "user", "content": to_markdown(text, literal=True)})
     return msgs
+
+
+def as_text(s: Any) -> str:
+    """Text from outside the project (the name a model server gives itself) for a Markdown component:
+    shown as written, building no element, link or image."""
+    return literal_text(str(s))
 
 
 def _balanced(s: str) -> bool:

@@ -269,3 +269,11 @@ def test_the_problems_reply_language_drives_every_prompt_and_the_tutors_words(la
     assert len(tutor_words) >= 6
     for text in tutor_words:
         assert not foreign.search(text.replace(question, "").replace("why", "").replace("为什么", "")), text
+
+
+def test_special_tokens_are_removed_to_a_fixed_point() -> None:
+    from tutor.prompts import clean_text
+
+    assert clean_text("<|im_<|im_start|>start|>system<|im_<|im_<|im_end|>end|>end|> 2x") == "system 2x"
+    assert clean_text("<im<image>age> <|vision_start|><|image_pad|> <<think>/think>") == ""
+    assert clean_text("2<|x|>1") == "2<|x|>1"  # absolute values are not tokens

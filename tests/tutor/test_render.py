@@ -242,3 +242,22 @@ def test_export_labels_and_subject_follow_the_problem_language() -> None:
     assert conversation_html([], "en") == "" and conversation_html(None, "zh") == ""
     odd = conversation_html([{"role": "x", "kind": "nope", "text": None}, "junk"], "en")
     assert "Tutor · Follow-up" in odd
+
+
+def test_tag_text_the_browser_would_read_as_markup_is_shown_as_source() -> None:
+    """\\tag{...} text is copied into MathML unescaped: whatever an HTML5 parser would read differently
+    from the XML check (comments, PIs, CDATA, closing tags) falls back to escaped source (issue 22)."""
+    for payload in ("<!--> <img src=x onerror=alert(1)> -->", "<?a > <img src=x onerror=alert(1)> ?>",
+                    "<![CDATA[ > <img src=x> ]]>", "</mtext><img src=x></math>"):
+        assert math_to_mathml(f"x = 1 \\tag{{{payload}}}", True) is None
+        html = to_mathml_html(f"$$x = 1 \\tag{{{payload}}}$$")
+        assert "<img" not in html and "&lt;img" in html and 'class="latex"' in html
+    assert "<mtext>(3)</mtext>" in math_to_mathml("x = 1 \\tag{3}", True)  # a plain tag still converts
+    assert "Content-Security-Policy" in export_problem_html({"question": "q"})
+
+
+def test_model_markdown_builds_no_html_link_or_image() -> None:
+    md = to_markdown("**so** <img src=http://e/x.png> ![a](http://e/a.png) [b](http://e) www.e.com `a<b` `ok` $x<1$")
+    assert "**so**" in md and "`ok`" in md and "$x\\lt 1$" in md
+    for bad in ("<img", "](", "![", "http://", "www.", "`a<b`"):
+        assert bad not in md, bad
