@@ -417,7 +417,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         layout.banner_timer(app.status_md, ui_lang, banner, app.engine)
         with gr.Row(equal_height=False, elem_id="r1v-main"):
             with gr.Column(scale=2, min_width=300, elem_id="r1v-left"):
-                editor = lab(SafeImageEditor(type="pil", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
+                editor = lab(SafeImageEditor(type="filepath", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
                                             layers=False, **layout.EDITOR_TOOLS, height=340,
                                             elem_id="r1v-photo"), "photo")
                 with gr.Row():
@@ -454,7 +454,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                         regen = lab(gr.Button(t("regenerate", "zh"), size="sm", min_width=80), "regenerate", "value")
                     with gr.Row(equal_height=False):
                         my_answer = lab(lab(gr.Textbox(min_width=160), "my_answer"), "my_answer_ph", "placeholder")
-                        work = lab(SafeImage(type="pil", height=170, min_width=160, sources=("upload", "webcam"), elem_id="r1v-work"),
+                        work = lab(SafeImage(type="filepath", height=170, min_width=160, sources=("upload", "webcam"), elem_id="r1v-work"),
                                    "work_photo")
                     with gr.Row():
                         check = lab(gr.Button(t("check", "zh"), size="sm"), "check", "value")
