@@ -48,7 +48,7 @@ from tutor.limits import (
 from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
-from webui import layout, locale, view
+from webui import layout, locale, upload_limits, view
 from webui.blocks import Blocks
 from webui.components import (
     PRIVATE_DIRS,
@@ -393,6 +393,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
     cfg = cfg or AppConfig()
     app = TutorApp(make_engine(cfg, engine), store or Store(), cfg)
     PRIVATE_DIRS.update({app.store.image_dir.resolve(), settings.data_dir().resolve()})
+    upload_limits.install()  # at most MAX_IMAGES files per upload request, refused before saving
     L: list[tuple[Any, str, str]] = []  # (component, string key, attribute) relabelled with the language
 
     def lab(comp: Any, key: str, attr: str = "label") -> Any:
@@ -627,7 +628,7 @@ def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None) -> d
     # directory or the temp directory as a whole: /gradio_api/file=<data>/r1v.db would hand out
     # everyone's history. Outputs elsewhere (exports, thumbnails) reach the page through Gradio's cache.
     image_dir = store.image_dir if store is not None else settings.data_dir() / "images"
-    blocked = [str(settings.data_dir() / "browser_secret")]
+    blocked = [str(settings.data_dir() / "browser_secret"), str(Path(image_dir).resolve().parent / "photo_key")]
     url = store.url if store is not None else settings.db_url()
     if url.startswith("sqlite:///"):
         db = url.removeprefix("sqlite:///")
