@@ -10,8 +10,8 @@
 
 Layout and wiring only: tutoring logic is in ``tutor/`` (``tutor.session.Tutor``), models in
 ``engine/``, the page's pure helpers (strings, message building, tables) and its guarded input components in ``webui/``. A visitor
-is identified by an id kept in the browser (``gr.BrowserState``) or by their Hugging Face login on a
-Space with OAuth; every store call is scoped to that id. No handler ever lets an exception reach the
+is identified by a signed HttpOnly cookie the server sets (``webui.identity``; never in page state) or
+by their Hugging Face login on a Space with OAuth; every store call is scoped to that id. No handler ever lets an exception reach the
 page: a ``TutorError`` becomes its message in the page language, anything else a generic message and
 a log line.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sys
 import tempfile
 import threading
@@ -34,7 +33,7 @@ import gradio as gr
 
 from tutor import mathcheck, settings
 from tutor.drills import drill_examples
-from tutor.errors import InputError, StoreError, TutorError
+from tutor.errors import InputError, TutorError
 from tutor.examples import load_examples
 from tutor.intake import load_image, load_images
 from tutor.limits import (
@@ -67,6 +66,8 @@ from webui.components import (
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.example_table import example_table, picked, table_update
 from webui.i18n import choices, lang_from_header, norm_lang, t
+from webui.identity import Identity, public_text
+from webui.legacy_id import old_visitor_id
 from webui.relang import relang_answer, relang_chat, retranslate
 from webui.upload_check import wire_upload_checks
 
@@ -84,41 +85,24 @@ CSS = """
 # the work stays small on a slow machine (bench/app_overhead.py measures it).
 UPDATE_EVERY_S = 0.25
 UPDATE_COST_FACTOR = 8.0
-RESERVED_ID_PREFIXES = ("hf:", "anon-")  # store ids the server derives; never taken from the browser
-
-
-def _secret() -> str:
-    """Key for the browser-stored visitor id: R1V_BROWSER_SECRET, else one kept in the data directory."""
-    if os.environ.get("R1V_BROWSER_SECRET"):
-        return os.environ["R1V_BROWSER_SECRET"]
-    path = settings.data_dir() / "browser_secret"
-    if not path.exists():
-        path.write_text(secrets.token_hex(16), encoding="utf-8")
-    return path.read_text(encoding="utf-8").strip()
-
-
-def _hf_user(request: gr.Request | None) -> str | None:
-    """The Hugging Face login of the visitor, when the Space has OAuth on and they signed in."""
-    try:
-        info = request.request.session.get("oauth_info") if request is not None else None  # type: ignore[union-attr]
-        name = (info or {}).get("userinfo", {}).get("preferred_username")
-        return f"hf:{name}" if name else None
-    except Exception:  # noqa: BLE001 - no session middleware: OAuth is off
-        return None
 
 
 class TutorApp:
     """Handlers of the page, sharing one engine, one store and one tutor."""
 
-    def __init__(self, engine: LazyEngine, store: Store, cfg: AppConfig):
+    def __init__(self, engine: LazyEngine, store: Store, cfg: AppConfig, identity: Identity | None = None):
         from engine.core import Sampling
 
         self.engine, self.store, self.cfg = engine, store, cfg
+        self.identity = identity or Identity.shared()
         self.tutor = Tutor(engine, store, backend=engine.backend, reward=pick_reward(cfg, engine))
         max_new = cap_max_new_tokens(cfg.max_new_tokens)
         self.sampling = Sampling(max_new_tokens=max_new) if max_new else None
         self.limiter = RateLimiter(int(os.environ.get("R1V_RATE_PER_MINUTE") or REQUESTS_PER_MINUTE))
+        # what the caller cannot mint: the client address, with room for a few visitors behind one NAT
+        self.addr_limiter = RateLimiter(int(os.environ.get("R1V_RATE_PER_ADDRESS") or 4 * self.limiter.per_minute))
         self.stops: dict[str, threading.Event] = {}
+        self.stop_owner: dict[str, str] = {}  # session -> the visitor whose answer it is
         self.user_stopped: set[str] = set()
         # a small model (preset writes_problems False) gets photos of the drill kinds it can solve
         self.examples = load_examples() if engine.writes_problems else drill_examples()
@@ -126,45 +110,43 @@ class TutorApp:
 
     # -- identity, status -------------------------------------------------------------------------
 
-    @staticmethod
-    def user(visitor: Any, request: gr.Request | None) -> str:
-        """The store id of the visitor: their HF login, else the browser-kept id, else one per session.
+    def user(self, request: gr.Request | None) -> str:
+        """The store id of the request's visitor: their HF login, else their cookie's id (``webui.identity``)."""
+        return self.identity.visitor(request)
 
-        A browser id can be anything the client sends, so it may never take the form of the other two
-        kinds (``hf:...``, ``anon-...``): that would let an API caller read a signed-in student's
-        history by sending ``"hf:their-name"``."""
-        hf = _hf_user(request)
-        if hf:
-            return hf
-        if isinstance(visitor, str) and visitor.strip():
-            vid = visitor.strip()[:100]
-            if vid.lower().startswith(RESERVED_ID_PREFIXES):
-                raise StoreError("bad_user", "Your session could not be identified. Please reload the page.",
-                                 "无法识别你的会话，请刷新页面。", f"reserved visitor id {vid[:40]!r}")
-            return vid
-        return f"anon-{getattr(request, 'session_hash', None) or uuid.uuid4().hex}"
+    def migrate(self, old_blob: Any, request: gr.Request | None) -> None:
+        """First visit after issue 22: the history of the id the old page kept in the browser becomes
+        this visitor's, once (``webui.legacy_id``). Never raises: a failure only leaves it where it was."""
+        old = old_visitor_id(old_blob)
+        try:
+            if old is not None and self.store.rename_user(old, self.user(request)):
+                log.info("moved an old browser id's history to its visitor's cookie id")
+        except TutorError as e:
+            log.info("old browser id not migrated: %s", e)
 
     def status_md(self, lang: str) -> str:
         h = self.engine.health()
         if not h.get("ok"):
-            health = t("health_bad", lang, msg=h.get("error_zh" if lang == "zh" else "error", "?"))
+            health = t("health_bad", lang, msg=public_text(h.get("error_zh" if lang == "zh" else "error", "?"),
+                                                           lang, [h.get("url") or "", *self.server_urls()]))
         elif self.engine.kind == "http":
             health = t("health_ok", lang)
         else:
             health = t("health_loaded" if h.get("loaded") else "health_lazy", lang)
-        lines = [t("status_model", lang, name=self.engine.name, backend=self.engine.backend) + f" · {health}"]
+        name = self.engine.name if self.engine.kind != "http" or "://" not in self.engine.name else "model server"
+        lines = [t("status_model", lang, name=name, backend=self.engine.backend) + f" · {health}"]
         if "tiny-random" in self.engine.name:
             lines.append(t("tiny_banner", lang))
         elif self.engine.name == "mini":
             lines.append(t("mini_banner", lang))
         return "\n\n".join(lines)
 
-    def visitor_history(self, visitor: Any, lang: str, request: gr.Request | None) -> tuple[list, list[int]]:
-        """``history`` for the visitor of a request; an unusable visitor id gives an empty history."""
+    def visitor_history(self, lang: str, request: gr.Request | None) -> tuple[list, list[int]]:
+        """``history`` for the visitor of a request; an unidentified request gives an empty history."""
         try:
-            user = self.user(visitor, request)
+            user = self.user(request)
         except TutorError as e:
-            gr.Warning(e.message(lang))
+            gr.Warning(self.msg(e, lang))
             return [], []
         return self.history(user, lang)
 
@@ -176,8 +158,18 @@ class TutorApp:
                 items.append((card, view.history_caption(s, answer, lang)))
                 ids.append(s.id)
         except TutorError as e:
-            gr.Warning(e.message(lang))
+            gr.Warning(self.msg(e, lang))
         return items, ids
+
+    def msg(self, e: TutorError, lang: str) -> str:
+        """An error's message for the page: in ``lang``, without the internal model-server address."""
+        return public_text(e.message(lang), lang, self.server_urls())
+
+    def server_urls(self) -> list[str]:
+        """The model server's address as messages spell it (kept from visitors: ``public_text``)."""
+        if self.engine.kind != "http":
+            return []
+        return [self.engine.target, getattr(getattr(self.engine, "_engine", None), "base_url", None) or ""]
 
     # -- streaming turns --------------------------------------------------------------------------
 
@@ -221,7 +213,7 @@ class TutorApp:
             out["many"] = len(sol.candidates) > 1
         yield out
 
-    def run_mode(self, mode: str, visitor: Any, ui_lang: str, pid: int | None, chat: list | None,
+    def run_mode(self, mode: str, ui_lang: str, pid: int | None, chat: list | None,
                  request: gr.Request, **kw: Any) -> Iterator[dict]:
         """Any tutor mode on the current problem, with every failure turned into a page message."""
         lang = norm_lang(ui_lang)
@@ -232,10 +224,12 @@ class TutorApp:
         self.user_stopped.discard(session)
         problem = None  # the stored problem, when this turn already read it
         try:
-            user = self.user(visitor, request)
+            user = self.user(request)
+            self.stop_owner[session] = user
             if mode in ("ask", "solve"):
                 kw["n"] = check_n(1 if kw.get("n") is None else kw["n"])
             self.limiter.hit(user)
+            self.addr_limiter.hit(self.identity.address(request))
             if mode == "ask":
                 photos = [unrefused(p) for p in kw["photos"]]
                 image = editor_image(kw["image"])
@@ -290,25 +284,31 @@ class TutorApp:
                 yield out
         except TutorError as e:
             log.info("refused: %s", e)
-            gr.Warning(e.message(lang))
-            yield {"status": "⚠️ " + e.message(lang)}
+            gr.Warning(self.msg(e, lang))
+            yield {"status": "⚠️ " + self.msg(e, lang)}
         except Exception:
             log.exception("handler %s failed", mode)
             gr.Warning(t("error_generic", lang))
             yield {"status": "⚠️ " + t("error_generic", lang)}
         finally:
             self.stops.pop(session, None)
+            self.stop_owner.pop(session, None)
 
     def stop(self, request: gr.Request) -> None:
+        """Stop the answer running in the request's session, only when the requester owns it."""
         session = getattr(request, "session_hash", "")
         ev = self.stops.get(session)
-        if ev is not None:
+        try:
+            mine = self.stop_owner.get(session) == self.user(request)
+        except TutorError:
+            mine = False
+        if ev is not None and mine:
             self.user_stopped.add(session)
             ev.set()  # the engine ends its generation at the next token
 
     # -- one-shot actions -------------------------------------------------------------------------
 
-    def answer_practice(self, visitor: Any, ui_lang: str, pid: int | None, att: int | None, answer: str,
+    def answer_practice(self, ui_lang: str, pid: int | None, att: int | None, answer: str,
                         chat: list | None, request: gr.Request) -> tuple[list, str]:
         lang = norm_lang(ui_lang)
         chat = list(chat or [])
@@ -316,24 +316,24 @@ class TutorApp:
             if pid is None or att is None:
                 return chat, t("no_problem", lang)
             answer = check_length(answer or "", MAX_ANSWER_CHARS, "answer", "答案")
-            r = self.tutor.answer_practice(self.user(visitor, request), pid, att, answer)
+            r = self.tutor.answer_practice(self.user(request), pid, att, answer)
             chat += view.user_messages(f"{t('my_answer', lang)}: {answer}") + view.result_messages("", r.text, lang)
             return chat, t("verdict_" + (r.verdict or "unknown"), lang)
         except TutorError as e:
-            gr.Warning(e.message(lang))
-            return chat, "⚠️ " + e.message(lang)
+            gr.Warning(self.msg(e, lang))
+            return chat, "⚠️ " + self.msg(e, lang)
         except Exception:
             log.exception("answer_practice failed")
             return chat, "⚠️ " + t("error_generic", lang)
 
-    def feedback(self, up: bool, visitor: Any, ui_lang: str, att: int | None, comment: str,
+    def feedback(self, up: bool, ui_lang: str, att: int | None, comment: str,
                  request: gr.Request) -> tuple[str, str]:
         lang = norm_lang(ui_lang)
         if att is None:
             return t("no_attempt", lang), comment
         try:
             comment = check_length(comment or "", MAX_ANSWER_CHARS, "comment", "评论")
-            self.store.add_feedback(self.user(visitor, request), att, up, comment.strip() or None)
+            self.store.add_feedback(self.user(request), att, up, comment.strip() or None)
             return t("thanks", lang), ""
         except TutorError as e:
             return "⚠️ " + e.message(lang), comment
@@ -341,18 +341,18 @@ class TutorApp:
             log.exception("feedback failed")
             return "⚠️ " + t("error_generic", lang), comment
 
-    def reopen(self, visitor: Any, ui_lang: str, ids: list[int], evt: gr.SelectData, request: gr.Request):
+    def reopen(self, ui_lang: str, ids: list[int], evt: gr.SelectData, request: gr.Request):
         lang = norm_lang(ui_lang)
         try:
             pid = ids[evt.index]
-            p = self.store.get_problem(self.user(visitor, request), pid)
+            p = self.store.get_problem(self.user(request), pid)
             return (pid, view.problem_messages(p, lang), view.answer_box(p.question, view.latest_answer(p), lang),
                     t("opened_n", lang, n=p.number))
         except (TutorError, IndexError, TypeError) as e:
             msg = e.message(lang) if isinstance(e, TutorError) else t("pick_first", lang)
             return gr.skip(), gr.skip(), gr.skip(), "⚠️ " + msg
 
-    def delete(self, visitor: Any, ui_lang: str, pid: int | None, pending: int | None, request: gr.Request):
+    def delete(self, ui_lang: str, pid: int | None, pending: int | None, request: gr.Request):
         """Two steps: the first click asks "Delete #N?" (``pending`` becomes ``pid``), a second click on
         the same problem deletes it and clears the chat, the answer panel and the export link.
         Returns (history, ids, pid, chat, message, answer, export file, pending, delete button)."""
@@ -361,7 +361,7 @@ class TutorApp:
         if pid is None:
             return *keep, t("pick_first", lang), gr.skip(), gr.skip(), None, gr.skip()
         try:
-            user = self.user(visitor, request)
+            user = self.user(request)
             number = self.store.get_problem(user, pid).number
             if pending != pid:
                 return (*keep, t("delete_confirm", lang, n=number), gr.skip(), gr.skip(), pid,
@@ -373,12 +373,12 @@ class TutorApp:
         return (items, ids, None, [], t("deleted_n", lang, n=number), "", gr.update(value=None, visible=False),
                 None, gr.update(value=t("delete", lang)))
 
-    def export(self, visitor: Any, ui_lang: str, pid: int | None, request: gr.Request):
+    def export(self, ui_lang: str, pid: int | None, request: gr.Request):
         lang = norm_lang(ui_lang)
         if pid is None:
             return gr.update(visible=False), t("pick_first", lang)
         try:
-            p = self.store.get_problem(self.user(visitor, request), pid)
+            p = self.store.get_problem(self.user(request), pid)
             images = [Path(i.path).read_bytes() for i in p.images if Path(i.path).exists()]
             path = self.export_dir / f"r1v-problem-{p.number}-{uuid.uuid4().hex[:8]}.html"
             path.write_text(export_problem_html(view.export_payload(p, images)), encoding="utf-8")
@@ -387,11 +387,13 @@ class TutorApp:
             return gr.update(visible=False), "⚠️ " + e.message(lang)
 
 
-def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | None = None) -> gr.Blocks:
+def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | None = None,
+              identity: Identity | None = None) -> gr.Blocks:
     """The page. ``engine``: any engine (default: chosen from ``cfg``, loaded lazily); ``store``:
-    default ``Store()`` on ``R1V_DB_URL``."""
+    default ``Store()`` on ``R1V_DB_URL``; ``identity``: the visitor cookie (default
+    ``Identity.shared()``; launch with the same one in ``launch_kwargs``)."""
     cfg = cfg or AppConfig()
-    app = TutorApp(make_engine(cfg, engine), store or Store(), cfg)
+    app = TutorApp(make_engine(cfg, engine), store or Store(), cfg, identity)
     PRIVATE_DIRS.update({app.store.image_dir.resolve(), settings.data_dir().resolve()})
     upload_limits.install()  # at most MAX_IMAGES files per upload request, refused before saving
     L: list[tuple[Any, str, str]] = []  # (component, string key, attribute) relabelled with the language
@@ -403,8 +405,9 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         return comp
 
     with Blocks(title="R1V Tutor") as demo:
-        visitor = gr.BrowserState("", storage_key="r1v_visitor", secret=_secret())
-        lang_store = gr.BrowserState("", storage_key="r1v_ui_lang", secret=_secret())
+        # the page language only (nothing identifying): its key need not be secret
+        lang_store = gr.BrowserState("", storage_key="r1v_ui_lang", secret="r1v-page-language")
+        legacy = gr.Textbox("", visible=False)  # the old page's stored visitor id, sent once (webui.legacy_id)
         pid, attempt, practice = gr.State(None), gr.State(None), gr.State(None)
         pending_delete = gr.State(None)  # the problem a first click on Delete asked about
         hist_ids = gr.State([])
@@ -500,25 +503,25 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 upd[up], upd[down] = layout.feedback_reset()
             return upd
 
-        def on_ask(visitor, ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
+        def on_ask(ui_lang, image, gallery, q, subj, pt, rl, k, request: gr.Request):
             paths = [g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])]
             paths = [p if isinstance(p, Refused) or uploaded(p) else Refused(not_uploaded(p)) for p in paths]
-            for out in app.run_mode("ask", visitor, ui_lang, None, [], request, image=image,
+            for out in app.run_mode("ask", ui_lang, None, [], request, image=image,
                                     photos=paths, question=q or "", subject=subj, ptype=pt, reply_lang=rl, n=k):
                 yield to_updates(out)
 
         def mode_fn(mode: str):
-            def fn(visitor, ui_lang, pid_, chat_, k, ans, wk, msg, request: gr.Request):
-                for out in app.run_mode(mode, visitor, ui_lang, pid_, chat_, request, n=k, answer=ans or "",
+            def fn(ui_lang, pid_, chat_, k, ans, wk, msg, request: gr.Request):
+                for out in app.run_mode(mode, ui_lang, pid_, chat_, request, n=k, answer=ans or "",
                                         work=wk, message=msg or "", regen=True):
                     yield to_updates(out)
             return fn
 
         lim = cfg.engine_concurrency
-        ask.click(on_ask, [visitor, ui_lang, editor, photos, question, subject, ptype, reply_lang, n],
+        ask.click(on_ask, [ui_lang, editor, photos, question, subject, ptype, reply_lang, n],
                            turn_outputs, api_name="ask", concurrency_limit=lim, concurrency_id="engine",
                            show_progress="minimal")
-        mode_inputs = [visitor, ui_lang, pid, chat, n, my_answer, work, follow]
+        mode_inputs = [ui_lang, pid, chat, n, my_answer, work, follow]
         for btn, mode in ((hint, "hint"), (prac, "practice"), (regen, "solve"), (check, "check"), (send, "followup")):
             btn.click(mode_fn(mode), mode_inputs, turn_outputs, api_name=mode if mode != "solve" else "regenerate",
                       concurrency_limit=lim, concurrency_id="engine", show_progress="minimal")
@@ -528,17 +531,17 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         layout.clear_on_send(send, follow)
         layout.name_photo_tool(demo)
         stop.click(app.stop, None, None, queue=False, api_name="stop")
-        ans_prac.click(app.answer_practice, [visitor, ui_lang, pid, practice, my_answer, chat], [chat, status])
+        ans_prac.click(app.answer_practice, [ui_lang, pid, practice, my_answer, chat], [chat, status])
 
-        def fb_up(visitor, ui_lang, att, text, request: gr.Request):
-            msg, box = app.feedback(True, visitor, ui_lang, att, text, request)
+        def fb_up(ui_lang, att, text, request: gr.Request):
+            msg, box = app.feedback(True, ui_lang, att, text, request)
             return msg, box, *layout.feedback_states(msg == t("thanks", norm_lang(ui_lang)), True)
 
-        def fb_down(visitor, ui_lang, att, text, request: gr.Request):
-            msg, box = app.feedback(False, visitor, ui_lang, att, text, request)
+        def fb_down(ui_lang, att, text, request: gr.Request):
+            msg, box = app.feedback(False, ui_lang, att, text, request)
             return msg, box, *layout.feedback_states(msg == t("thanks", norm_lang(ui_lang)), False)
 
-        fb_inputs = [visitor, ui_lang, attempt, comment]
+        fb_inputs = [ui_lang, attempt, comment]
         up.click(fb_up, fb_inputs, [status, comment, up, down], api_name="feedback_up")
         down.click(fb_down, fb_inputs, [status, comment, up, down], api_name="feedback_down")
 
@@ -560,18 +563,18 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         add.click(add_photo, [editor, photos], [photos, editor], api_visibility="private")
         clear.click(lambda: ([], None), None, [photos, editor], api_visibility="private")
 
-        def history_fn(visitor, ui_lang, request: gr.Request):
-            return app.visitor_history(visitor, norm_lang(ui_lang), request)
+        def history_fn(ui_lang, request: gr.Request):
+            return app.visitor_history(norm_lang(ui_lang), request)
 
-        refresh.click(history_fn, [visitor, ui_lang], [hist, hist_ids], api_name="history")
-        hist.select(app.reopen, [visitor, ui_lang, hist_ids], [pid, chat, answer, hist_msg])
-        delete.click(app.delete, [visitor, ui_lang, pid, pending_delete],
+        refresh.click(history_fn, [ui_lang], [hist, hist_ids], api_name="history")
+        hist.select(app.reopen, [ui_lang, hist_ids], [pid, chat, answer, hist_msg])
+        delete.click(app.delete, [ui_lang, pid, pending_delete],
                      [hist, hist_ids, pid, chat, hist_msg, answer, export_file, pending_delete, delete])
         # another problem open: no pending delete, and no export link of the one before
         pid.change(lambda lang: (None, gr.update(value=t("delete", norm_lang(lang))), gr.update(visible=False)),
                    ui_lang, [pending_delete, delete, export_file], api_visibility="private", show_progress="hidden")
         wire_upload_checks(demo, editor, work, ui_lang)  # a bad photo is named when chosen, not at Solve
-        export.click(app.export, [visitor, ui_lang, pid], [export_file, hist_msg])
+        export.click(app.export, [ui_lang, pid], [export_file, hist_msg])
         hist.change(layout.empty_note, [hist, ui_lang], hist_empty, queue=False, api_visibility="private",
                     show_progress="hidden")
         examples.click(lambda i: picked(app.examples, i), examples, [editor, subject, ptype], api_visibility="private",
@@ -590,9 +593,9 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             upd[cands] = {"headers": view.candidate_headers(lang)}
             return {examples: table_update(app.examples, lang), **{c: gr.update(**u) for c, u in upd.items()}}
 
-        def set_lang(lang, visitor, chat_, status_, answer_, msg_, request: gr.Request):
+        def set_lang(lang, chat_, status_, answer_, msg_, request: gr.Request):
             lang = norm_lang(lang)
-            items, ids = app.visitor_history(visitor, lang, request)
+            items, ids = app.visitor_history(lang, request)
             shown = {answer: relang_answer(answer_, lang), status: retranslate(status_, lang) or "",  # already shown
                      hist_msg: retranslate(msg_, lang) or "",
                      chat: gr.update(value=relang_chat(chat_, lang), label=t("chat", lang))}
@@ -600,42 +603,46 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     **shown}
 
         lang_outputs = [lang_store, banner, hist, hist_ids, cands, examples, *labelled]
-        ui_lang.change(set_lang, [ui_lang, visitor, chat, status, answer, hist_msg],
+        ui_lang.change(set_lang, [ui_lang, chat, status, answer, hist_msg],
                        [*lang_outputs, status, answer, hist_msg], api_visibility="private",
                        show_progress="hidden").then(None, ui_lang, None, js=locale.SYNC_JS)  # Gradio's own strings
 
-        def on_load(visitor_id, stored_lang, request: gr.Request):
-            if not isinstance(visitor_id, str) or not visitor_id or visitor_id.lower().startswith(RESERVED_ID_PREFIXES):
-                visitor_id = uuid.uuid4().hex  # 122 random bits: the visitor's key to their history
+        def on_load(old_blob, stored_lang, request: gr.Request):
             lang = norm_lang(stored_lang) if stored_lang else lang_from_header(request.headers.get("accept-language"))
-            items, ids = app.history(app.user(visitor_id, request), lang)
+            app.migrate(old_blob, request)
+            items, ids = app.visitor_history(lang, request)
             upd = relabel(lang)
             upd[reply_lang] = gr.update(value=lang, choices=choices("lang", lang), label=t("reply_lang", lang))
             upd[ui_lang] = gr.update(value=lang, label=t("ui_lang", lang))  # not only its label
-            return {visitor: visitor_id, ui_lang: lang, lang_store: lang, banner: app.status_md(lang),
+            return {legacy: "", ui_lang: lang, lang_store: lang, banner: app.status_md(lang),
                     hist: items, hist_ids: ids, **upd}
 
-        demo.load(on_load, [visitor, lang_store], [visitor, ui_lang, reply_lang, *lang_outputs], js=locale.LOAD_JS,
-                  api_visibility="private", show_progress="hidden")
+        demo.load(on_load, [legacy, lang_store], [legacy, ui_lang, reply_lang, *lang_outputs], js=locale.LOAD_JS,
+                  api_visibility="private", show_progress="hidden").then(None, js=locale.FORGET_OLD_ID_JS)
     demo.r1v = app  # type: ignore[attr-defined] - tests reach the store and engine through this
     return demo
 
 
-def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None) -> dict:
-    """Arguments for ``demo.launch``: theme and css (Gradio 6 takes them here), upload limit, paths."""
+def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None, identity: Identity | None = None) -> dict:
+    """Arguments for ``demo.launch``: theme and css (Gradio 6 takes them here), upload limit, paths,
+    the visitor cookie's middleware (``identity``, default ``Identity.shared()``), no run history
+    (Gradio would keep each call's inputs and outputs in localStorage), monitoring only with a token."""
+    identity = identity or Identity.shared()
     cfg = cfg or AppConfig()
     # Only the photo store is served from disk (files named by a 256-bit content hash). Never the data
     # directory or the temp directory as a whole: /gradio_api/file=<data>/r1v.db would hand out
     # everyone's history. Outputs elsewhere (exports, thumbnails) reach the page through Gradio's cache.
     image_dir = store.image_dir if store is not None else settings.data_dir() / "images"
-    blocked = [str(settings.data_dir() / "browser_secret"), str(Path(image_dir).resolve().parent / "photo_key")]
+    blocked = [str(settings.data_dir() / "browser_secret"), str(settings.data_dir() / "cookie_secret"),
+               str(Path(image_dir).resolve().parent / "photo_key")]
     url = store.url if store is not None else settings.db_url()
     if url.startswith("sqlite:///"):
         db = url.removeprefix("sqlite:///")
         blocked += [db, db + "-wal", db + "-shm"]
     return {"theme": gr.themes.Soft(), "css": CSS + layout.CSS + locale.CSS, "max_file_size": cfg.max_upload,
             "allowed_paths": [str(image_dir)], "blocked_paths": blocked, "footer_links": ["api", "gradio"],
-            "app_kwargs": {"middleware": [locale.middleware()]}, "i18n": locale.gradio_i18n()}  # Gradio's strings
+            "app_kwargs": {"middleware": [identity.middleware(), locale.middleware()]},
+            "i18n": locale.gradio_i18n(), "run_history": False, "enable_monitoring": identity.monitoring_token is not None}
 
 
 def main(argv: list[str] | None = None) -> int:

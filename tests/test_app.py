@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.visitor import fake_request, same_visitor, store_id
 from tutor.errors import EngineError, TutorError
 from webui import view
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_model
@@ -231,8 +232,9 @@ def test_submit_an_example_streams_and_is_stored_for_that_visitor_only(running):
     from gradio_client import Client
 
     url, demo, store = running
-    client = Client(url, verbose=False)
-    job = client.submit("visitor-A", "en", _editor(EXAMPLE), [], "Find $x$ if $x^2=4$.", "math", "auto", "en", 2,
+    client = Client(url, verbose=False)  # one visitor: the cookie its first /config got (tests/visitor.py)
+    a_id = store_id(client)
+    job = client.submit("en", _editor(EXAMPLE), [], "Find $x$ if $x^2=4$.", "math", "auto", "en", 2,
                         api_name="/ask")
     outputs = list(job)
     assert job.status().success
@@ -248,16 +250,17 @@ def test_submit_an_example_streams_and_is_stored_for_that_visitor_only(running):
     assert answer.startswith("**Problem:** Find $x$")
     assert len(cands["data"]) == 2 and sum(r[-1] == "✓" for r in cands["data"]) == 1
 
-    mine = store.list_problems("visitor-A")
+    mine = store.list_problems(a_id)
     assert len(mine) == 1 and mine[0].question == "Find $x$ if $x^2=4$." and mine[0].n_images == 1
-    p = store.get_problem("visitor-A", mine[0].id)
+    p = store.get_problem(a_id, mine[0].id)
     solve = [a for a in p.attempts if a.mode == "solve"]
     assert solve and solve[-1].status == "done" and len(solve[-1].candidates) == 2
-    assert store.list_problems("visitor-B") == []
+    other = Client(url, verbose=False)
+    assert store.list_problems(store_id(other)) == []
     with pytest.raises(TutorError):
-        store.get_problem("visitor-B", mine[0].id)
-    gallery_b = client.predict("visitor-B", "en", api_name="/history")
-    gallery_a = client.predict("visitor-A", "en", api_name="/history")
+        store.get_problem(store_id(other), mine[0].id)
+    gallery_b = other.predict("en", api_name="/history")
+    gallery_a = same_visitor(url, client).predict("en", api_name="/history")
     assert gallery_b == [] and len(gallery_a) == 1 and gallery_a[0]["caption"].startswith("#1 · Math")
     assert mine[0].number == 1  # the visitor's own first problem, whatever the id
 
@@ -267,12 +270,12 @@ def test_bad_input_becomes_a_page_message_not_a_traceback(running):
 
     url, demo, store = running
     client = Client(url, verbose=False)
-    out = client.predict("visitor-C", "zh", None, [], "", "math", "auto", "zh", 1, api_name="/ask")
+    out = client.predict("zh", None, [], "", "math", "auto", "zh", 1, api_name="/ask")
     assert t("need_input", "zh") in out[1]
-    out = client.predict("visitor-C", "en", None, [], "x" * 50_000, "math", "auto", "en", 1, api_name="/ask")
+    out = client.predict("en", None, [], "x" * 50_000, "math", "auto", "en", 1, api_name="/ask")
     assert out[1].startswith("⚠️ ") and "Traceback" not in out[1] and re.search(r"long|characters", out[1])
-    assert store.list_problems("visitor-C") == []
-    out = client.predict("visitor-C", "en", [], 1, "", None, "", api_name="/hint")  # no problem in this session
+    assert store.list_problems(store_id(client)) == []
+    out = client.predict("en", [], 1, "", None, "", api_name="/hint")  # no problem in this session
     assert t("no_problem", "en") in out[1]
 
 
@@ -312,9 +315,9 @@ def test_stop_button_stops_the_engine(tmp_path):
     eng = _SlowEngine()
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", image_dir=tmp_path / "img")
     tapp = TutorApp(make_engine(AppConfig(), eng), store, AppConfig())
-    req = SimpleNamespace(session_hash="s1", request=None)
+    req = fake_request("v1", "s1")
     img = Image.new("RGB", (200, 120), "white")
-    gen = tapp.run_mode("ask", "v1", "en", None, [], req, image=img, photos=[], question="", subject="math",
+    gen = tapp.run_mode("ask", "en", None, [], req, image=img, photos=[], question="", subject="math",
                         ptype="auto", reply_lang="en", n=1)
     seen = []
     for out in gen:
@@ -323,7 +326,7 @@ def test_stop_button_stops_the_engine(tmp_path):
             tapp.stop(req)  # what the Stop button calls
     assert eng.saw_stop.is_set()
     assert seen[-1]["status"] == t("stopped", "en")
-    p = store.get_problem("v1", store.list_problems("v1")[0].id)
+    p = store.get_problem("v:v1", store.list_problems("v:v1")[0].id)
     assert p.attempts[-1].status == "stopped"
     store.close()
 
@@ -484,28 +487,28 @@ def _bare_app(tmp_path):
 
 def test_delete_asks_first_then_clears_the_problem_its_export_and_the_answer_panel(tmp_path):
     tapp = _bare_app(tmp_path)
-    req = SimpleNamespace(session_hash="s-del", request=None)
+    req = fake_request("v-del", "s-del")
     store = tapp.store
     store.add_problem("someone", question="not mine")
-    p1, p2 = (store.add_problem("v-del", question=f"q{i}") for i in range(2))
-    upd, _ = tapp.export("v-del", "zh", p2, req)
+    p1, p2 = (store.add_problem("v:v-del", question=f"q{i}") for i in range(2))
+    upd, _ = tapp.export("zh", p2, req)
     assert upd["visible"] and "r1v-problem-2-" in upd["value"]  # the file is named by the visitor's #2
 
-    hist, ids, pid, chat, msg, answer, export, pending, button = tapp.delete("v-del", "zh", p2, None, req)
+    hist, ids, pid, chat, msg, answer, export, pending, button = tapp.delete("zh", p2, None, req)
     assert msg == t("delete_confirm", "zh", n=2) == "删除 #2？再点一次确认。" and pending == p2
     assert button["value"] == t("delete_again", "zh", n=2) and pid == gr_skip()
-    assert len(store.list_problems("v-del")) == 2  # nothing deleted yet
+    assert len(store.list_problems("v:v-del")) == 2  # nothing deleted yet
 
-    hist, ids, pid, chat, msg, answer, export, pending, button = tapp.delete("v-del", "en", p2, p2, req)
+    hist, ids, pid, chat, msg, answer, export, pending, button = tapp.delete("en", p2, p2, req)
     assert msg == "Deleted #2." and pending is None and pid is None and chat == [] and answer == ""
     assert export["visible"] is False and export["value"] is None and button["value"] == t("delete", "en")
     assert ids == [p1] and [c for _, c in hist][0].startswith("#1 ·")
-    p3 = store.add_problem("v-del", question="after the delete")
-    assert store.get_problem("v-del", p3).number == 3  # #2 is not given again
+    p3 = store.add_problem("v:v-del", question="after the delete")
+    assert store.get_problem("v:v-del", p3).number == 3  # #2 is not given again
 
     # a confirmation for another problem than the one asked about asks again
-    assert tapp.delete("v-del", "en", p1, p3, req)[4] == t("delete_confirm", "en", n=1)
-    assert tapp.delete("v-del", "en", None, None, req)[4] == t("pick_first", "en")
+    assert tapp.delete("en", p1, p3, req)[4] == t("delete_confirm", "en", n=1)
+    assert tapp.delete("en", None, None, req)[4] == t("pick_first", "en")
     tapp.store.close()
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from bench.bad_inputs import make_corpus
 from tests.stub_openai import StubServer
+from tests.visitor import fake_request
 from tutor.errors import InputError, TutorError
 from tutor.limits import LIMITS, MAX_N, MAX_NEW_TOKENS, RateLimiter, cap_max_new_tokens, check_n
 
@@ -75,7 +76,7 @@ def tapp(tmp_path_factory, stub):
     root = tmp_path_factory.mktemp("handlers")
     store = Store(f"sqlite:///{root / 'r1v.db'}", image_dir=root / "images")
     app = TutorApp(make_engine(AppConfig(), HttpEngine(stub.url, model="stub")), store, AppConfig())
-    app.limiter = RateLimiter(per_minute=10_000)
+    app.limiter = app.addr_limiter = RateLimiter(per_minute=10_000)
     yield app
     store.close()
 
@@ -88,7 +89,7 @@ def test_every_case_through_the_page_handlers(corpus, tapp):
     from webui.i18n import t
 
     root, cases = corpus
-    req = SimpleNamespace(session_hash="s-bad", request=None)
+    req = fake_request("v-bad", "s-bad")
     for c in cases:
         kw = dict(image=None, photos=[], question="Solve 2x+3=7.", subject="math", ptype="auto", reply_lang="en", n=1)
         if c.field == "images":
@@ -97,11 +98,11 @@ def test_every_case_through_the_page_handlers(corpus, tapp):
             kw["question"] = c.text
         elif c.field == "n":
             kw["n"] = c.value
-        outs = list(tapp.run_mode("ask", "v-bad", "en", None, [], req, **kw))
+        outs = list(tapp.run_mode("ask", "en", None, [], req, **kw))
         if c.field in ("answer", "followup"):
             pid = next(o["pid"] for o in outs if "pid" in o)
             mode = "check" if c.field == "answer" else "followup"
-            outs = list(tapp.run_mode(mode, "v-bad", "en", pid, [], req, n=1, answer=c.text, work=None,
+            outs = list(tapp.run_mode(mode, "en", pid, [], req, n=1, answer=c.text, work=None,
                                       message=c.text, regen=False))
         status = _status(outs)
         assert "Traceback" not in status and t("error_generic", "en") not in status, (c.name, status)
@@ -111,7 +112,7 @@ def test_every_case_through_the_page_handlers(corpus, tapp):
             e = _expected(c, root)
             want = t("need_input", "en") if e.code == "need_input" else "⚠️ " + e.message("en")
             assert status == want, (c.name, status)
-    outs = list(tapp.run_mode("ask", "v-bad", "en", None, [], req, image=None, photos=[], question="Solve x+1=2.",
+    outs = list(tapp.run_mode("ask", "en", None, [], req, image=None, photos=[], question="Solve x+1=2.",
                               subject="math", ptype="auto", reply_lang="en", n=1))
     assert _status(outs).startswith("Done in")  # still serving
 
@@ -130,7 +131,7 @@ def running(tmp_path_factory, stub):
     store = Store(f"sqlite:///{root / 'r1v.db'}", image_dir=root / "images")
     cfg = AppConfig()
     demo = build_app(engine=HttpEngine(stub.url, model="stub"), store=store, cfg=cfg)
-    demo.r1v.limiter = RateLimiter(per_minute=10_000)
+    demo.r1v.limiter = demo.r1v.addr_limiter = RateLimiter(per_minute=10_000)
     demo.queue(max_size=16)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg, store))
     yield url
@@ -143,7 +144,7 @@ def _raw_ask(url: str, question: str) -> None:
 
     import httpx
 
-    body = json.dumps({"data": ["v-api", "en", None, [], question, "math", "auto", "en", 1]}, ensure_ascii=True)
+    body = json.dumps({"data": ["en", None, [], question, "math", "auto", "en", 1]}, ensure_ascii=True)
     r = httpx.post(f"{url}gradio_api/call/ask", content=body, headers={"Content-Type": "application/json"})
     r.raise_for_status()
     with httpx.stream("GET", f"{url}gradio_api/call/ask/{r.json()['event_id']}", timeout=60) as s:
@@ -174,7 +175,7 @@ def test_every_case_through_the_api(corpus, running):
             continue
         for gallery, editor in entries:
             try:
-                out = client.predict("v-api", "en", editor, gallery, q, "math", "auto", "en", n, api_name="/ask")
+                out = client.predict("en", editor, gallery, q, "math", "auto", "en", n, api_name="/ask")
             except Exception as exc:  # noqa: BLE001 - Gradio's own checks (upload size, slider range) speak first
                 msg = str(exc).lower()
                 assert (c.name == "oversize_21mb" and ("large" in msg or "size" in msg)) or (
@@ -183,13 +184,13 @@ def test_every_case_through_the_api(corpus, running):
             status = out[1]
             if c.field in ("answer", "followup"):
                 api = "/check" if c.field == "answer" else "/followup"
-                status = client.predict("v-api", "en", [], 1, c.text, None, c.text, api_name=api)[1]
+                status = client.predict("en", [], 1, c.text, None, c.text, api_name=api)[1]
             assert "Traceback" not in status and "error" not in status.lower()[:12], (c.name, status)
             if c.expect == "answer":
                 assert status.startswith("Done in"), (c.name, status)
             else:
                 assert e.code == "need_input" or e.message("en") in status, (c.name, status)
-    out = client.predict("v-api", "en", None, [], "Solve x+1=2.", "math", "auto", "en", 1, api_name="/ask")
+    out = client.predict("en", None, [], "Solve x+1=2.", "math", "auto", "en", 1, api_name="/ask")
     assert out[1].startswith("Done in")
 
 
@@ -280,15 +281,15 @@ def test_rate_limiter_sliding_window():
 
 
 def test_rate_limit_enforced_by_the_app_per_visitor(tapp):
-    req = SimpleNamespace(session_hash="s-rate", request=None)
+    req = fake_request("v-rate", "s-rate")
     tapp.limiter = RateLimiter(per_minute=2)
     try:
         kw = dict(image=None, photos=[], question="Solve x+1=2.", subject="math", ptype="auto", reply_lang="en", n=1)
-        statuses = [_status(list(tapp.run_mode("ask", "v-rate", "en", None, [], req, **kw))) for _ in range(3)]
+        statuses = [_status(list(tapp.run_mode("ask", "en", None, [], req, **kw))) for _ in range(3)]
         assert statuses[0].startswith("Done") and statuses[1].startswith("Done")
         assert "Too many requests" in statuses[2]
-        assert len(tapp.store.list_problems("v-rate")) == 2  # the refused request saved nothing
-        assert _status(list(tapp.run_mode("ask", "v-other", "en", None, [], req, **kw))).startswith("Done")
+        assert len(tapp.store.list_problems("v:v-rate")) == 2  # the refused request saved nothing
+        assert _status(list(tapp.run_mode("ask", "en", None, [], fake_request("v-other", "s-other"), **kw))).startswith("Done")
     finally:
         tapp.limiter = RateLimiter(per_minute=10_000)
 
@@ -418,7 +419,7 @@ def test_a_12000px_png_through_the_api_is_refused_fast(running, big_png):
     f = handle_file(str(path))
     for editor, gallery in (({"background": f, "layers": [], "composite": f}, []), (None, [{"image": f, "caption": None}])):
         t0 = time.perf_counter()
-        out = client.predict("v-big", "en", editor, gallery, "", "math", "auto", "en", 1, api_name="/ask")
+        out = client.predict("en", editor, gallery, "", "math", "auto", "en", 1, api_name="/ask")
         secs = time.perf_counter() - t0
         assert "too many pixels" in out[1], out[1]
         assert secs < 5, secs  # the upload and the round trip included; the refusal itself is milliseconds

@@ -14,13 +14,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from PIL import Image, ImageDraw
 
 from engine.http import HttpEngine, ServerStreamError
 from tests.stub_openai import PARTIAL, StubServer
+from tests.visitor import fake_request
 from tutor.errors import EngineError, TutorError
 from tutor.intake import load_image
 from tutor.session import Tutor
@@ -142,9 +142,9 @@ def test_page_shows_the_message_keeps_the_partial_chat_and_retry_works(stub, sto
     from webui.i18n import t
 
     tapp = TutorApp(make_engine(AppConfig(), _engine(stub.url)), store, AppConfig())
-    req = SimpleNamespace(session_hash="s-faults", request=None, headers={})
+    req = fake_request("v-faults", "s-faults")
     stub.mode = "die"
-    outs = list(tapp.run_mode("ask", "v-faults", "zh", None, [], req, image=_photo().image, photos=[],
+    outs = list(tapp.run_mode("ask", "zh", None, [], req, image=_photo().image, photos=[],
                               question="解方程 2x+3=7", subject="math", ptype="auto", reply_lang="zh", n=1))
     status = outs[-1]["status"]
     assert status.startswith("⚠️ ") and "中途断开" in status and status != "⚠️ " + t("error_generic", "zh")
@@ -152,9 +152,9 @@ def test_page_shows_the_message_keeps_the_partial_chat_and_retry_works(stub, sto
     assert "so 2x = 4" in str(chats[-1])  # the streamed part stays on the screen
     pid = next(o["pid"] for o in outs if "pid" in o)
     stub.mode = "ok"
-    outs = list(tapp.run_mode("solve", "v-faults", "zh", pid, chats[-1], req, n=1, regen=True))
+    outs = list(tapp.run_mode("solve", "zh", pid, chats[-1], req, n=1, regen=True))
     assert outs[-1]["status"].startswith("完成") and outs[-1]["attempt"]
-    p = store.get_problem("v-faults", pid)
+    p = store.get_problem("v:v-faults", pid)
     assert [a.status for a in p.attempts] == ["error", "done"] and p.question == "解方程 2x+3=7"
 
 
@@ -163,12 +163,12 @@ def test_page_with_an_unreachable_server_says_so_and_keeps_the_question(store):
     from webui.config import AppConfig, make_engine
 
     tapp = TutorApp(make_engine(AppConfig(), _engine(f"http://127.0.0.1:{_closed_port()}")), store, AppConfig())
-    req = SimpleNamespace(session_hash="s-down", request=None, headers={})
-    outs = list(tapp.run_mode("ask", "v-down", "en", None, [], req, image=None, photos=[],
+    req = fake_request("v-down", "s-down")
+    outs = list(tapp.run_mode("ask", "en", None, [], req, image=None, photos=[],
                               question="Solve 2x+3=7.", subject="math", ptype="auto", reply_lang="en", n=1))
     assert "Cannot reach the model server" in outs[-1]["status"]
-    [s] = store.list_problems("v-down")
-    assert s.question == "Solve 2x+3=7." and store.get_problem("v-down", s.id).attempts[0].status == "error"
+    [s] = store.list_problems("v:v-down")
+    assert s.question == "Solve 2x+3=7." and store.get_problem("v:v-down", s.id).attempts[0].status == "error"
 
 
 # ------------------------------------------------------------------------------------ durability

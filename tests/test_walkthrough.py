@@ -86,8 +86,8 @@ class Server:
         self.users: list[str] = []
         orig = self.app.user
 
-        def recording(visitor, request):  # the store id of each visitor the page identifies
-            u = orig(visitor, request)
+        def recording(request):  # the store id of each visitor the page identifies
+            u = orig(request)
             if u not in self.users:
                 self.users.append(u)
             return u

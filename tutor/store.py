@@ -539,6 +539,24 @@ class Store:
             for rel in paths - still_used:
                 self._unlink(rel)
 
+    def rename_user(self, old: str, new: str) -> bool:
+        """Give ``old``'s whole history to ``new`` (a visitor's id changed form: the browser-kept id of
+        before issue 22 becomes their cookie id). Done only when ``old`` exists and ``new`` has no
+        history yet; True when renamed. ``old`` is gone afterwards, so it works once."""
+        self._check_user(new)
+        with self._session(write=True) as s:
+            u = self._user(s, old, create=False)
+            if u is None:
+                return False
+            target = self._user(s, new, create=False)
+            if target is not None:
+                if s.scalar(select(Problem.id).where(Problem.user_id == target.id).limit(1)) is not None:
+                    return False
+                s.delete(target)
+                s.flush()
+            u.ext_id = new
+        return True
+
     def delete_user(self, user: str) -> int:
         """Delete all of a user's history (and the user); return the number of problems removed."""
         with self._session() as s:

@@ -27,6 +27,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 STORAGE_KEY = "r1v_locale"
+OLD_VISITOR_KEY = "r1v_visitor"  # where the page kept the visitor id before issue 22 (webui.legacy_id)
 GRADIO_LOCALES = {"zh": "zh-CN", "en": "en"}  # our language -> Gradio's locale (its lang/*.json)
 RELOAD_GUARD_S = 15  # at most one reload for the locale in this many seconds (no loop if it does not take)
 
@@ -89,13 +90,21 @@ SYNC_JS = """async (lang) => {
 }""".replace("__LOCALES__", json.dumps(GRADIO_LOCALES)).replace("__KEY__", json.dumps(STORAGE_KEY)).replace(
     "__GUARD_MS__", str(RELOAD_GUARD_S * 1000))
 
-# js= of the page's load event, whose inputs are (visitor id, stored page language): the language the
-# toggle last persisted wins (it is written before a reload, which the encrypted BrowserState may not be).
-LOAD_JS = """(visitor, stored) => {
-  try { const l = localStorage.getItem(__KEY__); if (l) return [visitor, l.startsWith('zh') ? 'zh' : 'en']; }
+# js= of the page's load event, whose inputs are (the old page's stored visitor id, stored page language):
+# the visitor id the page kept before issue 22 (localStorage r1v_visitor) goes to the server once, for
+# webui.legacy_id; the language the toggle last persisted wins (it is written before a reload, which
+# the encrypted BrowserState may not be).
+LOAD_JS = """(old, stored) => {
+  let id = '';
+  try { id = localStorage.getItem(__OLD__) || ''; } catch (e) {}
+  try { const l = localStorage.getItem(__KEY__); if (l) return [id, l.startsWith('zh') ? 'zh' : 'en']; }
   catch (e) {}
-  return [visitor, stored];
-}""".replace("__KEY__", json.dumps(STORAGE_KEY))
+  return [id, stored];
+}""".replace("__KEY__", json.dumps(STORAGE_KEY)).replace("__OLD__", json.dumps(OLD_VISITOR_KEY))
+
+# js= after the load: the old visitor id leaves the browser (the server has moved its history).
+FORGET_OLD_ID_JS = """() => { try { localStorage.removeItem(__OLD__); } catch (e) {} return []; }""".replace(
+    "__OLD__", json.dumps(OLD_VISITOR_KEY))
 
 CSS = """
 #r1v-examples .paginate {visibility: hidden; font-size: 0}
