@@ -61,7 +61,8 @@ class AppProcess:
         self.data_dir = self.root / "data"
         self.gradio_tmp = self.root / "gradio"
         self.env = {**os.environ, "R1V_DATA_DIR": str(self.data_dir), "GRADIO_TEMP_DIR": str(self.gradio_tmp),
-                    "GRADIO_ANALYTICS_ENABLED": "False", "R1V_LOG_LEVEL": "INFO", **(env or {})}
+                    "GRADIO_ANALYTICS_ENABLED": "False", "R1V_LOG_LEVEL": "INFO",
+                    "R1V_RATE_PER_ADDRESS": "1000", **(env or {})}  # all clients here share one address
         self.args = args
         self.proc: subprocess.Popen | None = None
 
@@ -111,13 +112,17 @@ class AppProcess:
 
 class GradioHTTP:
     """Plain-HTTP calls into a Gradio app: upload files, call an event by ``api_name`` or by its index
-    (also the page's private events, which a client can queue like the page does)."""
+    (also the page's private events, which a client can queue like the page does). One instance is one
+    visitor: it keeps the visitor cookie the app sets on ``/config`` (``webui.identity``); on a page
+    whose events still take a visitor id as their first input, ``call`` puts this visitor's there."""
 
     def __init__(self, url: str, timeout: float = 300):
         self.url = url.rstrip("/")
         self.http = httpx.Client(timeout=timeout)
         self.config = self.http.get(self.url + "/config").json()
         self.session = uuid.uuid4().hex
+        self.visitor = f"visitor-{uuid.uuid4().hex}"
+        self._types = {c["id"]: c["type"] for c in self.config["components"]}
 
     def comp_id(self, elem_id: str) -> int:
         return next(c["id"] for c in self.config["components"] if c["props"].get("elem_id") == elem_id)
@@ -147,6 +152,9 @@ class GradioHTTP:
         fn = name_or_index if isinstance(name_or_index, int) else self.fn_index(name_or_index)
         session = session or self.session
         dep = self.config["dependencies"][fn]
+        inputs = dep.get("inputs") or []
+        if len(data) == len(inputs) - 1 and self._types.get(inputs[0]) == "browserstate":
+            data = [self.visitor, *data]
         body = {"data": data, "fn_index": fn, "session_hash": session, "event_data": None,
                 "trigger_id": (dep.get("targets") or [[None]])[0][0]}
         r = self.http.post(self.url + "/gradio_api/queue/join", json=body)
@@ -170,15 +178,14 @@ def make_png(side: int, directory: Path) -> Path:
     return _make(side, directory)
 
 
-def ask_data(visitor: str, editor: Any = None, gallery: list | None = None, question: str = "2+2=?") -> list:
-    """The inputs of ``/ask``: visitor, page language, editor, gallery, question, subject, type, reply
-    language, n."""
-    return [visitor, "en", editor, gallery or [], question, "math", "auto", "en", 1]
+def ask_data(editor: Any = None, gallery: list | None = None, question: str = "2+2=?") -> list:
+    """The inputs of ``/ask``: page language, editor, gallery, question, subject, type, reply language, n."""
+    return ["en", editor, gallery or [], question, "math", "auto", "en", 1]
 
 
-def mode_data(visitor: str, work: Any = None, answer: str = "4", message: str = "") -> list:
-    """The inputs of ``/hint`` ... ``/check``: visitor, language, problem, chat, n, answer, work, message."""
-    return [visitor, "en", None, [], 1, answer, work, message]
+def mode_data(work: Any = None, answer: str = "4", message: str = "") -> list:
+    """The inputs of ``/hint`` ... ``/check``: language, problem, chat, n, answer, work, message."""
+    return ["en", None, [], 1, answer, work, message]
 
 
 def attack(app: AppProcess, png: Path, at_once: int) -> dict[str, dict]:
@@ -188,21 +195,20 @@ def attack(app: AppProcess, png: Path, at_once: int) -> dict[str, dict]:
     check_fn = client.fn_index("check_photo_file")
 
     def one(kind: str, k: int) -> Any:
-        c = GradioHTTP(app.url)
-        visitor = f"bench-{kind}-{k}-{uuid.uuid4().hex[:8]}"
+        c = GradioHTTP(app.url)  # a visitor of its own
         if kind == "editor_blobs":
             blob = uuid.uuid4().hex
             for part in ("background", "composite"):
                 c.send_blob("r1v-photo", blob, part, raw)
-            return c.call("ask", ask_data(visitor, {"id": blob, "background": None, "layers": [], "composite": None}))
+            return c.call("ask", ask_data({"id": blob, "background": None, "layers": [], "composite": None}))
         path = c.upload(png)[0]
         fd = c.file_data(path)
         if kind == "editor_api":
-            return c.call("ask", ask_data(visitor, {"background": fd, "layers": [], "composite": fd}))
+            return c.call("ask", ask_data({"background": fd, "layers": [], "composite": fd}))
         if kind == "gallery":
-            return c.call("ask", ask_data(visitor, None, [{"image": fd, "caption": None}]))
+            return c.call("ask", ask_data(None, [{"image": fd, "caption": None}]))
         if kind == "work":
-            return c.call("check", mode_data(visitor, fd))
+            return c.call("check", mode_data(fd))
         return c.call(check_fn, [fd, "en"])
 
     out = {}
@@ -259,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             small = make_png(64, root)
             c = GradioHTTP(app.url)
             fd = c.file_data(c.upload(small)[0])
-            c.call("ask", ask_data("bench-warm", {"background": fd, "layers": [], "composite": fd}))  # model loaded
+            c.call("ask", ask_data({"background": fd, "layers": [], "composite": fd}))  # model loaded
             report: dict[str, Any] = {"bomb": {"side": args.side, "bytes": bomb.stat().st_size},
                                       "app_started_mb": start, "app_warm_mb": app.mem_mb(), "at_once": args.at_once,
                                       "bomb_rounds": attack(app, bomb, args.at_once)}

@@ -53,7 +53,7 @@ def test_an_unused_work_photo_is_not_decoded(app):
     fd = c.file_data(c.upload(app.png)[0])
     app.reset_peak()
     before = app.mem_mb()["rss"]
-    outs = _at_once(2, lambda k: GradioHTTP(app.url).call("check", mode_data(f"v-unused-{k}", fd)))
+    outs = _at_once(2, lambda k: GradioHTTP(app.url).call("check", mode_data(fd)))
     rise = app.mem_mb()["peak"] - before
     assert all("Ask a problem first" in _texts(o) for o in outs), outs
     assert rise < ALLOWED_RISE_MB, f"peak rose {rise:.0f} MB for photos nobody used"
@@ -63,14 +63,14 @@ def test_the_rate_limiter_refuses_before_the_photo_is_decoded(app):
     """One question per minute (R1V_RATE_PER_MINUTE=1): the second, with the big photo in the editor and
     in the work box, is refused by the limiter, and neither photo is decoded for it."""
     c = GradioHTTP(app.url)
-    first = c.call("ask", ask_data("v-limited", None, None, "What is 2+2?"))
+    first = c.call("ask", ask_data(None, None, "What is 2+2?"))
     assert "Too many" not in _texts(first), first
     fd = c.file_data(c.upload(app.png)[0])
     app.reset_peak()
     before = app.mem_mb()["rss"]
     editor = {"background": fd, "layers": [], "composite": fd}
-    second = c.call("ask", ask_data("v-limited", editor, None, "And this one?"))
-    third = c.call("hint", mode_data("v-limited", fd))
+    second = c.call("ask", ask_data(editor, None, "And this one?"))
+    third = c.call("hint", mode_data(fd))
     rise = app.mem_mb()["peak"] - before
     assert "Too many requests" in _texts(second), second
     assert "Too many requests" in _texts(third) or "Ask a problem first" in _texts(third), third

@@ -14,7 +14,6 @@ driven through the running app (``python app.py`` in a subprocess, plain HTTP; `
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import httpx
@@ -48,9 +47,10 @@ def _texts(msg: dict) -> str:
     return " ".join(d for d in (msg.get("output") or {}).get("data") or [] if isinstance(d, str))
 
 
-def _ask(c: GradioHTTP, visitor: str, photo: Path) -> dict:
+def _ask(c: GradioHTTP, photo: Path) -> dict:
+    """``c`` is one visitor (its cookie, or its own visitor id on the page of before issue 22)."""
     fd = c.file_data(c.upload(photo)[0])
-    return c.call("ask", ask_data(visitor, {"background": fd, "layers": [], "composite": fd}))
+    return c.call("ask", ask_data({"background": fd, "layers": [], "composite": fd}))
 
 
 def _files(root: Path) -> int:
@@ -79,15 +79,14 @@ def test_a_file_over_max_file_size_is_refused(app, tmp_path):
 
 def test_a_visitor_may_store_only_their_quota_of_photos(app, tmp_path):
     c = GradioHTTP(app.url)
-    visitor = f"v-quota-{uuid.uuid4().hex[:8]}"
-    first = _ask(c, visitor, _png(tmp_path / "n1.png", noise=1))  # ~270 KB stored
+    first = _ask(c, _png(tmp_path / "n1.png", noise=1))  # ~270 KB stored
     assert "full" not in _texts(first), first
     images = app.data_dir / "images"
     stored = _files(images)
-    second = _ask(c, visitor, _png(tmp_path / "n2.png", noise=2))  # would take them past 0.5 MB
+    second = _ask(c, _png(tmp_path / "n2.png", noise=2))  # would take them past 0.5 MB
     assert "Your history is full" in _texts(second) and "Delete some old problems" in _texts(second), second
     assert _files(images) == stored  # the refused photo was not kept
-    other = _ask(GradioHTTP(app.url), f"v-other-{uuid.uuid4().hex[:8]}", _png(tmp_path / "n3.png", noise=3))
+    other = _ask(GradioHTTP(app.url), _png(tmp_path / "n3.png", noise=3))
     assert "full" not in _texts(other), other  # the quota is per visitor
 
 
@@ -104,7 +103,7 @@ def test_nobody_can_learn_from_the_file_route_whether_a_picture_was_uploaded(app
         return httpx.get(f"{app.url}/gradio_api/file={guess}", timeout=30).status_code
 
     assert probe() != 200  # nobody uploaded it yet
-    out = _ask(GradioHTTP(app.url), f"v-victim-{uuid.uuid4().hex[:8]}", photo)
+    out = _ask(GradioHTTP(app.url), photo)
     assert "⚠️" not in _texts(out), out
     assert probe() != 200, "the file route tells whether someone uploaded this picture"
     victims = [p for p in (app.data_dir / "images").rglob("*.png") if "thumbs" not in p.parts]
