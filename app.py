@@ -65,6 +65,7 @@ from webui.components import (
 )
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.example_table import example_table, picked, table_update
+from webui.files import ProblemFiles, cache_dir, delete_cache, sweep
 from webui.i18n import choices, lang_from_header, norm_lang, t
 from webui.identity import Identity, public_text
 from webui.legacy_id import old_visitor_id
@@ -85,6 +86,7 @@ CSS = """
 # the work stays small on a slow machine (bench/app_overhead.py measures it).
 UPDATE_EVERY_S = 0.25
 UPDATE_COST_FACTOR = 8.0
+EXPORTS = Path(tempfile.gettempdir()) / "r1v-exports"  # each run's exported pages and added photos, swept at start
 
 
 class TutorApp:
@@ -106,7 +108,10 @@ class TutorApp:
         self.user_stopped: set[str] = set()
         # a small model (preset writes_problems False) gets photos of the drill kinds it can solve
         self.examples = load_examples() if engine.writes_problems else drill_examples()
-        self.export_dir = Path(tempfile.mkdtemp(prefix="r1v-export-"))
+        EXPORTS.mkdir(parents=True, exist_ok=True)
+        self.export_dir = Path(tempfile.mkdtemp(prefix="run-", dir=EXPORTS))
+        self.files = ProblemFiles()  # each problem's uploads and exports: Delete removes every copy
+        self.written: set[str] = set()  # files this app wrote for the page: removed by Gradio's delete_cache
 
     # -- identity, status -------------------------------------------------------------------------
 
@@ -154,7 +159,7 @@ class TutorApp:
         items, ids = [], []
         try:
             for s, photo, answer in self.store.history_items(user, limit=30):
-                card = layout.history_card(s, photo, answer, lang, layout.thumb_dir(self.store))
+                card = layout.history_card(s, photo, answer, lang, layout.thumb_dir(self.store) / str(s.id))
                 items.append((card, view.history_caption(s, answer, lang)))
                 ids.append(s.id)
         except TutorError as e:
@@ -240,6 +245,7 @@ class TutorApp:
                     return
                 pid = self.tutor.new_problem(user, images, kw["question"], subject=kw["subject"],
                                              problem_type=kw["ptype"], lang=kw["reply_lang"])
+                self.files.add(pid, *photos, image)
                 log.debug("problem %d saved", pid)
                 problem = self.store.get_problem(user, pid)
                 chat = view.user_messages(kw["question"], [str(i.path) for i in problem.images])
@@ -259,6 +265,7 @@ class TutorApp:
                 gen = self.tutor.hint(user, pid, sampling=self.sampling, stop=stop)
             elif mode == "check":
                 work = load_images([unrefused(kw["work"])], lang=lang) if kw.get("work") is not None else []
+                self.files.add(pid, kw["work"])
                 chat += view.user_messages(f"{t('my_answer', lang)}: {kw['answer']}")
                 gen = self.tutor.check(user, pid, kw["answer"], work, sampling=self.sampling, stop=stop)
             elif mode == "followup":
@@ -366,6 +373,8 @@ class TutorApp:
             if pending != pid:
                 return (*keep, t("delete_confirm", lang, n=number), gr.skip(), gr.skip(), pid,
                         gr.update(value=t("delete_again", lang, n=number)))
+            stored = [i.path for i in self.store.get_problem(user, pid).images]
+            self.files.delete(pid, [*stored, layout.thumb_dir(self.store) / str(pid)])  # cache copies first
             self.store.delete_problem(user, pid)
         except TutorError as e:
             return *keep, "⚠️ " + e.message(lang), gr.skip(), gr.skip(), None, gr.update(value=t("delete", lang))
@@ -382,6 +391,8 @@ class TutorApp:
             images = [Path(i.path).read_bytes() for i in p.images if Path(i.path).exists()]
             path = self.export_dir / f"r1v-problem-{p.number}-{uuid.uuid4().hex[:8]}.html"
             path.write_text(export_problem_html(view.export_payload(p, images)), encoding="utf-8")
+            self.files.add(pid, path)
+            self.written.add(str(path))
             return gr.update(value=str(path), visible=True), ""
         except TutorError as e:
             return gr.update(visible=False), "⚠️ " + e.message(lang)
@@ -404,7 +415,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             setattr(comp, attr, t(key, "zh"))  # the first render; on_load switches to the visitor's language
         return comp
 
-    with Blocks(title="R1V Tutor") as demo:
+    with Blocks(title="R1V Tutor", delete_cache=delete_cache()) as demo:
+        demo.temp_file_sets.append(app.written)  # exports and added photos age out with Gradio's own files
         # the page language only (nothing identifying): its key need not be secret
         lang_store = gr.BrowserState("", storage_key="r1v_ui_lang", secret="r1v-page-language")
         legacy = gr.Textbox("", visible=False)  # the old page's stored visitor id, sent once (webui.legacy_id)
@@ -555,6 +567,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     return gr.skip(), gr.skip()
                 path = app.export_dir / f"photo-{uuid.uuid4().hex}.png"
                 load_image(img).image.save(path)
+                app.written.add(str(path))
             except InputError as e:
                 gr.Warning(e.message("en"))
                 return gr.skip(), gr.skip()
@@ -641,7 +654,7 @@ def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None, iden
         blocked += [db, db + "-wal", db + "-shm"]
     return {"theme": gr.themes.Soft(), "css": CSS + layout.CSS + locale.CSS, "max_file_size": cfg.max_upload,
             "allowed_paths": [str(image_dir)], "blocked_paths": blocked, "footer_links": ["api", "gradio"],
-            "app_kwargs": {"middleware": [identity.middleware(), locale.middleware()]},
+            "app_kwargs": {"middleware": [identity.middleware(), locale.middleware(), upload_limits.middleware()]},
             "i18n": locale.gradio_i18n(), "run_history": False, "enable_monitoring": identity.monitoring_token is not None}
 
 
@@ -650,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_config(argv)
     store = Store()
+    sweep([cache_dir(), EXPORTS])  # what a killed process left, older than R1V_CACHE_MAX_AGE_S
     stale = store.mark_interrupted()  # attempts a killed process left "running"
     if stale:
         log.warning("marked %d attempt(s) left running by a previous run as interrupted", stale)
