@@ -58,8 +58,8 @@ def _jpeg(raw: bytes) -> bytes | None:
     if raw[:2] != b"\xff\xd8":
         return None
     kept: list[bytes] = []
-    i, n = 2, len(raw)
-    while i + 4 <= n:
+    i, n, ended = 2, len(raw), False
+    while i + 2 <= n:
         if raw[i] != 0xFF:
             return None
         m = raw[i + 1]
@@ -67,7 +67,10 @@ def _jpeg(raw: bytes) -> bytes | None:
             i += 1
             continue
         if m == 0xD9:
+            ended = True
             break
+        if i + 4 > n:
+            return None
         length = struct.unpack(">H", raw[i + 2:i + 4])[0]
         seg = raw[i:i + 2 + length]
         metadata = 0xE1 <= m <= 0xEF or m == 0xFE
@@ -80,6 +83,8 @@ def _jpeg(raw: bytes) -> bytes | None:
                 j += 1
             kept.append(raw[i:j])
             i = j
+    if not ended:
+        return None  # truncated or not a JPEG: left as it is, for the intake to name
     o = _orientation(raw)
     if o != 1:
         payload = b"Exif\0\0" + _exif_tiff(o)
@@ -102,6 +107,8 @@ def _png(raw: bytes) -> bytes | None:
         length = struct.unpack(">I", raw[i:i + 4])[0]
         kind = raw[i + 4:i + 8]
         chunk = raw[i:i + 12 + length]
+        if len(chunk) < 12 + length:
+            return None  # truncated: left as it is
         if kind == b"IDAT" and o != 1:
             out.append(_png_chunk(b"eXIf", _exif_tiff(o)))
             o = 1
@@ -109,8 +116,8 @@ def _png(raw: bytes) -> bytes | None:
             out.append(chunk)
         i += 12 + length
         if kind == b"IEND":
-            break
-    return b"".join(out)
+            return b"".join(out)
+    return None  # no IEND: truncated, left as it is
 
 
 def _webp(raw: bytes) -> bytes | None:
@@ -121,6 +128,8 @@ def _webp(raw: bytes) -> bytes | None:
         kind = raw[i:i + 4]
         size = struct.unpack("<I", raw[i + 4:i + 8])[0]
         body = raw[i + 8:i + 8 + size]
+        if len(body) < size:
+            return None  # truncated: left as it is
         i += 8 + size + (size & 1)
         if kind in (b"EXIF", b"XMP "):
             continue
