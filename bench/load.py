@@ -114,19 +114,18 @@ def _timed(job) -> tuple[float | None, list]:
 def student(url: str, idx: int, deadline: float, photos: list[str], results: list, lock: threading.Lock) -> None:
     from gradio_client import Client, handle_file
 
-    client = Client(url, verbose=False)
-    visitor = f"load-{idx:02d}-{os.urandom(6).hex()}"
+    client = Client(url, verbose=False)  # one visitor: the cookie set on its first /config (webui.identity)
     rng = random.Random(idx)
     asked = False
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
         if not asked or rng.random() < 0.3:
             p = handle_file(rng.choice(photos))
-            job = client.submit(visitor, "en", {"background": p, "layers": [], "composite": p}, [],
+            job = client.submit("en", {"background": p, "layers": [], "composite": p}, [],
                                 "Solve the problem in the photo.", "math", "auto", "en", 1, api_name="/ask")
             kind = "ask"
         else:
-            job = client.submit(visitor, "en", [], 1, "", None, "Why does that step work?", api_name="/followup")
+            job = client.submit("en", [], 1, "", None, "Why does that step work?", api_name="/followup")
             kind = "followup"
         try:
             first, outs = _timed(job)
