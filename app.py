@@ -70,7 +70,7 @@ from webui.i18n import choices, lang_from_header, norm_lang, t
 from webui.identity import Identity, public_text
 from webui.legacy_id import old_visitor_id
 from webui.relang import relang_answer, relang_chat, retranslate
-from webui.upload_check import wire_upload_checks
+from webui.upload_check import PHOTO_TOOLS, wire_upload_checks
 
 log = logging.getLogger("r1v.app")
 
@@ -557,8 +557,9 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         up.click(fb_up, fb_inputs, [status, comment, up, down], api_name="feedback_up")
         down.click(fb_down, fb_inputs, [status, comment, up, down], api_name="feedback_down")
 
-        rot_l.click(lambda v: rotate(v, 90), editor, editor, api_visibility="private")
-        rot_r.click(lambda v: rotate(v, -90), editor, editor, api_visibility="private")
+        photo_tool = {"concurrency_limit": 1, "concurrency_id": PHOTO_TOOLS}  # one photo decoded at a time
+        rot_l.click(lambda v: rotate(v, 90), editor, editor, api_visibility="private", **photo_tool)
+        rot_r.click(lambda v: rotate(v, -90), editor, editor, api_visibility="private", **photo_tool)
 
         def add_photo(value, gallery):
             try:
@@ -573,7 +574,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 return gr.skip(), gr.skip()
             return [*(g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])), str(path)], None
 
-        add.click(add_photo, [editor, photos], [photos, editor], api_visibility="private")
+        add.click(add_photo, [editor, photos], [photos, editor], api_visibility="private", **photo_tool)
         clear.click(lambda: ([], None), None, [photos, editor], api_visibility="private")
 
         def history_fn(ui_lang, request: gr.Request):

@@ -40,9 +40,21 @@ _PNG_DROP = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
 
 
 def _orientation(raw: bytes) -> int:
+    """The EXIF orientation of a JPEG or WebP (Pillow reads their EXIF when it opens the header)."""
     try:
         with Image.open(io.BytesIO(raw)) as im:  # the header and EXIF only, no pixel decoded
             return int(im.getexif().get(ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: as if there were none
+        return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The orientation in a bare EXIF (TIFF) block, e.g. a PNG's ``eXIf`` chunk. (Pillow's PNG
+    ``getexif()`` decodes the whole image to look for that chunk after the pixels.)"""
+    try:
+        ex = Image.Exif()
+        ex.load(tiff if tiff.startswith(b"Exif\0\0") else b"Exif\0\0" + tiff)
+        return int(ex.get(ORIENTATION, 1) or 1)
     except Exception:  # noqa: BLE001 - unreadable EXIF: as if there were none
         return 1
 
@@ -101,23 +113,29 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _png(raw: bytes) -> bytes | None:
     if raw[:8] != b"\x89PNG\r\n\x1a\n":
         return None
-    out, i = [raw[:8]], 8
-    o = _orientation(raw)
+    chunks, i, o = [], 8, 1
     while i + 8 <= len(raw):
         length = struct.unpack(">I", raw[i:i + 4])[0]
         kind = raw[i + 4:i + 8]
         chunk = raw[i:i + 12 + length]
         if len(chunk) < 12 + length:
             return None  # truncated: left as it is
-        if kind == b"IDAT" and o != 1:
+        if kind == b"eXIf":
+            o = _tiff_orientation(chunk[8:-4])
+        chunks.append((kind, chunk))
+        i += 12 + length
+        if kind == b"IEND":
+            break
+    else:
+        return None  # no IEND: truncated, left as it is
+    out = [raw[:8]]
+    for kind, chunk in chunks:
+        if kind == b"IDAT" and o != 1:  # before the pixels, where every reader finds it
             out.append(_png_chunk(b"eXIf", _exif_tiff(o)))
             o = 1
         if kind not in _PNG_DROP:
             out.append(chunk)
-        i += 12 + length
-        if kind == b"IEND":
-            return b"".join(out)
-    return None  # no IEND: truncated, left as it is
+    return b"".join(out)
 
 
 def _webp(raw: bytes) -> bytes | None:

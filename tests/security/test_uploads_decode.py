@@ -75,3 +75,22 @@ def test_the_rate_limiter_refuses_before_the_photo_is_decoded(app):
     assert "Too many requests" in _texts(second), second
     assert "Too many requests" in _texts(third) or "Ask a problem first" in _texts(third), third
     assert rise < ALLOWED_RISE_MB, f"peak rose {rise:.0f} MB for requests the rate limiter refused"
+
+
+def test_the_upload_route_decodes_nothing(app, tmp_path):
+    """Uploading is writing a file and stripping its metadata from the bytes (``tutor.metadata``):
+    no pixel decoded, for two 36-megapixel PNGs at once, one with an EXIF block (Pillow's own PNG
+    ``getexif()`` would decode the whole image to find it)."""
+    from PIL import Image
+
+    exif_png = tmp_path / "exif.png"
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    with Image.open(app.png) as im:
+        im.save(exif_png, format="PNG", exif=ex.tobytes(), compress_level=1)
+    app.reset_peak()
+    before = app.mem_mb()["rss"]
+    paths = _at_once(2, lambda k: GradioHTTP(app.url).upload(exif_png if k else app.png)[0])
+    rise = app.mem_mb()["peak"] - before
+    assert all(paths), paths
+    assert rise < ALLOWED_RISE_MB, f"peak rose {rise:.0f} MB for two uploads"
