@@ -106,3 +106,20 @@ def test_cached_files_are_removed_after_their_age(short_lived, tmp_path):
     while time.monotonic() < deadline and Path(path).exists():
         time.sleep(0.5)
     assert _served(short_lived, path).status_code != 200, "an upload stays in Gradio's cache for ever"
+
+
+def test_a_restart_removes_what_a_killed_process_left(tmp_path):
+    """Files in the app's Gradio folder older than the bound (a killed process never ran Gradio's
+    clean-up at shutdown) are gone once the app has started; a recent one is kept."""
+    import os
+
+    root = tmp_path / "app"
+    old = root / "gradio" / ("a" * 64) / "left-behind.jpg"
+    fresh = root / "gradio" / ("b" * 64) / "recent.jpg"
+    for p in (old, fresh):
+        _gps_photo(p.parent.mkdir(parents=True, exist_ok=True) or p)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    with AppProcess(root) as a:
+        assert _served(a, str(old)).status_code != 200 and not old.exists()
+        assert fresh.exists()
