@@ -1,6 +1,7 @@
 """Peak memory of the running app under image bombs sent to each of its image inputs (issue 22, High 3).
 
     python -m bench.upload_bomb [--side 12000] [--fit 6000] [--at-once 4] [--out bench/results/upload_bomb.json]
+                                [--app-root DIR]     # another checkout's app.py (e.g. main's, for "before")
 
 Starts ``python app.py --model tiny-random`` as a subprocess on a fresh data directory, asks one small
 question so the model is loaded (the memory a live app has), then for each image input sends
@@ -17,7 +18,9 @@ question so the model is loaded (the memory a live app has), then for each image
 and the same with a ``fit`` x ``fit`` PNG (36 megapixels for 6000: within the intake's 40-megapixel
 limit, so the worst photo that is decoded on purpose). Before and after each round it reads the
 app's ``VmRSS`` and peak ``VmHWM`` from ``/proc/PID/status`` (the peak is reset between rounds
-through ``/proc/PID/clear_refs``) and prints JSON: MB before, peak, held after, per input.
+through ``/proc/PID/clear_refs``) and prints JSON: MB before, peak, held after, per input. Each
+``fit`` round runs on a fresh app (started, model loaded), so memory one round freed does not hide
+the next round's peak.
 
 ``AppProcess`` and ``GradioHTTP`` (the app as a subprocess; uploads and queued calls over plain HTTP,
 as any client can make them) are shared with ``tests/security``.
@@ -54,8 +57,10 @@ def free_port() -> int:
 class AppProcess:
     """``python app.py`` on tiny-random in a subprocess, on its own data and Gradio temp directory."""
 
-    def __init__(self, root: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    def __init__(self, root: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 app_root: Path = ROOT):
         self.root = Path(root)
+        self.app_root = Path(app_root)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = self.root / "data"
@@ -69,8 +74,8 @@ class AppProcess:
     def __enter__(self) -> AppProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log = open(self.root / "app.log", "wb")  # noqa: SIM115 - closed in __exit__
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", "tiny-random",
-                                      "--port", str(self.port), *self.args], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, str(self.app_root / "app.py"), "--model", "tiny-random",
+                                      "--port", str(self.port), *self.args], cwd=self.app_root, env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -188,8 +193,18 @@ def mode_data(work: Any = None, answer: str = "4", message: str = "") -> list:
     return ["en", None, [], 1, answer, work, message]
 
 
-def attack(app: AppProcess, png: Path, at_once: int) -> dict[str, dict]:
-    """Send ``png`` to each image input, ``at_once`` requests at a time; memory per input."""
+KINDS = ("editor_api", "editor_blobs", "work", "gallery", "photo_check")
+
+
+def warm(app: AppProcess, root: Path) -> None:
+    """One small question, so the model is loaded (the memory of a live app)."""
+    c = GradioHTTP(app.url)
+    fd = c.file_data(c.upload(make_png(64, root))[0])
+    c.call("ask", ask_data({"background": fd, "layers": [], "composite": fd}))
+
+
+def attack(app: AppProcess, png: Path, at_once: int, kinds: tuple[str, ...] = KINDS) -> dict[str, dict]:
+    """Send ``png`` to each image input of ``kinds``, ``at_once`` requests at a time; memory per input."""
     raw = png.read_bytes()
     client = GradioHTTP(app.url)
     check_fn = client.fn_index("check_photo_file")
@@ -212,7 +227,7 @@ def attack(app: AppProcess, png: Path, at_once: int) -> dict[str, dict]:
         return c.call(check_fn, [fd, "en"])
 
     out = {}
-    for kind in ("editor_api", "editor_blobs", "work", "gallery", "photo_check"):
+    for kind in kinds:
         before = app.mem_mb()
         app.reset_peak()
         results: list[Any] = [None] * at_once
@@ -256,28 +271,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", type=int, default=6000, help="side of the largest accepted PNG (0: skip)")
     ap.add_argument("--at-once", type=int, default=4)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose app.py is started")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="r1v-bomb-") as tmp:
         root = Path(tmp)
         bomb = make_png(args.side, root)
-        with AppProcess(root / "app") as app:
+        with AppProcess(root / "app", app_root=args.app_root) as app:
             start = app.mem_mb()
-            small = make_png(64, root)
-            c = GradioHTTP(app.url)
-            fd = c.file_data(c.upload(small)[0])
-            c.call("ask", ask_data({"background": fd, "layers": [], "composite": fd}))  # model loaded
-            report: dict[str, Any] = {"bomb": {"side": args.side, "bytes": bomb.stat().st_size},
-                                      "app_started_mb": start, "app_warm_mb": app.mem_mb(), "at_once": args.at_once,
+            warm(app, root)
+            report: dict[str, Any] = {"app_root": str(args.app_root), "at_once": args.at_once,
+                                      "bomb": {"side": args.side, "bytes": bomb.stat().st_size},
+                                      "app_started_mb": start, "app_warm_mb": app.mem_mb(),
                                       "bomb_rounds": attack(app, bomb, args.at_once)}
-            if args.fit:
-                fit = make_png(args.fit, root)
-                report["fit"] = {"side": args.fit, "bytes": fit.stat().st_size}
-                report["fit_rounds"] = attack(app, fit, args.at_once)
             report["app_end_mb"] = app.mem_mb()
-            worst = max(r["peak_rise_mb"] for r in report["bomb_rounds"].values())
-            report["worst_bomb_peak_rise_mb"] = worst
-            if args.fit:
-                report["worst_fit_peak_rise_mb"] = max(r["peak_rise_mb"] for r in report["fit_rounds"].values())
+        if args.fit:
+            fit = make_png(args.fit, root)
+            report["fit"] = {"side": args.fit, "bytes": fit.stat().st_size}
+            report["fit_rounds"] = {}
+            for kind in KINDS:  # a fresh app each: no memory freed by the round before
+                with AppProcess(root / f"app-{kind}", app_root=args.app_root) as app:
+                    warm(app, root)
+                    report["fit_rounds"].update(attack(app, fit, args.at_once, (kind,)))
+        report["worst_bomb_peak_rise_mb"] = max(r["peak_rise_mb"] for r in report["bomb_rounds"].values())
+        if args.fit:
+            report["worst_fit_peak_rise_mb"] = max(r["peak_rise_mb"] for r in report["fit_rounds"].values())
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
     if args.out:

@@ -25,13 +25,16 @@ import hmac
 import os
 import secrets
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tutor.errors import InputError
 
 DEFAULT_QUOTA_MB = 200
-PNG_LEVEL = 1  # zlib level of stored photos (lossless at any level; ~3x faster to write than 6)
+# zlib level of stored photos: lossless like the default 6 and ~3x faster to encode (a 2048-px photo
+# ~0.15 s instead of ~0.45 s), for ~15% more bytes; it is on the path of every new question
+PNG_LEVEL = 1
 _key_lock = threading.Lock()
 
 
@@ -57,6 +60,17 @@ def photo_path(image_dir: str | Path, key: bytes, user: str, sha256: str) -> Pat
     """Where ``user``'s photo with content hash ``sha256`` is stored."""
     name = hmac.new(key, f"{user}\n{sha256}".encode(), hashlib.sha256).hexdigest()
     return Path(image_dir) / name[:2] / f"{name}.png"
+
+
+def stored_bytes(paths: Iterable[Path]) -> int:
+    """The bytes of the files at ``paths`` (missing ones count 0)."""
+    total = 0
+    for p in paths:
+        try:
+            total += p.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def storage_full(used: int, adding: int, quota: int) -> InputError:
