@@ -89,7 +89,7 @@ def test_upload_ask_katex_fold_and_screenshots(page_url, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
     marks["answered"] = time.perf_counter() - start
 
-    # The history panel lists this visitor's problem (the visitor id lives encrypted in localStorage).
+    # The history panel lists this visitor's problem (the visitor is an HttpOnly cookie: webui.identity).
     page.locator("#r1v-history").get_by_text("My problems").first.click()
     page.wait_for_function("() => document.querySelectorAll('#r1v-history-list img').length == 1")
     assert "Math" in page.locator("#r1v-history-list").inner_text()

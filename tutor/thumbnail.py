@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -312,7 +313,7 @@ def card(photo: str | Path | None, cache_dir: str | Path, *, title: Sequence[str
         except (OSError, ValueError, Image.DecompressionBombError):
             img = None
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.png")
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{threading.get_ident()}.tmp.png")  # per thread: two at once
     render_card(img, title=titles, answer=answer, date=date, question=question, size=size).save(tmp, optimize=True)
     os.replace(tmp, out)  # atomic: two requests making the same card never see half a file
     return out

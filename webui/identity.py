@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 COOKIE = "r1v_visitor"
 MAX_AGE_S = 400 * 24 * 3600  # the longest a browser keeps a cookie
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{32}$")
+_SIG_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # Requests whose JSON body names a session_hash (the queue, a direct run, cancel).
 _BODY_PATHS = ("/queue/join", "/run/predict", "/cancel")
 _MAX_BODY = 16 * 1024 * 1024
@@ -70,6 +71,7 @@ MESSAGES = {
                    "无法识别你的会话。请刷新页面（需要允许 Cookie）。"),
     "monitoring": ("Monitoring needs the monitoring token.", "监控需要监控令牌。"),
     "not_found": ("Not found.", "未找到。"),
+    "too_large": ("The request is too large.", "请求太大了。"),
 }
 
 
@@ -145,7 +147,7 @@ class Identity:
         if not value or value.count(".") != 1:
             return None
         vid, sig = value.split(".")
-        if not _ID_RE.match(vid) or not hmac.compare_digest(sig, self._sig(vid)):
+        if not _ID_RE.match(vid) or not _SIG_RE.match(sig) or not hmac.compare_digest(sig, self._sig(vid)):
             return None
         return vid
 
@@ -296,10 +298,10 @@ class Gate:
         if path.endswith("/deep_link") or "deep_link=" in query:
             await reply(404, "not_found")
             return
-        if "/monitoring" in path:
-            auth = headers.get(b"authorization", b"").decode("latin-1")
+        if "monitoring" in path.split("/") or path.rstrip("/").endswith("/monitoring"):
+            auth = headers.get(b"authorization", b"")
             token = ident.monitoring_token
-            if not token or not hmac.compare_digest(auth, f"Bearer {token}"):
+            if not token or not hmac.compare_digest(auth, f"Bearer {token}".encode()):
                 await reply(403, "monitoring")
                 return
 
@@ -311,7 +313,7 @@ class Gate:
                 body += msg.get("body", b"")
                 more = msg.get("more_body", False)
                 if len(body) > _MAX_BODY:
-                    await reply(413, "not_found")
+                    await reply(413, "too_large")
                     return
             try:
                 data = json.loads(body or b"{}")
@@ -325,7 +327,8 @@ class Gate:
             log.warning("refused a session hash owned by another visitor (%s %s)", scope.get("method"), path)
             await reply(403, "not_yours")
             return
-        if path.endswith("/queue/join") and _waiting(scope.get("app"), address) >= ident.waiting_per_address:
+        queued = path.endswith("/queue/join") or (scope.get("method") == "POST" and "/gradio_api/call/" in path)
+        if queued and _waiting(scope.get("app"), address) >= ident.waiting_per_address:
             log.info("refused a queue join from %s: %d waiting", address, ident.waiting_per_address)
             await reply(429, "busy")
             return

@@ -71,26 +71,33 @@ def test_a_leaked_session_hash_gives_no_history_export_or_delete(app):
         api = Api(url)
         eve = httpx.Client()
         loot: list = []
+        labels: list[str] = []
+
+        def got(label: str, value: object) -> None:
+            labels.append(label)
+            loot.append(value)
+
         r = eve.get(url + "gradio_api/deep_link", params={"session_hash": session}, timeout=10)
-        loot.append(r.text)
+        got("deep_link", r.text)
         candidates: list[str] = []
         if r.status_code == 200 and r.json():
             state = eve.get(url + "config", params={"deep_link": r.json()}, timeout=10)
-            loot.append(state.text)
+            got("deep-link page state", state.text)
             comps = state.json().get("components", []) if state.status_code == 200 else []
             values = [c.get("props", {}).get("value") for c in comps]
             candidates = [s for s in strings(values, 100) if " " not in s and len(s) >= 8]
         for stolen in candidates or [None]:
-            loot.append(api.call(eve, "history", ["en"], stolen_id=stolen))
+            got("history", api.call(eve, "history", ["en"], stolen_id=stolen))
             # the victim's own session (its open problem is in the session's state)
-            loot.append(api.call(eve, "export", ["en", None], session_hash=session, stolen_id=stolen))
-            loot.append(api.call(eve, "reopen", ["en", None], session_hash=session, stolen_id=stolen))
+            got("export", api.call(eve, "export", ["en", None], session_hash=session, stolen_id=stolen))
+            got("reopen", api.call(eve, "reopen", ["en", None], session_hash=session, stolen_id=stolen))
             for _ in range(2):  # Delete asks first, then deletes
-                loot.append(api.call(eve, "delete", ["en", None, None], session_hash=session, stolen_id=stolen))
-        files = [s for s in strings(loot, 1000) if s.endswith(".html")]
-        loot += [eve.get(f"{url}gradio_api/file={f}", timeout=10).text for f in files]
-        text = json.dumps(loot, ensure_ascii=False)
-        assert "3x+1=10" not in text, f"the attacker got the victim's problem ({len(candidates)} ids tried)"
+                got("delete", api.call(eve, "delete", ["en", None, None], session_hash=session, stolen_id=stolen))
+        for f in [s for s in strings(loot, 1000) if s.endswith(".html")]:
+            got("exported file", eve.get(f"{url}gradio_api/file={f}", timeout=10).text)
+        leaks = sorted({lab for lab, x in zip(labels, loot, strict=True) if "3x+1=10" in json.dumps(x, ensure_ascii=False)
+                        or "#1 · Math" in json.dumps(x, ensure_ascii=False)})
+        assert not leaks, f"the attacker got the victim's problem through {leaks} ({len(candidates)} ids tried)"
         assert any("3x+1=10" in q for q in _questions(store)), "the attacker deleted the victim's problem"
         ctx.close()
 
