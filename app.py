@@ -47,7 +47,7 @@ from tutor.limits import (
 from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
-from webui import layout, locale, space, view
+from webui import layout, locale, space, upload_limits, view
 from webui.blocks import Blocks
 from webui.budget import SessionBudgets, budget_slider
 from webui.components import (
@@ -66,13 +66,14 @@ from webui.components import (
 )
 from webui.config import AppConfig, LazyEngine, make_engine, parse_config, pick_reward
 from webui.example_table import example_table, picked, table_update
+from webui.files import ProblemFiles, cache_dir, delete_cache, sweep
 from webui.health import HealthMonitor
 from webui.i18n import choices, lang_from_header, norm_lang, t
 from webui.identity import Identity, public_text
 from webui.legacy_id import old_visitor_id
 from webui.relang import relang_answer, relang_chat, retranslate
 from webui.startup import open_store
-from webui.upload_check import wire_upload_checks
+from webui.upload_check import PHOTO_TOOLS, wire_upload_checks
 
 log = logging.getLogger("r1v.app")
 
@@ -88,6 +89,7 @@ CSS = """
 # the work stays small on a slow machine (bench/app_overhead.py measures it).
 UPDATE_EVERY_S = 0.25
 UPDATE_COST_FACTOR = 8.0
+EXPORTS = Path(tempfile.gettempdir()) / "r1v-exports"  # each run's exported pages and added photos, swept at start
 
 
 class TutorApp:
@@ -110,6 +112,10 @@ class TutorApp:
         self.user_stopped: set[str] = set()
         # a small model (preset writes_problems False) gets photos of the drill kinds it can solve
         self.examples = load_examples() if engine.writes_problems else drill_examples()
+        EXPORTS.mkdir(parents=True, exist_ok=True)
+        self.export_dir = Path(tempfile.mkdtemp(prefix="run-", dir=EXPORTS))
+        self.files = ProblemFiles()  # each problem's uploads and exports: Delete removes every copy
+        self.written: set[str] = set()  # files this app wrote for the page: removed by Gradio's delete_cache
         self.export_dir = Path(tempfile.mkdtemp(prefix="r1v-export-"))
         self.health = HealthMonitor(engine)  # the server is checked in the background, never on a page load
         self.health.start()
@@ -162,7 +168,7 @@ class TutorApp:
         items, ids = [], []
         try:
             for s, photo, answer in self.store.history_items(user, limit=30):
-                card = layout.history_card(s, photo, answer, lang, layout.thumb_dir(self.store))
+                card = layout.history_card(s, photo, answer, lang, layout.thumb_dir(self.store) / str(s.id))
                 items.append((card, view.history_caption(s, answer, lang)))
                 ids.append(s.id)
         except TutorError as e:
@@ -251,6 +257,7 @@ class TutorApp:
                     return
                 pid = self.tutor.new_problem(user, images, kw["question"], subject=kw["subject"],
                                              problem_type=kw["ptype"], lang=kw["reply_lang"])
+                self.files.add(pid, *photos, image)
                 log.debug("problem %d saved", pid)
                 problem = self.store.get_problem(user, pid)
                 chat = view.user_messages(kw["question"], [str(i.path) for i in problem.images])
@@ -270,6 +277,7 @@ class TutorApp:
                 gen = self.tutor.hint(user, pid, sampling=sampling, stop=stop)
             elif mode == "check":
                 work = load_images([unrefused(kw["work"])], lang=lang) if kw.get("work") is not None else []
+                self.files.add(pid, kw["work"])
                 chat += view.user_messages(f"{t('my_answer', lang)}: {kw['answer']}")
                 gen = self.tutor.check(user, pid, kw["answer"], work, sampling=sampling, stop=stop)
             elif mode == "followup":
@@ -382,6 +390,8 @@ class TutorApp:
             if pending != pid:
                 return (*keep, t("delete_confirm", lang, n=number), gr.skip(), gr.skip(), pid,
                         gr.update(value=t("delete_again", lang, n=number)))
+            stored = [i.path for i in self.store.get_problem(user, pid).images]
+            self.files.delete(pid, [*stored, layout.thumb_dir(self.store) / str(pid)])  # cache copies first
             self.tutor.delete_problem(user, pid)  # stops its running answer too
         except TutorError as e:
             return *keep, "⚠️ " + e.message(lang), gr.skip(), gr.skip(), None, gr.update(value=t("delete", lang))
@@ -398,6 +408,8 @@ class TutorApp:
             images = [Path(i.path).read_bytes() for i in p.images if Path(i.path).exists()]
             path = self.export_dir / f"r1v-problem-{p.number}-{uuid.uuid4().hex[:8]}.html"
             path.write_text(export_problem_html(view.export_payload(p, images)), encoding="utf-8")
+            self.files.add(pid, path)
+            self.written.add(str(path))
             return gr.update(value=str(path), visible=True), ""
         except TutorError as e:
             return gr.update(visible=False), "⚠️ " + e.message(lang)
@@ -411,6 +423,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
     cfg = cfg or AppConfig()
     app = TutorApp(make_engine(cfg, engine), store or Store(), cfg, identity)
     PRIVATE_DIRS.update({app.store.image_dir.resolve(), settings.data_dir().resolve()})
+    upload_limits.install()  # at most MAX_IMAGES files per upload request, refused before saving
     L: list[tuple[Any, str, str]] = []  # (component, string key, attribute) relabelled with the language
 
     def lab(comp: Any, key: str, attr: str = "label") -> Any:
@@ -419,7 +432,8 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
             setattr(comp, attr, t(key, "zh"))  # the first render; on_load switches to the visitor's language
         return comp
 
-    with Blocks(title="R1V Tutor") as demo:
+    with Blocks(title="R1V Tutor", delete_cache=delete_cache()) as demo:
+        demo.temp_file_sets.append(app.written)  # exports and added photos age out with Gradio's own files
         # the page language only (nothing identifying): its key need not be secret
         lang_store = gr.BrowserState("", storage_key="r1v_ui_lang", secret="r1v-page-language")
         legacy = gr.Textbox("", visible=False)  # the old page's stored visitor id, sent once (webui.legacy_id)
@@ -436,7 +450,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         layout.banner_timer(app.status_md, ui_lang, banner, app.health)
         with gr.Row(equal_height=False, elem_id="r1v-main"):
             with gr.Column(scale=2, min_width=300, elem_id="r1v-left"):
-                editor = lab(SafeImageEditor(type="pil", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
+                editor = lab(SafeImageEditor(type="filepath", sources=("upload", "webcam", "clipboard"), transforms=("crop",),
                                             layers=False, **layout.EDITOR_TOOLS, height=340,
                                             elem_id="r1v-photo"), "photo")
                 with gr.Row():
@@ -474,7 +488,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                         regen = lab(gr.Button(t("regenerate", "zh"), size="sm", min_width=80), "regenerate", "value")
                     with gr.Row(equal_height=False):
                         my_answer = lab(lab(gr.Textbox(min_width=160), "my_answer"), "my_answer_ph", "placeholder")
-                        work = lab(SafeImage(type="pil", height=170, min_width=160, sources=("upload", "webcam"), elem_id="r1v-work"),
+                        work = lab(SafeImage(type="filepath", height=170, min_width=160, sources=("upload", "webcam"), elem_id="r1v-work"),
                                    "work_photo")
                     with gr.Row():
                         check = lab(gr.Button(t("check", "zh"), size="sm"), "check", "value")
@@ -562,8 +576,9 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         up.click(fb_up, fb_inputs, [status, comment, up, down], api_name="feedback_up")
         down.click(fb_down, fb_inputs, [status, comment, up, down], api_name="feedback_down")
 
-        rot_l.click(lambda v: rotate(v, 90), editor, editor, api_visibility="private")
-        rot_r.click(lambda v: rotate(v, -90), editor, editor, api_visibility="private")
+        photo_tool = {"concurrency_limit": 1, "concurrency_id": PHOTO_TOOLS}  # one photo decoded at a time
+        rot_l.click(lambda v: rotate(v, 90), editor, editor, api_visibility="private", **photo_tool)
+        rot_r.click(lambda v: rotate(v, -90), editor, editor, api_visibility="private", **photo_tool)
 
         def add_photo(value, gallery):
             try:
@@ -572,12 +587,13 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                     return gr.skip(), gr.skip()
                 path = app.export_dir / f"photo-{uuid.uuid4().hex}.png"
                 load_image(img).image.save(path)
+                app.written.add(str(path))
             except InputError as e:
                 gr.Warning(e.message("en"))
                 return gr.skip(), gr.skip()
             return [*(g[0] if isinstance(g, tuple | list) else g for g in (gallery or [])), str(path)], None
 
-        add.click(add_photo, [editor, photos], [photos, editor], api_visibility="private")
+        add.click(add_photo, [editor, photos], [photos, editor], api_visibility="private", **photo_tool)
         clear.click(lambda: ([], None), None, [photos, editor], api_visibility="private")
 
         def history_fn(ui_lang, request: gr.Request):
@@ -650,14 +666,15 @@ def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None, iden
     # directory or the temp directory as a whole: /gradio_api/file=<data>/r1v.db would hand out
     # everyone's history. Outputs elsewhere (exports, thumbnails) reach the page through Gradio's cache.
     image_dir = store.image_dir if store is not None else settings.data_dir() / "images"
-    blocked = [str(settings.data_dir() / "browser_secret"), str(settings.data_dir() / "cookie_secret")]
+    blocked = [str(settings.data_dir() / "browser_secret"), str(settings.data_dir() / "cookie_secret"),
+               str(Path(image_dir).resolve().parent / "photo_key")]
     url = store.url if store is not None else settings.db_url()
     if url.startswith("sqlite:///"):
         db = url.removeprefix("sqlite:///")
         blocked += [db, db + "-wal", db + "-shm"]
     return {"theme": gr.themes.Soft(), "css": CSS + layout.CSS + locale.CSS, "max_file_size": cfg.max_upload,
             "allowed_paths": [str(image_dir)], "blocked_paths": blocked, "footer_links": ["api", "gradio"],
-            "app_kwargs": {"middleware": [identity.middleware(), locale.middleware()]},
+            "app_kwargs": {"middleware": [identity.middleware(), locale.middleware(), upload_limits.middleware()]},
             "i18n": locale.gradio_i18n(), "run_history": False, "enable_monitoring": identity.monitoring_token is not None}
 
 
@@ -667,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     space.import_spaces()  # on ZeroGPU: before anything initialises CUDA (webui.space)
     cfg = parse_config(argv)
     store = open_store()  # checked; a bad database is a clear message and exit status 2, never a traceback
+    sweep([cache_dir(), EXPORTS])  # what a killed process left, older than R1V_CACHE_MAX_AGE_S
     demo = build_app(store=store, cfg=cfg)
     mathcheck.warm_up()  # sympy loads in the checker's workers while the page starts, not on the first check
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)

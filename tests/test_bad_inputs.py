@@ -385,6 +385,7 @@ def test_the_editor_decodes_only_the_composite_and_the_gallery_keeps_good_pictur
     from gradio.data_classes import FileData
     from PIL import Image
 
+    from tutor.intake import load_image
     from webui.components import Refused, SafeGallery, SafeImageEditor
 
     def png(color):
@@ -395,7 +396,8 @@ def test_the_editor_decodes_only_the_composite_and_the_gallery_keeps_good_pictur
     editor = SafeImageEditor(type="pil", layers=False, brush=False, eraser=False, render=False)
     editor.blob_storage["b2"] = EditorDataBlobs(background=png("red"), layers=[png("white")], composite=png("blue"))
     out = editor.preprocess(EditorData(id="b2", background=None, layers=[], composite=None))
-    assert out["background"] is None and out["layers"] == [] and out["composite"].getpixel((1, 1))[:3] == (0, 0, 255)
+    assert out["background"] is None and out["layers"] == [] and out["composite"] == png("blue")  # undecoded
+    assert load_image(out["composite"]).image.getpixel((1, 1)) == (0, 0, 255)  # the handler decodes it
     folder = Path(gr_utils.get_upload_folder()) / "r1v-test-gallery"
     folder.mkdir(parents=True, exist_ok=True)
     good, text = folder / "good.png", folder / "notes.png"

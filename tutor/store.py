@@ -23,15 +23,15 @@ Results are frozen dataclasses, never ORM objects. The class is safe to share be
 call runs in its own session; writes in one process are serialised by a lock (and on SQLite each
 write transaction starts with ``BEGIN IMMEDIATE``, so writers in other processes wait rather than
 fail). SQLite runs in WAL mode with foreign keys on. Image files given as ``IntakeImage`` are saved
-content-addressed under ``image_dir``; deleting the last problem that uses a file deletes the file
-(only files inside ``image_dir`` are ever deleted).
+under ``image_dir``, named per visitor (``tutor.uploads``: a visitor's same photo once, at a name
+nobody can compute from the picture), within the visitor's quota of stored bytes; deleting the last
+problem that uses a file deletes the file (only files inside ``image_dir`` are ever deleted).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,7 +44,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tutor import settings
+from tutor import settings, uploads
 from tutor.store_checks import (
     as_id,
     bad_user,
@@ -105,7 +105,6 @@ MODES = ("solve", "hint", "check", "followup", "practice")
 STATUSES = ("running", "done", "error", "stopped", "interrupted")
 ROLES = ("user", "assistant", "system")
 MIGRATION_LOCK_KEY = 0x52315654  # PostgreSQL advisory lock held while migrating
-PNG_LEVEL = 1  # zlib level of stored photos (lossless at any level; see Store._save_photo)
 
 # --- the store ----------------------------------------------------------------------------------
 
@@ -123,8 +122,11 @@ def alembic_config(connection: Any = None) -> Config:
 class Store:
     """History for many users, each seeing only their own rows. See the module docstring."""
 
-    def __init__(self, url: str | None = None, *, image_dir: str | Path | None = None, migrate: bool = True):
+    def __init__(self, url: str | None = None, *, image_dir: str | Path | None = None, migrate: bool = True,
+                 quota: int | None = None):
         self.url = url or settings.db_url()
+        self.quota = uploads.visitor_quota() if quota is None else quota  # bytes of photos per visitor
+        self._photo_key: bytes | None = None
         self.engine = make_engine(self.url)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
@@ -265,11 +267,20 @@ class Store:
                 lang=lang,
                 gold_answer=stored_opt_text(gold_answer),
             )
-            for pos, img in enumerate(images):
-                path = self._save_photo(img) if hasattr(img, "save") else Path(img.path)
-                p.images.append(ProblemImage(sha256=img.sha256, path=self._rel(path), position=pos))
-            s.add(p)
-            s.flush()
+            created: list[Path] = []  # removed again when the problem is not saved (over the quota)
+            try:
+                used = self._stored_bytes(s, u.id) if images else 0
+                for pos, img in enumerate(images):
+                    path, written = self._save_photo(img, user, used, created) if hasattr(img, "save") \
+                        else (Path(img.path), 0)
+                    used += written
+                    p.images.append(ProblemImage(sha256=img.sha256, path=self._rel(path), position=pos))
+                s.add(p)
+                s.flush()
+            except BaseException:
+                for path in created:
+                    path.unlink(missing_ok=True)
+                raise
             return p.id
 
     @staticmethod
@@ -583,24 +594,24 @@ class Store:
 
     # --- image paths ---
 
-    def _save_photo(self, img: Any) -> Path:
-        """Write an intake photo content-addressed where ``IntakeImage.save`` puts it (a file already
-        there is kept; the write is renamed into place), as PNG with zlib level 1: lossless like the
-        default level 6, ~3x faster to encode (a 2048-px photo: ~0.15 s instead of ~0.45 s on a CPU
-        core) for ~15% more bytes. It is on the path of every new question (bench/app_overhead.py)."""
-        if not (hasattr(img, "storage_path") and hasattr(img, "image")):
-            return Path(img.save(self.image_dir))
-        path = Path(img.storage_path(self.image_dir))
-        if path.exists():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            img.image.save(tmp, format="PNG", compress_level=PNG_LEVEL)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+    def _save_photo(self, img: Any, user: str, used: int, created: list[Path]) -> tuple[Path, int]:
+        """Write an intake photo where ``tutor.uploads.photo_path`` names it for ``user`` (see there: one
+        copy per visitor, fast PNG, the quota); a new file is appended to ``created``. (path, bytes)."""
+        if not (hasattr(img, "sha256") and hasattr(img, "image")):
+            return Path(img.save(self.image_dir)), 0
+        if self._photo_key is None:
+            self._photo_key = uploads.photo_key(self.image_dir)
+        path = uploads.photo_path(self.image_dir, self._photo_key, user, img.sha256)
+        written = uploads.save_photo(img.image, path, used, self.quota)
+        if written:
+            created.append(path)
+        return path, written
+
+    def _stored_bytes(self, s: Session, user_id: int) -> int:
+        """Bytes of the photos a user keeps in ``image_dir`` (each file once; example photos elsewhere
+        are not theirs)."""
+        rows = s.scalars(select(ProblemImage.path).join(Problem).where(Problem.user_id == user_id).distinct())
+        return uploads.stored_bytes(self._abs(rel) for rel in rows if not Path(rel).is_absolute())
 
     def _rel(self, path: Path) -> str:
         """Paths inside ``image_dir`` are stored relative to it, so the data directory can move."""

@@ -4,11 +4,12 @@
 instead of uploading one (another visitor's stored photo, the database: ``PRIVATE_DIRS``), and turn
 a bad file into the intake's specific message (``Refused``, raised by ``unrefused`` inside the
 handler, where it becomes the page-language error). Nothing decodes an image before the project's
-own check: each runs ``tutor.intake.check_header`` (size, format, pixel count from the header, in
-milliseconds) on every file before Gradio's preprocessing, which decodes them all (the editor: the
-background, each layer and the composite; a 12000 x 12000 PNG took 10 s here, three
-``DecompressionBombWarning``, before the intake refused it). The editor decodes only what the page
-uses: the composite (the background only without one), never blank layers when nothing can be drawn.
+own check, and nothing decodes one before the handler: each runs ``tutor.intake.check_header``
+(size, format, pixel count from the header, in milliseconds) and hands the handler the file
+undecoded (a path, or the canvas blob's bytes), where ``tutor.intake.load_image`` decodes it once,
+after the rate limiter. (Gradio's own preprocessing decoded the editor's background, each layer and
+the composite, converted each to RGBA: four 36-megapixel photos at once took the app up 1.5 GB
+before a handler ran, also for a request the rate limiter then refused; ``bench/upload_bomb.py``.)
 ``Chatbot`` and ``Gallery`` hash an unchanged file once (``webui.blocks.FileMemo``). Used by
 ``app.py``::
 
@@ -55,16 +56,6 @@ def not_uploaded(path: Any) -> InputError:
                       "这张照片不是从你的设备上传的，请重新上传。", f"path {str(path)[:80]!r}")
 
 
-def _refusal(files: list[Any], error: Exception | None = None) -> Refused:
-    """Why a preprocessed image failed, as the intake's specific message (a foreign path, a bad file)."""
-    found = _first_refused(files, load_image)
-    if found is not None:
-        return found
-    log.info("image preprocessing failed: %r", error)
-    return Refused(InputError("image_corrupt", "The image is damaged or incomplete and cannot be read.",
-                               "图片已损坏或不完整，无法读取。", repr(error)))
-
-
 def _source(f: Any) -> Any:
     """What ``check_header`` reads for one input file: the canvas blob's bytes (what the browser's
     editor sends), the uploaded file's path, or None."""
@@ -81,12 +72,6 @@ def _is_path(src: Any) -> bool:
 def header_refusal(files: list[Any]) -> Refused | None:
     """``Refused`` for the first file whose header fails ``tutor.intake.check_header`` (or that names a
     server file rather than an upload), else None. Decodes nothing."""
-    return _first_refused(files, check_header)
-
-
-def _first_refused(files: list[Any], check: Any) -> Refused | None:
-    """``Refused`` for the first file that names a server file rather than an upload, or that ``check``
-    (the intake's header check, or its full load) refuses; else None."""
     for f in files:
         src = _source(f)
         if src is None:
@@ -94,7 +79,7 @@ def _first_refused(files: list[Any], check: Any) -> Refused | None:
         if _is_path(src) and not uploaded(src):
             return Refused(not_uploaded(src))
         try:
-            check(src)
+            check_header(src)
         except InputError as e:
             return Refused(e)
     return None
@@ -161,45 +146,41 @@ class SafeFile(_NoPrivateFiles, gr.File):
 
 
 class SafeImageEditor(_NoPrivateFiles, gr.ImageEditor):
-    """``gr.ImageEditor`` that reads uploaded files only and turns a bad file into the intake's message
-    (the stock one opens any server path it is sent and fails with a bare error on a non-image)."""
+    """``gr.ImageEditor`` that reads uploaded files only, decodes nothing and turns a bad file into the
+    intake's message (the stock one opens any server path it is sent, decodes the background, every
+    layer and the composite, and fails with a bare error on a non-image).
+
+    The handler receives ``{"background": None, "layers": [], "composite": src}`` where ``src`` is what
+    the page uses (the composite, else the background), undecoded: the canvas blob's bytes the browser
+    sent, or the uploaded file's path, after ``tutor.intake.check_header``; or ``Refused``. The handler
+    decodes it with ``tutor.intake.load_image`` once, after the rate limiter."""
 
     is_template = True  # the frontend uses the stock editor
 
     def preprocess(self, payload: Any) -> Any:
         if payload is None:
             return None
-        src = self.blob_storage.get(payload.id) if payload.id is not None else None
+        src = self.blob_storage.pop(payload.id, None) if payload.id is not None else None
         src = src if src is not None else payload  # the browser sends canvas blobs first, then an id
-        files = [src.background, src.composite, *(src.layers or [])]
-        bad = header_refusal(files)
-        if bad is None and src.composite is not None:
-            src.background = None  # the page uses the composite: decode it alone
-        if bad is None and not self.brush and not self.eraser:
-            src.layers = []  # nothing can be drawn: every layer is blank
+        used = src.composite if src.composite is not None else src.background
+        bad = header_refusal([used])
         if bad is not None:
-            self.blob_storage.pop(payload.id, None) if payload.id is not None else None
             return {"background": bad, "layers": [], "composite": bad}
-        try:
-            return super().preprocess(payload)
-        except Exception as e:  # noqa: BLE001 - becomes the specific intake message
-            bad = _refusal(files, e)
-            return {"background": bad, "layers": [], "composite": bad}
+        value = _source(used)
+        return None if value is None else {"background": None, "layers": [], "composite": value}
 
 
 class SafeImage(_NoPrivateFiles, gr.Image):
-    """``gr.Image`` with the same guard as :class:`SafeImageEditor`."""
+    """``gr.Image`` with the same guard as :class:`SafeImageEditor`, and like it decoding nothing: the
+    handler receives the uploaded file's path (checked by ``tutor.intake.check_header``) or ``Refused``."""
 
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        bad = header_refusal([payload]) if payload is not None else None
-        if bad is not None:
-            return bad
-        try:
-            return super().preprocess(payload)
-        except Exception as e:  # noqa: BLE001 - becomes the specific intake message
-            return _refusal([payload], e)
+        if payload is None:
+            return None
+        bad = header_refusal([payload])
+        return bad if bad is not None else _source(payload)
 
 
 def unrefused(value: Any) -> Any:
@@ -225,14 +206,15 @@ def editor_image(value: Any) -> Any:
 
 
 def rotate(value: Any, angle: int) -> Any:
+    """The editor's photo turned by ``angle`` degrees (decoded by the intake: upright, bounded RGB)."""
     try:
-        img = editor_image(value)
+        src = editor_image(value)
+        if src is None:
+            return gr.skip()
+        img = load_image(src).image.rotate(angle, expand=True)
     except InputError as e:
         gr.Warning(e.message("en"))
         return gr.skip()
-    if img is None:
-        return gr.skip()
-    img = img.rotate(angle, expand=True)
     return {"background": img, "layers": [], "composite": img}
 
 

@@ -35,6 +35,7 @@ from webui.i18n import norm_lang
 log = logging.getLogger("r1v.app")
 
 CHECK_ID = "r1v-photo-check"
+PHOTO_TOOLS = "photo-tools"  # concurrency id of the page's photo tools (check, rotate, add): one decode at a time
 
 # Runs once at page load. Listens on the document (capture), so it works whatever Svelte re-renders.
 PHOTO_CHECK_JS = """
@@ -152,7 +153,8 @@ def wire_upload_checks(demo: Any, editor: Any, work: Any, ui_lang: Any) -> Any:
     """Add the hidden upload, the handlers and the page-load script (see the module docstring);
     returns the hidden upload."""
     box = SafeFile(visible="hidden", elem_id=CHECK_ID, file_count="single", type="filepath", show_label=False)
-    box.upload(check_photo_file, [box, ui_lang], [editor, box], api_visibility="private", show_progress="hidden")
+    box.upload(check_photo_file, [box, ui_lang], [editor, box], api_visibility="private", show_progress="hidden",
+               concurrency_limit=1, concurrency_id=PHOTO_TOOLS)
     work.upload(check_work_photo, [work, ui_lang], [work], api_visibility="private", show_progress="hidden")
     demo.load(None, None, None, js=PHOTO_CHECK_JS)
     return box

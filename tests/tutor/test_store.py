@@ -321,16 +321,22 @@ def test_delete_cascades_and_removes_unused_files(store, tmp_path):
     assert count(store, Candidate) == 0 and count(store, Message) == 0 and count(store, ProblemImage) == 0
 
 
-def test_shared_photo_across_users_is_kept(store):
+def test_a_photo_is_stored_once_per_visitor_never_shared_across_visitors(store):
+    """The same picture: one file per visitor (tutor.uploads names it by visitor and content), so
+    another visitor's copy says nothing about whether anyone else uploaded it."""
     a_pid = store.add_problem("alice", question="q", images=[photo()])
+    a2_pid = store.add_problem("alice", question="q2", images=[photo()])
     b_pid = store.add_problem("bob", question="q", images=[photo()])
-    path = store.get_problem("bob", b_pid).images[0].path
-    assert store.get_problem("alice", a_pid).images[0].path == path
-    assert len([p for p in path.parent.iterdir()]) == 1  # stored once
+    a_path = store.get_problem("alice", a_pid).images[0].path
+    assert store.get_problem("alice", a2_pid).images[0].path == a_path  # alice's: stored once
+    b_path = store.get_problem("bob", b_pid).images[0].path
+    assert b_path != a_path and b_path.name != f"{photo().sha256}.png"
     store.delete_problem("alice", a_pid)
-    assert path.is_file()
+    assert a_path.is_file()  # alice's other problem uses it
+    store.delete_problem("alice", a2_pid)
+    assert not a_path.exists() and b_path.is_file()
     store.delete_problem("bob", b_pid)
-    assert not path.exists()
+    assert not b_path.exists()
 
 
 def test_files_outside_image_dir_are_never_deleted(store, tmp_path):
