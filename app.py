@@ -47,8 +47,9 @@ from tutor.limits import (
 from tutor.render import export_problem_html
 from tutor.session import TurnResult, Tutor
 from tutor.store import Store
-from webui import layout, locale, view
+from webui import layout, locale, space, view
 from webui.blocks import Blocks
+from webui.budget import SessionBudgets, budget_slider
 from webui.components import (
     PRIVATE_DIRS,
     Chatbot,
@@ -103,6 +104,7 @@ class TutorApp:
         self.addr_limiter = RateLimiter(int(os.environ.get("R1V_RATE_PER_ADDRESS") or 4 * self.limiter.per_minute))
         self.stops: dict[str, threading.Event] = {}
         self.stop_owner: dict[str, str] = {}  # session -> the visitor whose answer it is
+        self.budgets = SessionBudgets()  # the thinking budget each session chose on the page
         self.user_stopped: set[str] = set()
         # a small model (preset writes_problems False) gets photos of the drill kinds it can solve
         self.examples = load_examples() if engine.writes_problems else drill_examples()
@@ -202,12 +204,14 @@ class TutorApp:
         if result is None:  # stopped before the model finished
             yield {"chat": chat + view.stream_messages(raw, lang, live), "status": t("stopped", lang)}
             return
-        out: dict[str, Any] = {"chat": chat + view.result_messages(result.thinking, result.text, lang),
+        note = view.budget_note(result.solution, lang)  # out of thinking budget: say so, and what to do
+        out: dict[str, Any] = {"chat": chat + view.with_note(view.result_messages(result.thinking, result.text, lang),
+                                                             note, lang),
                                "status": t("stopped" if session in self.user_stopped else "done", lang, secs=secs),
                                "result": result}
         sol = result.solution
         if sol is not None and result.mode == "solve":
-            out["answer"] = view.answer_box(question, result.answer, lang)
+            out["answer"] = view.answer_box(question, result.answer, lang, note)
             out["cands"] = view.candidate_rows(sol.candidates, sol.chosen, lang)
             out["why"] = view.explain_choice(sol.candidates, sol.chosen, lang)
             out["many"] = len(sol.candidates) > 1
@@ -228,6 +232,7 @@ class TutorApp:
             self.stop_owner[session] = user
             if mode in ("ask", "solve"):
                 kw["n"] = check_n(1 if kw.get("n") is None else kw["n"])
+            sampling = self.budgets.sampling(session, self.sampling, kw.get("budget"))
             self.limiter.hit(user)
             self.addr_limiter.hit(self.identity.address(request))
             if mode == "ask":
@@ -253,23 +258,23 @@ class TutorApp:
             stop = self.stops[session]
             if mode == "solve":
                 chat += view.user_messages(t("regenerate", lang)) if kw.get("regen") else []
-                gen = self.tutor.solve(user, pid, n=kw["n"], sampling=self.sampling, stop=stop)
+                gen = self.tutor.solve(user, pid, n=kw["n"], sampling=sampling, stop=stop)
             elif mode == "hint":
                 chat += view.user_messages(t("hint", lang))
-                gen = self.tutor.hint(user, pid, sampling=self.sampling, stop=stop)
+                gen = self.tutor.hint(user, pid, sampling=sampling, stop=stop)
             elif mode == "check":
                 work = load_images([unrefused(kw["work"])], lang=lang) if kw.get("work") is not None else []
                 chat += view.user_messages(f"{t('my_answer', lang)}: {kw['answer']}")
-                gen = self.tutor.check(user, pid, kw["answer"], work, sampling=self.sampling, stop=stop)
+                gen = self.tutor.check(user, pid, kw["answer"], work, sampling=sampling, stop=stop)
             elif mode == "followup":
                 if not kw["message"].strip():
                     yield {"status": t("need_text", lang)}
                     return
                 chat += view.user_messages(kw["message"])
-                gen = self.tutor.followup(user, pid, kw["message"], sampling=self.sampling, stop=stop)
+                gen = self.tutor.followup(user, pid, kw["message"], sampling=sampling, stop=stop)
             else:  # practice
                 chat += view.user_messages(t("practice", lang))
-                gen = self.tutor.practice(user, pid, sampling=self.sampling, stop=stop)
+                gen = self.tutor.practice(user, pid, sampling=sampling, stop=stop)
             question = (problem or self.store.get_problem(user, pid)).question if mode == "solve" else ""
             for out in self._turn(gen, chat, lang, session, question):
                 r = out.pop("result", None)
@@ -293,6 +298,11 @@ class TutorApp:
         finally:
             self.stops.pop(session, None)
             self.stop_owner.pop(session, None)
+
+    def set_budget(self, value: Any, ui_lang: str, request: gr.Request) -> str:
+        """The "Thinking budget" control (webui.budget): kept for the session's next runs."""
+        refused = self.budgets.set(getattr(request, "session_hash", None) or "", value, norm_lang(ui_lang))
+        return refused and (gr.Warning(refused) or "⚠️ " + refused)
 
     def stop(self, request: gr.Request) -> None:
         """Stop the answer running in the request's session, only when the requester owns it."""
@@ -438,6 +448,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
                 with gr.Row():
                     reply_lang = lab(gr.Radio(choices("lang", "zh"), value="zh", min_width=120), "reply_lang")
                     n = lab(gr.Slider(1, 8, value=cfg.n, step=1, min_width=120, elem_id="r1v-n"), "n")
+                budget = lab(lab(budget_slider(cfg, app.engine), "budget"), "budget_info", "info")
                 with gr.Row():
                     ask = lab(gr.Button(t("ask", "zh"), variant="primary", elem_id="r1v-ask-btn"), "ask", "value")
                     stop = lab(gr.Button(t("stop", "zh"), variant="stop", elem_id="r1v-stop-btn"), "stop", "value")
@@ -530,6 +541,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
         layout.clear_on_send(send, follow)
         layout.name_photo_tool(demo)
         stop.click(app.stop, None, None, queue=False, api_name="stop")
+        budget.input(app.set_budget, [budget, ui_lang], status, queue=False, api_name="set_budget")
         ans_prac.click(app.answer_practice, [ui_lang, pid, practice, my_answer, chat], [chat, status])
 
         def fb_up(ui_lang, att, text, request: gr.Request):
@@ -646,6 +658,7 @@ def launch_kwargs(cfg: AppConfig | None = None, store: Store | None = None, iden
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("R1V_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    space.import_spaces()  # on ZeroGPU: before anything initialises CUDA (webui.space)
     cfg = parse_config(argv)
     store = Store()
     stale = store.mark_interrupted()  # attempts a killed process left "running"

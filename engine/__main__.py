@@ -3,7 +3,8 @@
     python -m engine solve IMAGE... [--question TEXT] [--model PRESET|DIR] [--n N] [--json]
                            [--rerank STRATEGY] [--reward PRESET|DIR|none]
     python -m engine convert SRC DST [--to native|original]
-    python -m engine build-tiny [--seed S]
+    python -m engine doctor REPO_ID_OR_DIR [--revision R] [--preset P]   (exit 1 naming each failed check)
+    python -m engine build-tiny [--seed S] [--layout native|original]
     python -m engine bench [--n 8] [--tokens 32]
     python -m engine presets
     python -m engine plan --model r1v2-38b-nf4 --gpu L4 --n 8 --max-tokens 16384
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--type", dest="problem_type", default="auto",
                    choices=["auto", "single_choice", "multiple_choice", "fill_blank", "free_response"])
     s.add_argument("--lang", default="en", choices=["en", "zh"], help="reply language (and error messages)")
-    s.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's")
+    s.add_argument("--max-new-tokens", type=int, default=None,
+                   help="thinking budget per candidate, 1..64000 (default: the preset's, 64000 for R1V2)")
     s.add_argument("--max-tiles", type=int, default=None, help="InternVL tiles per image (default: the preset's)")
     s.add_argument("--temperature", type=float, default=0.6)
     s.add_argument("--seed", type=int, default=None)
@@ -61,8 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("dst")
     c.add_argument("--to", default="native", choices=["native", "original"])
 
+    q = sub.add_parser("quantize", help="write a pre-quantized (NF4) checkpoint once, e.g. for a ZeroGPU Space")
+    q.add_argument("model", help="preset or checkpoint directory")
+    q.add_argument("dst")
+    q.add_argument("--quantization", default="nf4", choices=["nf4", "int8"])
+
+    from engine import doctor
+
+    doctor.add_arguments(sub.add_parser("doctor", help="check a checkpoint's small files (hub id or directory)"))
+
     b = sub.add_parser("build-tiny", help="build (or find) the cached tiny-random model")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--layout", default="native", choices=["native", "original"],
+                   help="original: the InternVL-chat layout the hub checkpoints use")
 
     sub.add_parser("presets", help="list the model presets")
 
@@ -91,6 +104,10 @@ def _solve(args) -> int:
     from engine.rerank import check_strategy
 
     check_strategy(args.rerank, has_reward=reward is not None)
+    if args.max_new_tokens is not None:
+        from tutor.limits import check_budget
+
+        check_budget(args.max_new_tokens)  # 1..64000, said before any model loads
     images = load_images(args.images)  # every file checked before the model loads
     quant = None if args.quantization == "none" else args.quantization
     if args.server:
@@ -99,7 +116,7 @@ def _solve(args) -> int:
         engine = HttpEngine(args.server, api_key=args.api_key)
         engine.check()  # not reachable, wrong model, no image input: said before any solve
     else:
-        engine = Engine(args.model, quantization=quant)
+        engine = Engine(args.model, quantization=quant, max_new_tokens=args.max_new_tokens)  # YaRN if it needs it
     sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
     sol = engine.solve(images, args.question, n=args.n, sampling=sampling, subject=args.subject,
                        problem_type=args.problem_type, lang=args.lang, max_tiles=args.max_tiles,
@@ -111,7 +128,13 @@ def _solve(args) -> int:
     print(f"model: {sol.model}   candidates: {len(sol.candidates)}   chosen: {sol.chosen}")
     print(f"answer: {sol.answer or '(none found)'}")
     print(f"why: {sol.reason}")
-    print(best.text or "(the model did not finish thinking: raise --max-new-tokens)")
+    budget = sol.timings.get("max_new_tokens") or best.tokens
+    if best.finish_reason == "length" and (best.truncated or not best.answer):
+        where = "it finished thinking" if best.truncated else "a final answer"
+        limit = (f"the model's context ({sol.timings['context_limit']} positions) was full"
+                 if sol.timings.get("context_limit") else "raise --max-new-tokens")
+        print(f"(ran out of thinking budget: all {budget} tokens were used before {where}; {limit})")
+    print(best.text or "")
     return 0
 
 
@@ -134,10 +157,20 @@ def main(argv: list[str] | None = None) -> int:
             out = (convert_to_native if args.to == "native" else convert_to_original)(args.src, args.dst)
             print(out)
             return 0
+        if args.cmd == "quantize":
+            from engine.quantize import write_prequantized
+
+            print(write_prequantized(args.model, args.dst, quantization=args.quantization))
+            return 0
+        if args.cmd == "doctor":
+            from engine import doctor
+
+            return doctor.run(args)
         if args.cmd == "build-tiny":
+            from engine.convert import tiny_original_path
             from engine.tiny import tiny_path
 
-            print(tiny_path(args.seed))
+            print((tiny_path if args.layout == "native" else tiny_original_path)(args.seed))
             return 0
         if args.cmd == "presets":
             from engine.presets import PRESETS

@@ -12,7 +12,15 @@ conversion writes a new checkpoint, one safetensors shard at a time (memory: one
     python -m engine convert SRC_DIR DST_DIR                   # original -> native
     python -m engine convert SRC_DIR DST_DIR --to original     # native -> original (vLLM/SGLang serve it)
 
-Only pixel-shuffle version ``v2`` exists natively; a ``ps_version: v1`` checkpoint is refused.
+Vision flags (``qkv_bias``, ``qk_normalization``, ``norm_type``) are read from the tensors present,
+not from the config (whose absent keys the InternVL config class defaults to ``qkv_bias=False,
+qk_normalization=True``). Pixel shuffle: ``ps_version`` ``v2`` is the native class's; ``v1`` (the config
+class default) lacks its final permute, so the converted config records ``ps_version: "v1"`` and
+``engine.loading`` puts the v1 shuffle on the loaded model (``apply_ps_version``). Before writing, the
+converter runs ``engine.checkpoint_checks.refusals`` (every weight name mapped, nothing the native class
+would miss, known ``ps_version``, usable geometry) and refuses a checkpoint that would load wrong; after
+writing, it compares the written names and shapes with the native class's and raises on any difference.
+Tokenizers and configs load with ``trust_remote_code=False``: a local copy's ``.py`` files never run.
 Not verified against the real R1V2 files (no hub access here): the config field names follow the
 InternVL-chat / Skywork configuration classes; tests round-trip a tiny checkpoint written in that
 layout and compare logits.
@@ -26,7 +34,7 @@ import re
 from pathlib import Path
 
 from engine.tiny import IMAGE_TOKEN_ATTRS as IMAGE_TOKENS  # the tokenizer attributes InternVLProcessor reads
-from tutor.errors import InputError
+from tutor.errors import EngineError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +154,56 @@ def state_dict_to_original(sd: dict) -> dict:
     return out
 
 
-def config_to_native(orig: dict, image_token_id: int):
-    """An InternVL-chat config dict (``vision_config`` + ``llm_config``) to a native ``InternVLConfig``."""
-    from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
+PS_VERSIONS = ("v1", "v2")
+PS_DEFAULT = "v1"  # InternVL's / Skywork's config class default when the key is absent
+# InternVisionConfig's defaults for absent keys (the remote code and vLLM/SGLang build from these).
+VISION_DEFAULTS = {"qkv_bias": False, "qk_normalization": True, "norm_type": "rms_norm"}
 
-    if orig.get("ps_version", "v1") != "v2":
+
+def vision_flags(names) -> dict:
+    """``qkv_bias``, ``qk_normalization`` and ``norm_type`` as the original-layout weight names imply them
+    (None where no vision layer is present to tell)."""
+    names = list(names)
+    layers = [n for n in names if n.startswith("vision_model.encoder.layers.")]
+    if not layers:
+        return {k: None for k in VISION_DEFAULTS}
+    has = lambda suffix: any(n.endswith(suffix) for n in layers)  # noqa: E731
+    return {
+        "qkv_bias": has(".attn.qkv.bias"),
+        "qk_normalization": has(".attn.q_norm.weight"),
+        "norm_type": "layer_norm" if has(".norm1.bias") else "rms_norm",
+    }
+
+
+def declared_vision_flags(orig: dict) -> dict:
+    """The flags the config states, or the config class default where a key is absent."""
+    v = orig.get("vision_config") or {}
+    return {k: v.get(k, default) for k, default in VISION_DEFAULTS.items()}
+
+
+def check_ps_version(orig: dict) -> str:
+    ps = orig.get("ps_version", PS_DEFAULT)
+    if ps not in PS_VERSIONS:
         raise InputError(
             "unsupported_checkpoint",
-            "This checkpoint uses pixel-shuffle v1, which the native InternVL class does not implement.",
-            "该模型使用 v1 版像素重排，原生 InternVL 类不支持。",
-            detail=f"ps_version={orig.get('ps_version')!r}",
+            f"This checkpoint uses pixel-shuffle version {ps!r}; only v1 and v2 are known.",
+            f"该模型使用未知的像素重排版本 {ps!r}，只支持 v1 和 v2。",
+            detail=f"ps_version={ps!r}",
         )
+    return ps
+
+
+def config_to_native(orig: dict, image_token_id: int, weight_names=None):
+    """An InternVL-chat config dict (``vision_config`` + ``llm_config``) to a native ``InternVLConfig``.
+
+    ``weight_names``: the checkpoint's weight names; the vision flags are then read from them (the
+    config's, or the class defaults, only where no vision layer is listed)."""
+    from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
+
+    ps = check_ps_version(orig)
+    flags = declared_vision_flags(orig)
+    if weight_names is not None:
+        flags.update({k: val for k, val in vision_flags(weight_names).items() if val is not None})
     v = orig["vision_config"]
     image_size = orig.get("force_image_size") or v.get("image_size", 448)
     vision = InternVLVisionConfig(
@@ -165,9 +212,9 @@ def config_to_native(orig: dict, image_token_id: int):
         num_attention_heads=v["num_attention_heads"],
         intermediate_size=v["intermediate_size"],
         hidden_act=v.get("hidden_act", "gelu"),
-        use_qk_norm=bool(v.get("qk_normalization", False)),
-        attention_bias=bool(v.get("qkv_bias", True)),
-        norm_type=v.get("norm_type", "rms_norm"),
+        use_qk_norm=bool(flags["qk_normalization"]),
+        attention_bias=bool(flags["qkv_bias"]),
+        norm_type=flags["norm_type"],
         layer_norm_eps=v.get("layer_norm_eps", 1e-6),
         image_size=image_size,
         patch_size=v.get("patch_size", 14),
@@ -178,7 +225,7 @@ def config_to_native(orig: dict, image_token_id: int):
     llm = {k: val for k, val in orig["llm_config"].items() if k not in ("architectures", "auto_map", "_name_or_path")}
     llm.pop("model_type", None)
     text = Qwen2Config(**llm)
-    return InternVLConfig(
+    config = InternVLConfig(
         vision_config=vision,
         text_config=text,
         image_token_id=image_token_id,
@@ -188,6 +235,28 @@ def config_to_native(orig: dict, image_token_id: int):
         vision_feature_select_strategy="default",  # InternVL-chat drops the CLS token
         tie_word_embeddings=bool(orig["llm_config"].get("tie_word_embeddings", False)),
     )
+    config.ps_version = ps  # saved in config.json; engine.loading applies v1 (apply_ps_version)
+    return config
+
+
+def pixel_shuffle_v1(vision_features, scale_factor: float = 0.5):
+    """InternVL's pixel shuffle with ``ps_version='v1'``: the v2 shuffle without its final permute,
+    i.e. the v2 result with its two spatial axes swapped back."""
+    from transformers.models.internvl.modeling_internvl import InternVLModel
+
+    return InternVLModel.pixel_shuffle(None, vision_features, scale_factor).permute(0, 2, 1, 3).contiguous()
+
+
+def apply_ps_version(model) -> None:
+    """Give a loaded native InternVL model the pixel shuffle its config names (``ps_version``; v2 is the
+    class's own). Anything but v1/v2 is refused."""
+    import types
+
+    ps = getattr(model.config, "ps_version", "v2")
+    if check_ps_version({"ps_version": ps}) == "v1":
+        inner = model.model if hasattr(model, "model") else model
+        inner.pixel_shuffle = types.MethodType(lambda self, x, scale_factor=0.5: pixel_shuffle_v1(x, scale_factor),
+                                               inner)
 
 
 def config_to_original(cfg, *, max_tiles: int = 12, architecture: str = "InternVLChatModel") -> dict:
@@ -228,7 +297,7 @@ def config_to_original(cfg, *, max_tiles: int = 12, architecture: str = "InternV
         "template": "r1v-tutor-chatml",
         "dynamic_image_size": True,
         "use_thumbnail": True,
-        "ps_version": "v2",
+        "ps_version": getattr(cfg, "ps_version", "v2"),
         "min_dynamic_patch": 1,
         "max_dynamic_patch": max_tiles,
         "use_backbone_lora": 0,
@@ -260,11 +329,12 @@ def _shards(path: Path) -> list[Path]:
     return files
 
 
-def _write_shards(src: Path, dst: Path, convert) -> None:
-    """Convert shard by shard (one shard in memory at a time) and write an index."""
+def _write_shards(src: Path, dst: Path, convert) -> dict[str, tuple]:
+    """Convert shard by shard (one shard in memory at a time) and write an index; return the written
+    names and shapes."""
     from safetensors.torch import load_file, save_file
 
-    weight_map, total = {}, 0
+    weight_map, shapes, total = {}, {}, 0
     shards = _shards(src)
     for i, shard in enumerate(shards):
         out = convert(load_file(shard))
@@ -272,18 +342,81 @@ def _write_shards(src: Path, dst: Path, convert) -> None:
         save_file(out, dst / name, metadata={"format": "pt"})
         for k, t in out.items():
             weight_map[k] = name
+            shapes[k] = tuple(t.shape)
             total += t.numel() * t.element_size()
         log.info("converted %s -> %s (%d tensors)", shard.name, name, len(out))
-    if len(shards) > 1:
-        (dst / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    (dst / "model.safetensors.index.json").write_text(  # like the published checkpoints: always an index
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
+    return shapes
+
+
+def load_tokenizer(path: str | Path, **kwargs):
+    """The checkpoint's tokenizer, never its remote code (``trust_remote_code=False``: no prompt, no
+    ``.py`` run); a tokenizer that needs its own code is a clear InputError."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its "model of type internvl_chat" warning: config.json is read as plain
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False, **kwargs)
+    except (ValueError, OSError, TypeError) as e:
+        cfg = Path(path) / "tokenizer_config.json"
+        remote = cfg.is_file() and "auto_map" in cfg.read_text(errors="replace")
+        if remote:
+            raise InputError(
+                "tokenizer_needs_remote_code",
+                f"The tokenizer in {path} needs its own Python code (auto_map), which this project never runs.",
+                f"{path} 中的分词器需要运行其自带的 Python 代码（auto_map），本项目从不运行远程代码。",
+                detail=repr(e),
+            ) from e
+        raise InputError("tokenizer_load_failed", f"Could not load the tokenizer in {path}.",
+                         f"无法加载 {path} 中的分词器。", detail=repr(e)) from e
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def refuse(rows, src, action: str = "convert") -> None:
+    """Raise an InputError naming every failed row after which the checkpoint would load wrong."""
+    from engine.checkpoint_checks import refusals
+
+    bad = refusals(rows)
+    if bad:
+        text = "; ".join(f"{r.check}: {r.detail}" for r in bad)
+        raise InputError(
+            "checkpoint_would_load_wrong",
+            f"Refusing to {action} {src}: it would load wrong. {text}. Run `python -m engine doctor {src}` for all "
+            "checks.",
+            f"拒绝{'下载' if action == 'download' else '转换'} {src}：它会加载错误。{text}。运行 "
+            f"`python -m engine doctor {src}` 查看全部检查。",
+            detail=text,
+        )
+
+
+def verify_written(shapes: dict, config) -> None:
+    """Raise when the written names/shapes differ from what the native class for ``config`` expects."""
+    from engine.checkpoint_checks import _names, compare_native, native_expected
+
+    shapes = {_native_in_memory_name(k): v for k, v in shapes.items()}  # on-disk names of saved native models
+    missing, unexpected, wrong = compare_native(shapes, native_expected(config))
+    if missing or unexpected or wrong:
+        text = "; ".join(f"{what}: {_names(xs)}" for what, xs in
+                         (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if xs)
+        raise EngineError(
+            "conversion_mismatch",
+            f"The converted weights do not match the native InternVL class ({text}); nothing usable was written.",
+            f"转换后的权重与原生 InternVL 类不一致（{text}），未写出可用的模型。",
+            detail=text,
         )
 
 
 def convert_to_native(src: str | Path, dst: str | Path, *, max_tiles: int = 12) -> Path:
-    """Write a native transformers InternVL checkpoint (weights, config, processor) from an original one."""
-    from transformers import AutoTokenizer
+    """Write a native transformers InternVL checkpoint (weights, config, processor) from an original one.
 
+    The checks of ``engine.checkpoint_checks`` run first (on the index or the safetensors headers);
+    config.json, the cache's marker, is written last, after the written weights were verified."""
+    from engine.checkpoint_checks import architecture_rows, geometry_rows, weight_rows, weight_shapes
     from engine.tiny import build_processor, generation_config
 
     src, dst = Path(src), Path(dst)
@@ -293,9 +426,11 @@ def convert_to_native(src: str | Path, dst: str | Path, *, max_tiles: int = 12) 
             f"{src} is not an InternVL-chat checkpoint (no llm_config in config.json).",
             f"{src} 不是 InternVL-chat 格式的模型（config.json 中没有 llm_config）。",
         )
-    dst.mkdir(parents=True, exist_ok=True)
     orig = json.loads((src / "config.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(src, extra_special_tokens=IMAGE_TOKENS)
+    shapes, source = weight_shapes(src)
+    refuse(architecture_rows(orig) + geometry_rows(orig, preset_tiles=max_tiles)
+            + weight_rows(orig, shapes, source), src)
+    tokenizer = load_tokenizer(src, extra_special_tokens=IMAGE_TOKENS)
     missing = [t for t in IMAGE_TOKENS.values() if t != "<video>" and t not in tokenizer.get_vocab()]
     if missing:
         raise InputError(
@@ -303,27 +438,44 @@ def convert_to_native(src: str | Path, dst: str | Path, *, max_tiles: int = 12) 
             f"The checkpoint's tokenizer lacks the image tokens {missing}.",
             f"模型的分词器缺少图像标记 {missing}。",
         )
-    config = config_to_native(orig, tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"))
-    config.save_pretrained(dst)
+    config = config_to_native(orig, tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), weight_names=shapes)
+    dst.mkdir(parents=True, exist_ok=True)
+    verify_written(_write_shards(src, dst, state_dict_to_native), config)
     generation_config(tokenizer).save_pretrained(dst)
-    _write_shards(src, dst, state_dict_to_native)
     build_processor(
         tokenizer,
         image_size=config.vision_config.image_size[0],
         max_tiles=orig.get("max_dynamic_patch", max_tiles),
         image_seq_length=config.image_seq_length,
     ).save_pretrained(dst)
+    config.save_pretrained(dst)
     return dst
 
 
 def convert_to_original(src: str | Path, dst: str | Path) -> Path:
     """Write an InternVL-chat layout checkpoint from a native one (what vLLM's R1V loader reads)."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    cfg = AutoConfig.from_pretrained(src)
+    cfg = AutoConfig.from_pretrained(src, trust_remote_code=False)
     (dst / "config.json").write_text(json.dumps(config_to_original(cfg), indent=2))
     _write_shards(src, dst, state_dict_to_original)
-    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+    load_tokenizer(src).save_pretrained(dst)
     return dst
+
+
+def tiny_original_path(seed: int = 0) -> Path:
+    """The project's tiny model in the original InternVL-chat layout (what the hub checkpoints look like),
+    cached beside the native one; its tokenizer config, like the published ones, names no image tokens."""
+    from engine.tiny import BUILD_VERSION, cached_build, tiny_path
+
+    def build(out: Path) -> None:
+        convert_to_original(tiny_path(seed), out)
+        tcfg = out / "tokenizer_config.json"
+        data = json.loads(tcfg.read_text())
+        for key in ("extra_special_tokens", *IMAGE_TOKENS):
+            data.pop(key, None)
+        tcfg.write_text(json.dumps(data, indent=2))
+
+    return cached_build(f"tiny-random-s{seed}-v{BUILD_VERSION}-original", "config.json", build)

@@ -255,11 +255,11 @@ class Engine(BaseEngine):
     """Candidate solutions from an in-process transformers model (see module docstring)."""
 
     def __init__(self, model: str | Path = "tiny-random", *, quantization: str | None = "preset",
-                 device: str = "auto", loaded=None):
+                 device: str = "auto", loaded=None, max_new_tokens: int | None = None):
         from engine.loading import load_model
 
         super().__init__()
-        self.lm = loaded or load_model(model, quantization=quantization, device=device)
+        self.lm = loaded or load_model(model, quantization=quantization, device=device, max_new_tokens=max_new_tokens)
         self.name = self.lm.name
         self.writes_problems = writes_problems(self.name)
         self._lock = threading.Lock()  # one generation at a time: the model and the torch RNG are shared
@@ -386,6 +386,12 @@ class Engine(BaseEngine):
         eos = gen_cfg.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])
         max_new = sampling.max_new_tokens or _preset_max_new(lm)
+        budget = max_new
+        context = int(getattr(lm, "context", 0) or 0)
+        if context and prompt_len + max_new > context:  # never decode past the positions the model has
+            max_new = max(1, context - prompt_len)
+            log.warning("budget %d + prompt %d > the model's %d positions: %d new tokens at most", budget,
+                        prompt_len, context, max_new)
         streamer = _BatchStreamer(tok, n, eos_ids, out)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
@@ -421,7 +427,10 @@ class Engine(BaseEngine):
             "total_s": round(time.perf_counter() - t0, 4),
             "generated_tokens": generated,
             "tokens_per_s": round(generated / max(t3 - t2, 1e-9), 1),
+            "max_new_tokens": max_new,  # the thinking budget this run had (webui.view.budget_note)
         }
+        if max_new < budget:
+            timings["context_limit"] = context
         return Solution(candidates, chosen, self.name, prompt_len, timings,
                         stopped=stop.is_set() and any(c.finish_reason == "stopped" for c in candidates))
 
@@ -437,6 +446,9 @@ def writes_problems(name: str) -> bool:
 def _preset_max_new(lm) -> int:
     from engine.presets import PRESETS
 
+    budget = getattr(lm, "budget", None)
+    if budget:
+        return int(budget)
     preset = PRESETS.get(lm.name)
     return preset.max_new_tokens if preset else 4096
 

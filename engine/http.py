@@ -54,11 +54,12 @@ from engine.core import (
     choose_by_agreement,
     make_candidate,
 )
+from engine.presets import R1V2_BUDGET
 from tutor.errors import EngineError, InputError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOKENS = 16384
+DEFAULT_MAX_TOKENS = R1V2_BUDGET  # a served model that is not a preset: the R1V2 budget (engine.presets)
 MIN_IMAGE_TOKENS = 16  # the probe's image must add at least this many prompt tokens to count as "seen"
 
 
@@ -405,6 +406,7 @@ class _Run:
         self.requests = 0
         self.active = 0
         self.streams: list = []
+        self.max_tokens: int | None = None  # the budget the requests asked for
 
     def _start(self, req: _Request) -> None:
         self.requests += 1
@@ -458,7 +460,7 @@ class _Run:
             decode = total - ((first or t0) - t0)
             timings = {"first_text_s": round((first or time.perf_counter()) - t0, 4), "total_s": round(total, 4),
                        "generated_tokens": generated, "tokens_per_s": round(generated / max(decode, 1e-9), 1),
-                       "requests": self.requests, "server": eng.base_url}
+                       "requests": self.requests, "server": eng.base_url, "max_new_tokens": self.max_tokens}
             yield Finished(Solution(candidates, choose_by_agreement(candidates), eng.name, self.prompt_tokens,
                                     timings, stopped=stopped and any(c.finish_reason == "stopped" for c in candidates)))
         finally:
@@ -500,6 +502,7 @@ class _Run:
         seen: set[int] = set()
         try:
             kw = self.eng._request_kwargs(self.chat, req.count, self.sampling, req.seed)
+            self.max_tokens = kw["max_tokens"]
             stream = self.eng.create(kw, self.cancel)
             self.streams.append(stream)
             reasoning = [False] * req.count

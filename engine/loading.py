@@ -6,7 +6,8 @@
     lm = load_model("/path/to/checkpoint", quantization="nf4")
 
 A checkpoint in the original InternVL-chat layout is converted once to the native layout
-(``engine.convert``) and cached under ``<R1V_DATA_DIR>/models``; no remote code runs.
+(``engine.convert``) and cached under ``<R1V_DATA_DIR>/models``; no remote code runs
+(``trust_remote_code=False``). A converted ``ps_version: v1`` checkpoint gets the v1 pixel shuffle.
 
 4-bit (``quantization="nf4"``): bitsandbytes NF4 with double quantization and bf16 compute. The
 vision tower, the MLP adapter and ``lm_head`` stay in full precision. ``llm_int8_skip_modules``
@@ -20,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.convert import apply_ps_version
 from engine.presets import PRESETS, Preset, get_preset
 from tutor.errors import EngineError, InputError
 from tutor.settings import data_dir
@@ -37,6 +39,8 @@ class LoadedModel:
     path: Path
     quantization: str | None
     max_tiles: int
+    budget: int = 4096  # new tokens per candidate when a request names none (the preset's max_new_tokens)
+    context: int = 0  # positions the LLM can use (after any YaRN scaling, engine.context); 0: not known
 
     @property
     def tokenizer(self):
@@ -72,27 +76,31 @@ def quantization_config(kind: str | None):
 
 
 def _hub_checkpoint(preset: Preset) -> Path:
-    """Download (once) and, for the original layout, convert (once) a hub preset."""
+    """Download (once) and, for the original layout, convert (once) a hub preset; the doctor's checks
+    on the repository's small files run before any weight is downloaded."""
     from engine.convert import convert_to_native
 
     native = data_dir() / "models" / (preset.repo_id.replace("/", "--") + "-native")
     if (native / "config.json").exists():
         return native
-    try:
-        from huggingface_hub import snapshot_download
+    from engine.doctor import preflight
+    from engine.hub import download
 
-        src = Path(snapshot_download(preset.repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
-    except Exception as e:  # offline, no permission, disk full...
-        raise EngineError(
-            "download_failed",
-            f"Could not download the model {preset.repo_id}. Check the network, or convert a local copy with "
-            "`python -m engine convert SRC DST` and pass --model DST.",
-            f"无法下载模型 {preset.repo_id}。请检查网络，或用 `python -m engine convert SRC DST` 转换本地副本后用 --model DST 指定。",
-            detail=repr(e),
-        ) from e
+    preflight(preset.repo_id, preset=preset.name)  # the small files first: refuse before 72 GB move
+
+    src = download(preset.repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
+                   what=("the model", "模型"),
+                   local_hint=("convert a local copy with `python -m engine convert SRC DST` and pass --model DST",
+                               "用 `python -m engine convert SRC DST` 转换本地副本后用 --model DST 指定"))
     if preset.layout == "internvl_chat":
         return convert_to_native(src, native)
     return src
+
+
+def _prequantized(path: Path) -> bool:
+    from engine.quantize import is_prequantized
+
+    return is_prequantized(path)
 
 
 def resolve(model: str | Path) -> tuple[Path, Preset | None]:
@@ -133,15 +141,22 @@ def load_model(
     quantization: str | None = "preset",
     device: str = "auto",
     dtype: str = "auto",
+    max_new_tokens: int | None = None,
 ) -> LoadedModel:
     """Load a preset or checkpoint into ``InternVLForConditionalGeneration`` with its processor.
 
     ``quantization="preset"`` takes the preset's own setting; ``None`` forces full precision.
     ``device="auto"`` uses CUDA when available (sharded over GPUs with ``device_map="auto"``).
     ``dtype="auto"``: bf16 on GPU, float32 on CPU.
+    ``max_new_tokens``: the thinking budget to plan the context for (default: the preset's
+    ``max_new_tokens``); when it and the prompt exceed the LLM's ``max_position_embeddings``, YaRN RoPE
+    scaling is set on the config before the weights load (``engine.context``). A directory loaded with
+    no budget keeps its config as it is.
     """
     import torch
-    from transformers import AutoProcessor, InternVLForConditionalGeneration
+    from transformers import AutoConfig, AutoProcessor, InternVLForConditionalGeneration
+
+    from engine.context import apply_to_config, plan_context, prompt_reserve
 
     path, preset = resolve(model)
     if quantization == "preset":
@@ -159,10 +174,27 @@ def load_model(
         kwargs["device_map"] = "auto" if device.startswith("cuda") else "cpu"
     elif device.startswith("cuda"):
         kwargs["device_map"] = "auto"
+    elif _prequantized(path):  # bitsandbytes would pick the CUDA device itself (engine.quantize, webui.space)
+        kwargs["device_map"] = "cpu"
+    config = AutoConfig.from_pretrained(path)
+    max_tiles = preset.max_tiles if preset else None
+    budget = max_new_tokens or (preset.max_new_tokens if preset else None)
+    text = config.text_config.to_dict()
+    if budget:
+        reserve = prompt_reserve(getattr(config, "image_seq_length", 256), max_tiles or 12)
+        ctx = plan_context(text, budget, reserve)
+        if ctx.rope_scaling:
+            log.info("budget %d + prompt %d > max_position_embeddings %d: YaRN %s (%d positions)", budget, reserve,
+                     ctx.max_position_embeddings, ctx.rope_scaling, ctx.context)
+        apply_to_config(config, ctx)
+        context = ctx.context
+    else:
+        context = int(text.get("max_position_embeddings") or 0)
+    kwargs["config"] = config
     log.info("loading %s from %s (%s, %s, %s)", model, path, device, torch_dtype, quantization or "full precision")
     try:
         net = InternVLForConditionalGeneration.from_pretrained(path, **kwargs).eval()
-        processor = AutoProcessor.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except torch.OutOfMemoryError as e:
         raise EngineError(
             "out_of_memory",
@@ -172,6 +204,7 @@ def load_model(
         ) from e
     if device == "cpu" and qc is None:
         net.to("cpu")
+    apply_ps_version(net)  # a converted ps_version v1 checkpoint gets InternVL's v1 pixel shuffle
     name = preset.name if preset else str(model)
-    max_tiles = preset.max_tiles if preset else int(getattr(processor.image_processor, "max_patches", 12))
-    return LoadedModel(net, processor, name, path, quantization, max_tiles)
+    max_tiles = max_tiles or int(getattr(processor.image_processor, "max_patches", 12))
+    return LoadedModel(net, processor, name, path, quantization, max_tiles, budget=budget or 4096, context=context)

@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 
 from tutor.errors import InputError
 
+# The thinking budget of the R1V2 presets: Skywork's transformers script generates up to 64,000 new
+# tokens and the R1V2 report evaluates at 64K (FACTS.md). It is also the most a request may ask for
+# (tutor.limits.MAX_NEW_TOKENS). Past the LLM's max_position_embeddings, loading adds YaRN (engine.context).
+R1V2_BUDGET = 64_000
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -30,7 +35,9 @@ class Preset:
     quantization: str | None = None  # None | "nf4" | "int8" (bitsandbytes, in process)
     dtype: str = "auto"  # torch dtype for the unquantized parts: "auto" = bf16 on GPU, fp32 on CPU
     max_tiles: int = 12  # InternVL tiling: at most this many 448 px tiles (+ a thumbnail)
-    max_new_tokens: int = 16384  # reasoning runs long; the report evaluates with up to 64K
+    # The thinking budget: new tokens per candidate when a request names none (the page's and the CLI's
+    # default; engine.doctor reads it against rope_scaling / max_position_embeddings).
+    max_new_tokens: int = R1V2_BUDGET
     seed: int = 0  # for source="tiny"
     served_only: bool = False  # only a serving engine (SGLang / vLLM) loads it, never the in-process Engine
     tp_size: int = 1  # GPUs per server replica (tensor parallelism) for `python -m engine serve`

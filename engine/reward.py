@@ -401,19 +401,11 @@ def _download(preset: RewardPreset) -> Path:
     local = data_dir() / "models" / preset.repo_id.replace("/", "--")
     if (local / HEAD_FILE).exists():
         return local
-    try:
-        from huggingface_hub import snapshot_download
+    from engine.hub import download
 
-        return Path(snapshot_download(preset.repo_id, local_dir=local, allow_patterns=[
-            "*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]))
-    except Exception as e:  # offline, no permission, disk full...
-        raise EngineError(
-            "download_failed",
-            f"Could not download the reward model {preset.repo_id}. Check the network, or pass a local copy "
-            "with --reward DIR.",
-            f"无法下载奖励模型 {preset.repo_id}。请检查网络，或用 --reward DIR 指定本地副本。",
-            detail=repr(e),
-        ) from e
+    return download(preset.repo_id, local_dir=local, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"],
+                    what=("the reward model", "奖励模型"),
+                    local_hint=("pass a local copy with --reward DIR", "用 --reward DIR 指定本地副本"))
 
 
 def reward_family(path: Path) -> str:
@@ -485,7 +477,7 @@ def load_reward(reward: str | Path = "tiny-reward", *, quantization: str | None 
              quantization or "full precision")
     try:
         model = model_class.from_pretrained(path, **kwargs).eval()
-        processor = AutoProcessor.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except torch.OutOfMemoryError as e:
         raise EngineError("out_of_memory", "Not enough memory for the reward model. Try its 4-bit preset.",
                           "内存不足，无法加载奖励模型。请尝试其 4 位量化预设。", detail=repr(e)) from e
@@ -494,6 +486,10 @@ def load_reward(reward: str | Path = "tiny-reward", *, quantization: str | None 
                           f"无法从 {path} 加载奖励模型。", detail=repr(e)) from e
     if qc is None and device == "cpu":
         model.to("cpu")
+    if family == "internvl":
+        from engine.convert import apply_ps_version
+
+        apply_ps_version(model)
     weight, bias = load_value_head(path, model.config.text_config.hidden_size)
     name = preset.name if preset else str(reward)
     return scorer_class(model, processor, weight, bias, name=name, path=path, settings=settings,

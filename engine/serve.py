@@ -17,6 +17,18 @@ InternVL processor expands, ``<think>\\n`` pre-fill, no system prompt) and ``--r
 deepseek-r1`` (it accepts output without an opening tag). vLLM supports the model natively
 (``SkyworkR1VChatModel``) and takes the same template and the ``deepseek_r1`` parser.
 
+Thinking budget and context (``engine.context``): the preset's ``max_new_tokens`` (64,000 for R1V2;
+``--max-new-tokens`` to change it) plus a prompt of 4 images x 13 tiles (``SERVE_PROMPT_RESERVE``)
+is the context the server needs. Past the LLM's ``max_position_embeddings`` (read from
+``--model-path``'s config.json; without one, QwQ-32B's 40960 is assumed: R1V2's own value is not
+verified) the launch adds YaRN and asks for that context: vLLM gets ``--hf-overrides
+'{"llm_config": {"rope_scaling": ...}}'`` (it updates a nested sub-config key by key) and
+``--max-model-len``; SGLang applies ``--json-model-override-args`` with a flat ``config.update``, which
+would replace the whole ``llm_config`` object with a dict, so it gets a config overlay instead: a
+directory of symlinks to the checkpoint's files with one patched ``config.json``
+(``<R1V_DATA_DIR>/serving/<name>-yarn``, written when the server starts; a hub id is downloaded
+first), plus ``--context-length`` and ``SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1``.
+
 ``--replicas N``: with SGLang, N workers (each on its own ``tp_size`` GPUs, bound to 127.0.0.1 on the
 ports after ``--port``) behind ``sglang_router.launch_router`` on ``--port`` (cache-aware routing,
 retries, queue limits, the API key); with vLLM, ``--data-parallel-size N`` in one server.
@@ -43,6 +55,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.context import SERVE_PROMPT_RESERVE, ContextPlan, plan_context
 from engine.presets import get_preset
 from tutor.errors import EngineError, InputError
 
@@ -53,6 +66,8 @@ CHAT_TEMPLATE = ROOT / "assets" / "serving" / "r1v2_chat_template.jinja"
 ARCH_OVERRIDE = json.dumps({"architectures": ["InternVLChatModel"]}, separators=(",", ":"))
 ENGINES = ("sglang", "vllm", "transformers")
 MAX_IMAGES_PER_PROMPT = 8  # tutor.prompts.MAX_IMAGES
+# QwQ-32B's config.json, assumed when the checkpoint's own is not on disk (R1V2's llm_config: not verified)
+ASSUMED_LLM_CONFIG = {"max_position_embeddings": 40960}
 
 
 @dataclass
@@ -70,16 +85,19 @@ class ServeOptions:
     device: str = "cpu"  # transformers serve only
     chat_template: Path = CHAT_TEMPLATE
     first_gpu: int = 0
+    max_new_tokens: int | None = None  # the thinking budget; default: the preset's
 
 
 @dataclass
 class Launch:
-    """One process to start: its argv, extra environment and the URL it answers on."""
+    """One process to start: its argv, extra environment and the URL it answers on. ``overlay``: the
+    config overlay to write before it starts (``{"source", "dir", "key", "rope_scaling"}``)."""
 
     name: str
     argv: list[str]
     url: str
     env: dict[str, str] = field(default_factory=dict)
+    overlay: dict | None = None
 
 
 def _bad(code: str, en: str, zh: str) -> InputError:
@@ -130,11 +148,63 @@ def _gpus(opts: ServeOptions, replica: int, tp: int) -> str:
     return ",".join(str(g) for g in range(start, start + tp))
 
 
-def sglang_argv(opts: ServeOptions, preset, tp: int, *, host: str, port: int, api_key: str | None) -> list[str]:
+def llm_config(opts: ServeOptions, preset) -> tuple[dict, str]:
+    """(the LLM's config dict, its key in config.json): from ``--model-path``'s config.json when there
+    is one, else ``ASSUMED_LLM_CONFIG`` under the layout's key."""
+    file = Path(opts.model_path or "").expanduser() / "config.json"
+    if opts.model_path and file.is_file():
+        try:
+            cfg = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise _bad("bad_model_config", f"{file} is not readable JSON.", f"{file} 不是可读的 JSON。") from e
+        for key in ("llm_config", "text_config"):
+            if isinstance(cfg.get(key), dict):
+                return cfg[key], key
+        return cfg, ""
+    return dict(ASSUMED_LLM_CONFIG), "llm_config" if preset.layout == "internvl_chat" else "text_config"
+
+
+def context_plan(opts: ServeOptions, preset) -> tuple[ContextPlan, str]:
+    """The context the server needs (``--context-length`` if given, else budget + prompt) and the YaRN
+    block it takes; with the config key the block goes under."""
+    text, key = llm_config(opts, preset)
+    if opts.context_length:
+        return plan_context(text, opts.context_length, 0), key
+    return plan_context(text, opts.max_new_tokens or preset.max_new_tokens, SERVE_PROMPT_RESERVE), key
+
+
+def overlay_dir(opts: ServeOptions, preset) -> Path:
+    from tutor.settings import data_dir
+
+    base = Path(opts.model_path).expanduser().resolve().name if opts.model_path else preset.repo_id.replace("/", "--")
+    return data_dir() / "serving" / f"{base}-yarn"
+
+
+def write_overlay(src: Path, dst: Path, key: str, rope_scaling: dict) -> Path:
+    """``dst``: symlinks to every file of the checkpoint ``src`` but config.json, which is a copy with
+    ``rope_scaling`` set on its ``key`` sub-config (the top level when ``key`` is empty)."""
+    src, dst = Path(src).resolve(), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name == "config.json":
+            continue
+        link = dst / f.name
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(f.resolve(), target_is_directory=f.is_dir())
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    (cfg[key] if key else cfg)["rope_scaling"] = rope_scaling
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return dst
+
+
+def sglang_argv(opts: ServeOptions, preset, tp: int, *, host: str, port: int, api_key: str | None,
+                model_path: str | None = None, context: int | None = None) -> list[str]:
     """The ``sglang.launch_server`` command for one replica."""
     argv = [
         "python", "-m", "sglang.launch_server",
-        "--model-path", opts.model_path or preset.repo_id,
+        "--model-path", model_path or opts.model_path or preset.repo_id,
         "--served-model-name", preset.name,
         "--trust-remote-code",
         "--json-model-override-args", ARCH_OVERRIDE,
@@ -145,14 +215,14 @@ def sglang_argv(opts: ServeOptions, preset, tp: int, *, host: str, port: int, ap
         "--host", host,
         "--port", str(port),
     ]
-    if opts.context_length:
-        argv += ["--context-length", str(opts.context_length)]
+    if context or opts.context_length:
+        argv += ["--context-length", str(context or opts.context_length)]
     if api_key:
         argv += ["--api-key", api_key]
     return argv
 
 
-def vllm_argv(opts: ServeOptions, preset, tp: int) -> list[str]:
+def vllm_argv(opts: ServeOptions, preset, tp: int, ctx: tuple[ContextPlan, str] | None = None) -> list[str]:
     """The ``vllm serve`` command (replicas as data parallelism inside one server)."""
     argv = [
         "vllm", "serve", opts.model_path or preset.repo_id,
@@ -168,8 +238,12 @@ def vllm_argv(opts: ServeOptions, preset, tp: int) -> list[str]:
     ]
     if opts.replicas > 1:
         argv += ["--data-parallel-size", str(opts.replicas)]
-    if opts.context_length:
-        argv += ["--max-model-len", str(opts.context_length)]
+    plan_, key = ctx or (None, "")
+    if plan_ is not None and plan_.rope_scaling:
+        argv += ["--hf-overrides", json.dumps(plan_.vllm_overrides(key) if key else {"rope_scaling": plan_.rope_scaling},
+                                              separators=(",", ":"))]
+    if opts.context_length or (plan_ is not None and plan_.rope_scaling):
+        argv += ["--max-model-len", str(opts.context_length or plan_.needed)]
     if opts.api_key:
         argv += ["--api-key", opts.api_key]
     return argv
@@ -182,6 +256,20 @@ def transformers_argv(opts: ServeOptions, preset, checkpoint: Path) -> list[str]
     if preset.quantization in ("nf4", "int8"):
         argv += ["--quantization", "bnb-4bit" if preset.quantization == "nf4" else "bnb-8bit"]
     return argv
+
+
+def _refuse_ps_v1(checkpoint: Path) -> None:
+    """``transformers serve`` builds the native class with its own (v2) pixel shuffle: a converted
+    ``ps_version: v1`` checkpoint would answer from scrambled image features there."""
+    cfg = checkpoint / "config.json"
+    if cfg.is_file() and json.loads(cfg.read_text()).get("ps_version") == "v1":
+        raise InputError(
+            "ps_v1_transformers_serve",
+            f"{checkpoint} uses pixel-shuffle v1, which `transformers serve` does not apply. Serve it with "
+            "--engine vllm or sglang (the original layout), or use it in process (python -m engine solve).",
+            f"{checkpoint} 使用 v1 版像素重排，`transformers serve` 不支持。请用 --engine vllm 或 sglang"
+            "（原始格式）部署，或在进程内使用（python -m engine solve）。",
+            detail=str(cfg))
 
 
 def _local(host: str) -> str:
@@ -198,18 +286,29 @@ def plan(opts: ServeOptions, *, checkpoint: Path | None = None) -> list[Launch]:
             from engine.loading import resolve
 
             checkpoint, _ = resolve(opts.model_path or preset.name)
+        _refuse_ps_v1(Path(checkpoint))
         return [Launch("transformers", transformers_argv(opts, preset, Path(checkpoint).resolve()), url)]
+    ctx = context_plan(opts, preset)
     if opts.engine == "vllm":
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_gpus(opts, r, tp) for r in range(opts.replicas))}
-        return [Launch("vllm", vllm_argv(opts, preset, tp), url, env)]
+        return [Launch("vllm", vllm_argv(opts, preset, tp, ctx), url, env)]
+    extra: dict = {}
+    overlay = None
+    if ctx[0].rope_scaling:  # SGLang: a config overlay (module docstring), and the longer context allowed
+        path = overlay_dir(opts, preset)
+        overlay = {"source": opts.model_path or preset.repo_id, "dir": str(path), "key": ctx[1],
+                   "rope_scaling": ctx[0].rope_scaling}
+        extra = {"model_path": str(path), "context": opts.context_length or ctx[0].needed}
+    env0 = {"SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN": "1"} if overlay else {}
     if opts.replicas == 1:
-        argv = sglang_argv(opts, preset, tp, host=opts.host, port=opts.port, api_key=opts.api_key)
-        return [Launch("sglang", argv, url, {"CUDA_VISIBLE_DEVICES": _gpus(opts, 0, tp)})]
+        argv = sglang_argv(opts, preset, tp, host=opts.host, port=opts.port, api_key=opts.api_key, **extra)
+        return [Launch("sglang", argv, url, {"CUDA_VISIBLE_DEVICES": _gpus(opts, 0, tp), **env0}, overlay)]
     launches = []
     for r in range(opts.replicas):
         port = opts.port + 1 + r
-        argv = sglang_argv(opts, preset, tp, host="127.0.0.1", port=port, api_key=None)
-        launches.append(Launch(f"sglang-{r}", argv, f"http://127.0.0.1:{port}", {"CUDA_VISIBLE_DEVICES": _gpus(opts, r, tp)}))
+        argv = sglang_argv(opts, preset, tp, host="127.0.0.1", port=port, api_key=None, **extra)
+        launches.append(Launch(f"sglang-{r}", argv, f"http://127.0.0.1:{port}",
+                               {"CUDA_VISIBLE_DEVICES": _gpus(opts, r, tp), **env0}, overlay))
     router = ["python", "-m", "sglang_router.launch_router", "--worker-urls", *[w.url for w in launches],
               "--policy", "cache_aware", "--host", opts.host, "--port", str(opts.port)]
     if opts.api_key:
@@ -221,6 +320,10 @@ def plan(opts: ServeOptions, *, checkpoint: Path | None = None) -> list[Launch]:
 def shell(launches: list[Launch]) -> str:
     """The launches as shell text a person can paste (workers in the background, the last in front)."""
     lines = []
+    ov = next((ln.overlay for ln in launches if ln.overlay), None)
+    if ov:
+        lines.append(f"# {ov['dir']}: written at start, links to {ov['source']} with config.json's "
+                     f"{ov['key'] or 'top level'}.rope_scaling = {json.dumps(ov['rope_scaling'])}")
     for k, ln in enumerate(launches):
         env = " ".join(f"{key}={shlex.quote(v)}" for key, v in ln.env.items())
         cmd = " \\\n    ".join(_pairs(ln.argv))
@@ -291,11 +394,29 @@ def _require(launch: Launch) -> None:
         )
 
 
+def _write_overlays(launches: list[Launch]) -> None:
+    """Write each launch's config overlay once (a hub id is downloaded first, as the server would)."""
+    done: set[str] = set()
+    for ln in launches:
+        ov = ln.overlay
+        if not ov or ov["dir"] in done:
+            continue
+        src = Path(ov["source"]).expanduser()
+        if not src.is_dir():
+            from engine.hub import download
+
+            src = download(ov["source"], what=("the model", "模型"),
+                           local_hint=("pass the downloaded weights with --model-path DIR", "用 --model-path DIR 指定已下载的权重"))
+        write_overlay(src, Path(ov["dir"]), ov["key"], ov["rope_scaling"])
+        done.add(ov["dir"])
+
+
 def run(launches: list[Launch]) -> int:
     """Start the launches. One process: exec it (its PID is ours, signals reach it). Several: start
     them all (the router waits for its workers), and stop them all when one exits."""
     for ln in launches:
         _require(ln)
+    _write_overlays(launches)
     if len(launches) == 1:
         ln = launches[0]
         print(f"serving on {ln.url}  ({ln.name})", file=sys.stderr, flush=True)
@@ -335,7 +456,10 @@ def add_arguments(p) -> None:
     p.add_argument("--tp", type=int, default=None, help="GPUs per replica (default: the preset's)")
     p.add_argument("--mem-fraction", type=float, default=None,
                    help="GPU memory for weights + KV cache (SGLang default 0.85, vLLM 0.90)")
-    p.add_argument("--context-length", type=int, default=None, help="default: the model's")
+    p.add_argument("--context-length", type=int, default=None,
+                   help="default: the thinking budget + a 4-image prompt (YaRN added when that passes the model's)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="thinking budget the context is planned for "
+                   "(default: the preset's, 64000 for R1V2)")
     p.add_argument("--model-path", default=None, help="local weights instead of the hub repository")
     p.add_argument("--device", default="cpu", help="--engine transformers only")
     p.add_argument("--first-gpu", type=int, default=0, help="first GPU index to use")
@@ -347,7 +471,7 @@ def main(args) -> int:
     opts = ServeOptions(model=args.model, engine=args.engine, host=args.host, port=args.port, api_key=args.api_key,
                         replicas=args.replicas, tp_size=args.tp, mem_fraction=args.mem_fraction,
                         context_length=args.context_length, model_path=args.model_path, device=args.device,
-                        first_gpu=args.first_gpu)
+                        first_gpu=args.first_gpu, max_new_tokens=args.max_new_tokens)
     if args.dry_run:
         checkpoint = None
         if opts.engine == "transformers" and opts.model_path is None:

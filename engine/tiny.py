@@ -25,14 +25,15 @@ from tutor.settings import data_dir
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 2  # bump when the recipe below changes, so stale caches are not reused
+BUILD_VERSION = 3  # bump when the recipe below changes, so stale caches are not reused
 
 # R1V2's chat vocabulary (FACTS.md: ChatML turns, <image> expands to <img><IMG_CONTEXT>...</img>).
 # InternVL's pixel normalization (FACTS.md): ImageNet mean/std after rescaling to [0, 1]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
-# <think>/</think> are added but not "special": decoding with skip_special_tokens keeps them, as in QwQ.
+# <think>/</think> are added but not "special" (build_tokenizer clears the flag the BPE trainer sets):
+# decoding with skip_special_tokens keeps them, as in QwQ.
 THINK_TOKENS = ["<think>", "</think>"]
 
 # A Jinja chat template equivalent to engine.chat.render_prompt, saved with the tokenizer so that
@@ -94,7 +95,7 @@ def build_tokenizer(vocab_size: int = 1200, *, special_tokens: list[str] | None 
     The keyword arguments let other tiny models (the reward model's Qwen2.5-VL vocabulary, the mini
     model's own corpus) share this recipe.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -107,6 +108,9 @@ def build_tokenizer(vocab_size: int = 1200, *, special_tokens: list[str] | None 
         show_progress=False,
     )
     tok.train_from_iterator(corpus or _corpus(), trainer=trainer)
+    # The trainer registers its tokens as special; <think>/</think> must not be (vLLM and
+    # skip_special_tokens would drop them and the reply could not be split). Same ids, flag cleared.
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

@@ -79,11 +79,11 @@ def extend_tokenizer(llm_path: Path):
 
     from engine.tiny import CHAT_TEMPLATE
 
-    tok = AutoTokenizer.from_pretrained(llm_path)
+    tok = AutoTokenizer.from_pretrained(llm_path, trust_remote_code=False)
     added = tok.add_tokens([t for t in IMAGE_TOKENS.values() if t not in tok.get_vocab()], special_tokens=True)
     with tempfile.TemporaryDirectory() as tmp:  # reload so the processor-facing attributes are set
         tok.save_pretrained(tmp)
-        tok = AutoTokenizer.from_pretrained(tmp, extra_special_tokens=IMAGE_TOKENS)
+        tok = AutoTokenizer.from_pretrained(tmp, extra_special_tokens=IMAGE_TOKENS, trust_remote_code=False)
     tok.chat_template = CHAT_TEMPLATE
     if tok.pad_token is None:
         tok.pad_token = "<|endoftext|>" if "<|endoftext|>" in tok.get_vocab() else tok.eos_token
@@ -112,7 +112,7 @@ def assemble(cfg: AssembleConfig) -> Path:
     dtype = getattr(torch, cfg.dtype)
     tok = extend_tokenizer(llm_path)
     image_token_id = tok.convert_tokens_to_ids("<IMG_CONTEXT>")
-    llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
+    llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, trust_remote_code=False)
     llm.resize_token_embeddings(len(tok), mean_resizing=True)
     vcfg, vision_sd, original = load_vision(vision_path)
     text_cfg = llm.config

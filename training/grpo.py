@@ -46,7 +46,7 @@ class RewardScorer:
         from training.reward import RewardModel
 
         self.model = RewardModel.from_pretrained(path).to(device).eval()
-        self.collator = Collator(AutoProcessor.from_pretrained(path), max_length=max_length, max_tiles=max_tiles)
+        self.collator = Collator(AutoProcessor.from_pretrained(path, trust_remote_code=False), max_length=max_length, max_tiles=max_tiles)
         self.device = device
 
     @torch.no_grad()

@@ -3,6 +3,7 @@
     from tutor.limits import LIMITS, RateLimiter, check_n, cap_max_new_tokens
     check_n(4)                                  # -> 4; InputError "bad_n" outside 1..MAX_N
     cap_max_new_tokens(10**6)                   # -> MAX_NEW_TOKENS
+    check_budget("2048")                        # -> 2048; InputError "bad_budget" outside 1..MAX_NEW_TOKENS
     limiter = RateLimiter(per_minute=REQUESTS_PER_MINUTE)
     limiter.hit("visitor-id")                   # InputError "rate_limited" past the limit
 
@@ -19,7 +20,8 @@ images per question         ``MAX_IMAGES_PER_QUESTION`` (4)             ``tutor.
 question length             ``MAX_QUESTION_CHARS`` (4000 characters)    ``tutor.prompts``
 answer / follow-up length   ``MAX_ANSWER_CHARS`` (4000 characters)      ``tutor.prompts``
 candidates n                ``MAX_N`` (16)                              ``check_n``, engines
-max new tokens              ``MAX_NEW_TOKENS`` (16384 per candidate)    ``cap_max_new_tokens``
+max new tokens              ``MAX_NEW_TOKENS`` (64000 per candidate)    ``cap_max_new_tokens``,
+                                                                        ``check_budget`` (page)
 model requests per visitor  ``REQUESTS_PER_MINUTE`` (20 per minute)     ``RateLimiter`` (app)
 ==========================  ==========================================  =====================
 
@@ -63,6 +65,7 @@ __all__ = [
     "REQUESTS_PER_MINUTE",
     "RateLimiter",
     "cap_max_new_tokens",
+    "check_budget",
     "check_length",
     "check_n",
 ]
@@ -109,6 +112,21 @@ def cap_max_new_tokens(value: int | None) -> int | None:
     if value > MAX_NEW_TOKENS:
         log.warning("max_new_tokens %d is over the limit; using %d", value, MAX_NEW_TOKENS)
     return max(1, min(int(value), MAX_NEW_TOKENS))
+
+
+def check_budget(value: Any) -> int:
+    """The page's thinking budget as an int in 1..MAX_NEW_TOKENS; anything else is an ``InputError``
+    ("bad_budget") saying the range."""
+    try:
+        number = float(value)
+        budget = int(number)
+        ok = number == budget and 1 <= budget <= MAX_NEW_TOKENS
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise InputError("bad_budget", f"The thinking budget must be a whole number of tokens from 1 to {MAX_NEW_TOKENS}.",
+                         f"思考预算必须是 1 到 {MAX_NEW_TOKENS} 之间的整数（词元数）。", f"budget={value!r:.40}")
+    return budget
 
 
 @dataclass

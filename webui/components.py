@@ -234,3 +234,12 @@ def rotate(value: Any, angle: int) -> Any:
         return gr.skip()
     img = img.rotate(angle, expand=True)
     return {"background": img, "layers": [], "composite": img}
+
+
+class BudgetSlider(StockFrontend, gr.Slider):
+    """The thinking-budget slider (``webui.budget``): its value reaches the handler unchecked, because
+    Gradio's own out-of-range error is English only; ``tutor.limits.check_budget`` refuses it in the
+    page's language."""
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload

@@ -15,7 +15,9 @@ Flags and the environment variables that mirror them (DESIGN.md):
     --concurrency K     R1V_CONCURRENCY     model runs at once (default 1 in process, 8 with a server)
     --queue-size Q      R1V_QUEUE_SIZE      waiting requests before "queue full" (default 32)
     --max-upload SIZE   R1V_MAX_UPLOAD      upload size limit, e.g. "20mb" (default 20mb)
-    --max-new-tokens T  R1V_MAX_NEW_TOKENS  cap on generated tokens per candidate (default: the preset's)
+    --max-new-tokens T  R1V_MAX_NEW_TOKENS  the page's starting thinking budget, tokens per candidate
+                                            (default: the preset's, 64000 for R1V2; the page's
+                                            "Thinking budget" control changes it per question)
     --preload           R1V_PRELOAD=1       load the model at start instead of on the first question
     --reward NAME       R1V_REWARD          reward model that ranks several candidates: a reward preset
                                             (``mini-reward``, ``skywork-vl-reward-7b``...), a directory,
@@ -26,8 +28,9 @@ With neither ``--model`` nor ``--server`` the app picks (:func:`pick_model`): th
 small CPU model (``mini`` when that preset exists, else ``tiny-random``). ``python app.py`` therefore
 always comes up.
 
-On a Hugging Face Space with ZeroGPU, generation runs inside ``spaces.GPU(duration=R1V_GPU_SECONDS)``
-when the ``spaces`` package is importable; elsewhere nothing changes.
+On a Hugging Face Space with ZeroGPU (``webui.space``), the model is loaded at start (module scope; the
+NF4 preset from the pre-quantized checkpoint in ``R1V_PREQUANTIZED``) and generation runs inside
+``spaces.GPU(size=..., duration=...)``; elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -138,15 +141,16 @@ def _mini_shipped(presets: dict) -> bool:
     return mini is not None and (root / mini.repo_id / "config.json").exists()
 
 
-def _gpu_wrap(fn: Any) -> Any:
-    """``spaces.GPU(duration=...)(fn)`` when the ``spaces`` package is present, else ``fn`` unchanged."""
-    try:
-        import spaces  # type: ignore[import-not-found]
-    except ImportError:
-        return fn
-    duration = int(os.environ.get("R1V_GPU_SECONDS", "120"))
-    log.info("ZeroGPU: generation runs under spaces.GPU(duration=%d)", duration)
-    return spaces.GPU(duration=duration)(fn)
+def _gpu_wrap(fn: Any, target: str) -> Any:
+    """Generation under ``spaces.GPU`` with the size and duration ``webui.space`` decides for the preset
+    ``target``; ``fn`` unchanged off ZeroGPU."""
+    from engine.presets import PRESETS
+    from webui import space
+
+    preset = PRESETS.get(target)
+    budget = preset.max_new_tokens if preset else 4096
+    weights = float((preset.notes if preset else {}).get("weights_gb", 1.0))
+    return space.gpu(fn, budget=budget, weights_gb=weights, n=int(os.environ.get("R1V_N") or 1))
 
 
 class MissingBackend:
@@ -177,7 +181,7 @@ class LazyEngine:
         self.kind, self.target = kind, target
         self._engine = engine
         self._lock = threading.Lock()
-        self._stream = _gpu_wrap(self._stream_impl) if kind == "local" else self._stream_impl
+        self._stream = _gpu_wrap(self._stream_impl, target) if kind == "local" else self._stream_impl
 
     @property
     def name(self) -> str:
@@ -260,6 +264,12 @@ def make_engine(cfg: AppConfig, engine: Any = None) -> LazyEngine:
         kind = "http" if type(engine).__name__ == "HttpEngine" else "local"
         return LazyEngine(kind, getattr(engine, "name", "?"), engine=engine)
     kind, target = pick_model(cfg)
+    if kind == "local":
+        from webui import space
+
+        loaded = space.module_scope_engine(target)  # on ZeroGPU: loaded now, at module scope; else None
+        if loaded is not None:
+            return LazyEngine(kind, target, engine=loaded)
     lazy = LazyEngine(kind, target)
     if cfg.preload:
         lazy.get()

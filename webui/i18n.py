@@ -33,6 +33,24 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "ptype": ("Problem type", "题型"),
     "reply_lang": ("Reply language", "回复语言"),
     "n": ("Candidate solutions", "候选解答数"),
+    "budget": ("Thinking budget", "思考预算"),
+    "budget_info": ("Tokens per candidate. Hard problems can think for tens of thousands; a larger budget "
+                    "takes longer.", "每个候选解答的词元数。难题的思考可能长达数万个词元；预算越大，用时越长。"),
+    "out_of_budget_thinking": ("⏳ **Ran out of thinking budget.** The model used all {budget} tokens of its "
+                               "thinking budget before it finished thinking, so it has no answer yet. Raise "
+                               "“Thinking budget” (under the question) and press “Regenerate”.",
+                               "⏳ **思考预算用完了。** 模型用完了全部 {budget} 个词元的思考预算，还没想完，所以还没有答案。"
+                               "请调高题目下方的“思考预算”，再点“重新生成”。"),
+    "out_of_budget_answer": ("⏳ **Ran out of thinking budget.** The model used all {budget} tokens of its budget "
+                             "while writing the answer, before it gave a final answer. Raise “Thinking budget” "
+                             "(under the question) and press “Regenerate”.",
+                             "⏳ **思考预算用完了。** 模型在写解答时用完了全部 {budget} 个词元的预算，还没给出最终答案。"
+                             "请调高题目下方的“思考预算”，再点“重新生成”。"),
+    "out_of_context": ("⏳ **The model's context is full.** The prompt and the reply reached the {context} "
+                       "positions the model can use ({budget} new tokens), before a final answer. Raising the "
+                       "budget will not help: use fewer photos or a shorter question.",
+                       "⏳ **模型的上下文已满。** 提示和回复用完了模型可用的 {context} 个位置（生成了 {budget} 个新词元），"
+                       "还没给出最终答案。调高预算也无济于事：请减少照片或缩短题目。"),
     "ask": ("Solve", "解题"),
     "stop": ("Stop", "停止"),
     "examples": ("Examples: click one to try it", "示例：点击试一试"),

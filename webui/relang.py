@@ -24,6 +24,7 @@ from webui.i18n import LANGS, STRINGS, norm_lang, t
 
 _FIELD = re.compile(r"\{(\w+)(?::[^{}]*)?\}")
 _CHIPS = ("hint", "practice", "regenerate", "no_answer")
+_NOTES = ("out_of_budget_thinking", "out_of_budget_answer", "out_of_context")  # webui.view.budget_note
 
 
 @cache
@@ -90,15 +91,25 @@ def _pieces(body: str, lang: str, depth: int) -> str | None:
     return None
 
 
+def _swap_notes(text: str, lang: str) -> str:
+    """The page's "ran out of thinking budget" notes inside ``text``, put into ``lang`` with their numbers."""
+    for src in LANGS:
+        for pattern, key in _patterns(src):
+            if key in _NOTES:
+                text = pattern.sub(lambda m, k=key: _fill(STRINGS[k][1 if lang == "zh" else 0], m.groupdict()), text)
+    return text
+
+
 def relang_answer(markdown: Any, lang: str) -> Any:
-    """The answer panel's labels ("**Problem:**", "**Final answer:**", "no final answer") in ``lang``."""
+    """The answer panel's labels ("**Problem:**", "**Final answer:**", "no final answer", a budget
+    note) in ``lang``."""
     if not isinstance(markdown, str):
         return markdown
     for other in LANGS:
         for key in ("asked", "final"):
             markdown = markdown.replace(f"**{t(key, other)}:**", f"**{t(key, lang)}:**")
         markdown = markdown.replace(t("no_final", other), t("no_final", lang))
-    return markdown
+    return _swap_notes(markdown, lang)
 
 
 def _swap_text(text: str, lang: str) -> str:
@@ -109,7 +120,7 @@ def _swap_text(text: str, lang: str) -> str:
         mine = f"{t('my_answer', other)}: "
         if text.startswith(mine):
             return f"{t('my_answer', lang)}: " + text[len(mine):]
-    return text
+    return _swap_notes(text, lang)
 
 
 def relang_chat(chat: Any, lang: str) -> Any:

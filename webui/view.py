@@ -103,6 +103,34 @@ def result_messages(thinking: str, text: str, lang: str) -> list[dict]:
     return msgs
 
 
+def budget_note(solution: Any, lang: str) -> str:
+    """What to say when the shown candidate hit its token budget with no final answer: it ran out of
+    thinking budget (raise it), or the model's context was full (``engine.core`` cut the budget to the
+    positions left). "" otherwise."""
+    cands = list(getattr(solution, "candidates", None) or [])
+    if not cands:
+        return ""
+    chosen = getattr(solution, "chosen", 0)
+    c = next((c for c in cands if c.index == chosen), cands[0])
+    if getattr(c, "finish_reason", "") != "length" or (c.answer and not c.truncated):
+        return ""
+    timings = getattr(solution, "timings", None) or {}
+    budget = timings.get("max_new_tokens") or c.tokens
+    if timings.get("context_limit"):
+        return t("out_of_context", lang, context=timings["context_limit"], budget=budget)
+    return t("out_of_budget_thinking" if c.truncated else "out_of_budget_answer", lang, budget=budget)
+
+
+def with_note(messages: list[dict], note: str, lang: str) -> list[dict]:
+    """``messages`` of a finished turn with ``note`` in place of the generic "stopped before an answer"
+    line (or after the reply)."""
+    if not note:
+        return messages
+    generic = to_markdown(t("no_answer", lang))
+    kept = [m for m in messages if m.get("content") != generic or m.get("metadata")]
+    return kept + [{"role": "assistant", "content": to_markdown(note)}]
+
+
 def user_messages(text: str, image_paths: Sequence[str] = ()) -> list[dict]:
     """The student's turn: their photos (as files) and their text, shown as typed (HTML and Markdown
     markup escaped) with its math rendered."""
@@ -139,9 +167,12 @@ def question_markdown(question: str, lang: str) -> str:
     return f"**{t('asked', lang)}:** {to_markdown(question, literal=True)}" if question.strip() else ""
 
 
-def answer_box(question: str, answer: str | None, lang: str) -> str:
-    """The panel under the chat: the problem as typed (when there is text) and the final answer."""
-    return "\n\n".join(p for p in (question_markdown(question, lang), answer_markdown(answer, lang)) if p)
+def answer_box(question: str, answer: str | None, lang: str, note: str = "") -> str:
+    """The panel under the chat: the problem as typed (when there is text) and the final answer (or,
+    with no answer, ``note``: why, e.g. :func:`budget_note`)."""
+    final = answer_markdown(answer, lang) if (answer or "").strip() or not note else \
+        f"**{t('final', lang)}:** {to_markdown(note)}"
+    return "\n\n".join(p for p in (question_markdown(question, lang), final) if p)
 
 
 def _reward(c: Any) -> str:

@@ -65,27 +65,190 @@ def test_image_changes_logits(tiny_loaded):
     assert not torch.allclose(la, lb)
 
 
-def test_ps_v1_is_refused():
+def test_unknown_ps_version_is_refused_and_v1_accepted():
     from engine.convert import config_to_native
     from tutor.errors import InputError
 
     with pytest.raises(InputError) as e:
-        config_to_native({"ps_version": "v1", "vision_config": {}, "llm_config": {}}, 5)
-    assert e.value.code == "unsupported_checkpoint" and e.value.message("zh")
+        config_to_native({"ps_version": "v3", "vision_config": {}, "llm_config": {}}, 5)
+    assert e.value.code == "unsupported_checkpoint" and "v3" in e.value.message("en") and e.value.message("zh")
+    v = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    llm = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 100}
+    assert config_to_native({"ps_version": "v1", "vision_config": v, "llm_config": llm}, 5).ps_version == "v1"
+    assert config_to_native({"vision_config": v, "llm_config": llm}, 5).ps_version == "v1"  # the class default
 
 
-def test_processor_normalises_as_internvl(tmp_path):
-    """InternViT was trained on ImageNet mean/std; the image processor class defaults to CLIP's. Every
-    processor the project writes (tiny, converted, assembled) must carry InternVL's, and a white pixel
-    must come out as (1 - mean) / std."""
-    import numpy as np
+def _original(tmp_path, name="original", **kw):
+    """The tiny model (native, random) and its original-layout copy, whose tokenizer config names no
+    image tokens (like the published checkpoints)."""
+    from engine.convert import convert_to_original
+    from engine.tiny import build_tiny
 
-    from engine.tiny import IMAGENET_MEAN, IMAGENET_STD, build_processor, build_tokenizer
+    native_dir = build_tiny(tmp_path / f"{name}-native", seed=3, **kw)
+    orig_dir = convert_to_original(native_dir, tmp_path / name)
+    tcfg_path = orig_dir / "tokenizer_config.json"
+    tcfg = json.loads(tcfg_path.read_text())
+    tcfg.pop("extra_special_tokens", None)
+    tcfg_path.write_text(json.dumps(tcfg))
+    return native_dir, orig_dir
 
-    proc = build_processor(build_tokenizer(), image_size=56, max_tiles=1)
-    proc.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "processor_config.json").read_text())["image_processor"]
-    assert saved["image_mean"] == list(IMAGENET_MEAN) and saved["image_std"] == list(IMAGENET_STD)
-    px = proc.image_processor(images=[Image.new("RGB", (56, 56), (255, 255, 255))], return_tensors="pt")
-    want = (1.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
-    np.testing.assert_allclose(px["pixel_values"][0, :, 0, 0].numpy(), want, rtol=1e-5)
+
+def _edit_config(path, edit):
+    cfg = json.loads((path / "config.json").read_text())
+    edit(cfg)
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+SMALL_300M = {"vision_norm": "layer_norm", "qk_norm": False, "qkv_bias": True}
+
+
+@pytest.mark.parametrize("vision", ["internvit-6b", "internvit-300m"])
+def test_absent_vision_flags_are_read_from_the_tensors(tmp_path, vision):
+    """Finding 1: a vision_config without qkv_bias / qk_normalization / norm_type converts by the tensors
+    present; the result has exactly the original's logits (no random bias, no dropped q/k norm)."""
+    from transformers import AutoProcessor, InternVLForConditionalGeneration
+
+    from engine.convert import convert_to_native
+
+    native_dir, orig_dir = _original(tmp_path, **({} if vision == "internvit-6b" else SMALL_300M))
+
+    def drop(cfg):
+        for k in ("qkv_bias", "qk_normalization", "norm_type"):
+            cfg["vision_config"].pop(k)
+    _edit_config(orig_dir, drop)
+    back = convert_to_native(orig_dir, tmp_path / "back")
+    saved = json.loads((back / "config.json").read_text())["vision_config"]
+    assert saved["use_qk_norm"] is (vision == "internvit-6b") and saved["attention_bias"] is (vision != "internvit-6b")
+    ref = InternVLForConditionalGeneration.from_pretrained(native_dir).eval()
+    got = InternVLForConditionalGeneration.from_pretrained(back).eval()
+    inputs = _inputs(AutoProcessor.from_pretrained(back))
+    with torch.no_grad():
+        assert torch.equal(ref(**inputs).logits, got(**inputs).logits)
+
+
+def test_written_weights_are_checked_against_the_native_class(tiny_dir):
+    """After writing, a name the native class lacks or misses is an error naming it (never only a warning)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    from engine.convert import _native_in_memory_name, verify_written
+    from tutor.errors import EngineError
+
+    with safe_open(tiny_dir / "model.safetensors", "pt") as f:
+        shapes = {_native_in_memory_name(k): tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    config = AutoConfig.from_pretrained(tiny_dir)
+    verify_written(shapes, config)  # the tiny model itself is complete
+    gone = "model.vision_tower.encoder.layer.0.attention.q_norm.weight"
+    with pytest.raises(EngineError) as e:
+        verify_written({k: v for k, v in shapes.items() if k != gone} | {"model.extra.weight": (1,)}, config)
+    assert gone in e.value.message("en") and "model.extra.weight" in e.value.message("en")
+    assert e.value.message("zh") != e.value.message("en")
+
+
+def test_conversion_refuses_an_unmapped_key(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from engine.convert import convert_to_native
+    from tutor.errors import InputError
+
+    _, orig_dir = _original(tmp_path)
+    sd = load_file(orig_dir / "model.safetensors")
+    sd["vision_model.encoder.layers.0.attn.extra_gate"] = torch.zeros(2)
+    save_file(sd, orig_dir / "model.safetensors")
+    index_path = orig_dir / "model.safetensors.index.json"
+    if index_path.exists():  # the index, as the published checkpoints have, names it too
+        index = json.loads(index_path.read_text())
+        index["weight_map"]["vision_model.encoder.layers.0.attn.extra_gate"] = "model.safetensors"
+        index_path.write_text(json.dumps(index))
+    with pytest.raises(InputError) as e:
+        convert_to_native(orig_dir, tmp_path / "back")
+    assert e.value.code == "checkpoint_would_load_wrong"
+    assert "vision_model.encoder.layers.0.attn.extra_gate" in e.value.message("en") and e.value.message("zh")
+    assert not (tmp_path / "back" / "config.json").exists()  # nothing a later load would take as converted
+
+
+def reference_pixel_shuffle(x, scale_factor, ps_version):
+    """InternVL's pixel shuffle written from its description: fold pairs of columns into channels, swap
+    the two spatial axes, fold pairs of rows into channels; v2 then swaps the axes back, v1 does not."""
+    n, w, h, c = x.shape
+    x = x.reshape(n, w, int(h * scale_factor), int(c / scale_factor))
+    x = x.transpose(1, 2)
+    x = x.reshape(n, int(h * scale_factor), int(w * scale_factor), int(c / (scale_factor * scale_factor)))
+    return x if ps_version == "v1" else x.transpose(1, 2).contiguous()
+
+
+def test_pixel_shuffle_v1_and_v2_match_the_reference():
+    from transformers.models.internvl.modeling_internvl import InternVLModel
+
+    from engine.convert import pixel_shuffle_v1
+
+    x = torch.randn(2, 8, 8, 6)
+    v1, v2 = pixel_shuffle_v1(x, 0.5), InternVLModel.pixel_shuffle(None, x, 0.5)
+    assert torch.equal(v1, reference_pixel_shuffle(x, 0.5, "v1"))
+    assert torch.equal(v2, reference_pixel_shuffle(x, 0.5, "v2"))
+    assert not torch.equal(v1, v2)
+
+
+@pytest.mark.parametrize("ps", ["v1", "v2"])
+def test_ps_version_checkpoint_loads_with_its_own_pixel_shuffle(tmp_path, ps):
+    """Finding 2: a ps_version v1 checkpoint converts, and the loaded model's image features are the
+    vision tower's output through the reference shuffle of that version, then the projector."""
+    from engine.convert import convert_to_native
+    from engine.loading import load_model
+
+    _, orig_dir = _original(tmp_path)
+    _edit_config(orig_dir, lambda cfg: cfg.update(ps_version=ps))
+    lm = load_model(str(convert_to_native(orig_dir, tmp_path / "back")), quantization=None, device="cpu")
+    inputs = _inputs(lm.processor)
+    inner = lm.model.model
+    with torch.no_grad():
+        got = inner.get_image_features(pixel_values=inputs["pixel_values"], vision_feature_layer=-1,
+                                       vision_feature_select_strategy="default")
+        got = getattr(got, "pooler_output", got)
+        feats = inner.vision_tower(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 1:]
+        side = int(feats.shape[1] ** 0.5)
+        feats = reference_pixel_shuffle(feats.reshape(feats.shape[0], side, side, -1), 0.5, ps)
+        want = inner.multi_modal_projector(feats.reshape(feats.shape[0], -1, feats.shape[-1]))
+    got = got if isinstance(got, torch.Tensor) else torch.stack(list(got))
+    assert torch.allclose(got.reshape(want.shape), want, atol=1e-6)
+
+
+def _remote_code_checkpoint(tmp_path, where):
+    """The original tiny copy whose tokenizer (or config) names its own code in auto_map, as the published
+    checkpoints' config.json does (their config class is remote code)."""
+    _, orig_dir = _original(tmp_path)
+    marker = tmp_path / "remote-code-ran"
+    if where == "tokenizer":
+        (orig_dir / "tokenization_evil.py").write_text(
+            f"open({str(marker)!r}, 'w').write('ran')\n"
+            "from transformers import PreTrainedTokenizerFast\n"
+            "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n")
+        tcfg = json.loads((orig_dir / "tokenizer_config.json").read_text())
+        tcfg.update(tokenizer_class="EvilTokenizer", auto_map={"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]})
+        (orig_dir / "tokenizer_config.json").write_text(json.dumps(tcfg))
+    else:
+        (orig_dir / "configuration_evil.py").write_text(
+            f"open({str(marker)!r}, 'w').write('ran')\n"
+            "from transformers import PretrainedConfig\n"
+            "class EvilConfig(PretrainedConfig):\n    model_type = 'internvl_chat'\n")
+        _edit_config(orig_dir, lambda c: c.update(auto_map={"AutoConfig": "configuration_evil.EvilConfig"}))
+    return orig_dir, marker
+
+
+@pytest.mark.parametrize("where", ["tokenizer", "config"])
+def test_conversion_never_runs_or_prompts_for_remote_code(tmp_path, monkeypatch, where):
+    """Finding 3: a local copy with .py files: no prompt (someone answering yes would run it), no code run;
+    a tokenizer that needs its code is a clear error, a config naming its code is read as plain JSON."""
+    from engine.convert import convert_to_native
+    from tutor.errors import InputError
+
+    orig_dir, marker = _remote_code_checkpoint(tmp_path, where)
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda *a: prompts.append(a) or "y")
+    if where == "tokenizer":
+        with pytest.raises(InputError) as e:
+            convert_to_native(orig_dir, tmp_path / "back")
+        assert e.value.code == "tokenizer_needs_remote_code" and e.value.message("zh")
+    else:
+        assert (convert_to_native(orig_dir, tmp_path / "back") / "config.json").exists()
+    assert prompts == [] and not marker.exists()

@@ -189,3 +189,32 @@ def test_cli_errors_are_one_line(tmp_path, kind):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
     if kind == "bad_preset":
         assert "tiny-random" in lines[0] and "r1v2-38b-nf4" in lines[0]
+
+
+@pytest.mark.parametrize("model", ["tiny", "mini"])
+def test_think_close_survives_decoding(tiny_loaded, model):
+    """</think> is an ordinary added token in every tokenizer the project builds or ships (as in QwQ),
+    so decoding with skip_special_tokens (what vLLM and the in-process engine do) keeps it and the
+    reply splits into reasoning and answer. The streamer is the engine's own, fed real token ids."""
+    import queue
+
+    from engine.core import _BatchStreamer
+
+    if model == "tiny":
+        tok = tiny_loaded.processor.tokenizer
+    else:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(ROOT / "assets" / "mini", trust_remote_code=False)
+    assert tok.convert_tokens_to_ids("</think>") not in tok.all_special_ids
+    ids = tok.encode("abc</think>def", add_special_tokens=False)
+    assert tok.decode(ids, skip_special_tokens=True) == "abc</think>def"
+    out: queue.Queue = queue.Queue()
+    s = _BatchStreamer(tok, 1, {tok.convert_tokens_to_ids("<|im_end|>")}, out)
+    s.put(torch.tensor([[0]]))  # the prompt
+    for t in ids + [tok.convert_tokens_to_ids("<|im_end|>")]:
+        s.put(torch.tensor([[t]]))
+    text = ""
+    while not out.empty():
+        text += out.get_nowait().text
+    r = split_reasoning(text)
+    assert (r.thinking, r.answer, r.truncated) == ("abc", "def", False)

@@ -43,7 +43,12 @@ def test_awq_dry_run_prints_a_pasteable_sglang_command(capsys):
     assert len(cmds) == 1 and "CUDA_VISIBLE_DEVICES=0 " in text
     argv = cmds[0]
     assert argv[:3] == ["python", "-m", "sglang.launch_server"]
-    assert _flag(argv, "--model-path") == "Skywork/Skywork-R1V2-38B-AWQ"
+    # the 64K budget needs YaRN: SGLang gets a config overlay of the repository (engine.context, engine.serve)
+    overlay = Path(_flag(argv, "--model-path"))
+    assert overlay.name == "Skywork--Skywork-R1V2-38B-AWQ-yarn" and overlay.parent.name == "serving"
+    assert "# " + str(overlay) + ": written at start, links to Skywork/Skywork-R1V2-38B-AWQ" in text
+    assert _flag(argv, "--context-length") == str(64_000 + 4 * 13 * 256 + 1024)
+    assert "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1 " in text
     assert json.loads(_flag(argv, "--json-model-override-args")) == {"architectures": ["InternVLChatModel"]}
     assert """--json-model-override-args '{"architectures":["InternVLChatModel"]}'""" in text
     template = Path(_flag(argv, "--chat-template"))
@@ -177,3 +182,66 @@ def test_template_is_detected_as_multimodal_by_sglang():
     # SGLang picks the 'openai' content format (image parts kept) when the template mentions images,
     # and rewrites backslash-n escapes: the template has none to be rewritten.
     assert "image" in src and "\\n" not in src
+
+
+YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+
+
+def test_vllm_gets_yarn_as_a_nested_hf_override_for_the_64k_budget(capsys):
+    _, cmds = _dry_run(capsys, "--model", "r1v2-38b-awq", "--engine", "vllm")
+    argv = cmds[0]
+    assert json.loads(_flag(argv, "--hf-overrides")) == {"llm_config": {"rope_scaling": YARN}}
+    assert _flag(argv, "--max-model-len") == str(64_000 + 4 * 13 * 256 + 1024)
+
+
+def test_a_budget_that_fits_adds_no_override(capsys):
+    _, [vllm] = _dry_run(capsys, "--model", "r1v2-38b-awq", "--engine", "vllm", "--max-new-tokens", "16384")
+    assert "--hf-overrides" not in vllm and "--max-model-len" not in vllm
+    text, [sgl] = _dry_run(capsys, "--model", "r1v2-38b-awq", "--max-new-tokens", "16384")
+    assert _flag(sgl, "--model-path") == "Skywork/Skywork-R1V2-38B-AWQ" and "--context-length" not in sgl
+    assert "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN" not in text
+
+
+def _original_layout(root: Path, llm: dict) -> Path:
+    src = root / "R1V2-local"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"architectures": ["SkyworkChatModel"], "llm_config": llm,
+                                                 "vision_config": {"qk_normalization": True}}))
+    (src / "model-00001-of-00002.safetensors").write_bytes(b"weights")
+    (src / "modeling_skywork_chat.py").write_text("# remote code, linked as it is\n")
+    return src
+
+
+def test_sglang_overlay_links_the_files_and_patches_only_llm_config(tmp_path):
+    from engine import serve
+
+    src = _original_layout(tmp_path, {"max_position_embeddings": 40960, "rope_theta": 1000000.0})
+    launches = plan(ServeOptions(model="r1v2-38b", model_path=str(src), replicas=2))
+    workers = launches[:-1]
+    assert len({_flag(w.argv, "--model-path") for w in workers}) == 1
+    serve._write_overlays(launches)
+    dst = Path(_flag(workers[0].argv, "--model-path"))
+    cfg = json.loads((dst / "config.json").read_text())
+    assert cfg["llm_config"] == {"max_position_embeddings": 40960, "rope_theta": 1000000.0, "rope_scaling": YARN}
+    assert cfg["vision_config"] == {"qk_normalization": True} and not (dst / "config.json").is_symlink()
+    for name in ("model-00001-of-00002.safetensors", "modeling_skywork_chat.py"):
+        assert (dst / name).is_symlink() and (dst / name).resolve() == (src / name).resolve()
+    assert json.loads((src / "config.json").read_text())["llm_config"].get("rope_scaling") is None  # source untouched
+
+
+def test_a_checkpoint_that_declares_long_context_is_served_as_it_is(tmp_path):
+    src = _original_layout(tmp_path, {"max_position_embeddings": 131072})
+    [launch] = plan(ServeOptions(model="r1v2-38b-awq", model_path=str(src)))
+    assert _flag(launch.argv, "--model-path") == str(src) and launch.overlay is None
+    [v] = plan(ServeOptions(model="r1v2-38b-awq", model_path=str(src), engine="vllm"))
+    assert "--hf-overrides" not in v.argv
+
+
+def test_transformers_serve_refuses_a_ps_v1_checkpoint(tmp_path):
+    """`transformers serve` knows only the native (v2) pixel shuffle; a converted v1 checkpoint is refused."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "ps_version": "v1"}))
+    with pytest.raises(InputError) as e:
+        plan(ServeOptions(model="tiny-random", engine="transformers"), checkpoint=tmp_path)
+    assert e.value.code == "ps_v1_transformers_serve" and "vllm" in e.value.message("en") and e.value.message("zh")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "ps_version": "v2"}))
+    assert plan(ServeOptions(model="tiny-random", engine="transformers"), checkpoint=tmp_path)

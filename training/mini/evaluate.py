@@ -117,7 +117,7 @@ def reward_scores(reward_dir: str | Path, groups: list[Group], *, batch: int = 3
 
     device = pick_device()
     rm = RewardModel.from_pretrained(reward_dir).to(device).eval()
-    collator = Collator(AutoProcessor.from_pretrained(reward_dir), max_length=1024, max_tiles=1)
+    collator = Collator(AutoProcessor.from_pretrained(reward_dir, trust_remote_code=False), max_length=1024, max_tiles=1)
     flat = [(g.record, t) for g in groups for t in g.texts]
     scores: list[float] = []
     for i in range(0, len(flat), batch):

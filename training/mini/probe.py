@@ -111,8 +111,8 @@ def probe_lm(run: Path, *, lm: str = "pretrained", steps: int = 900, train: int 
 
     torch.manual_seed(seed)
     ftr, tr, fva, va = _load(run, train)
-    tok = AutoTokenizer.from_pretrained(run / "llm")
-    model = (Qwen2ForCausalLM(AutoConfig.from_pretrained(run / "llm")) if lm == "scratch"
+    tok = AutoTokenizer.from_pretrained(run / "llm", trust_remote_code=False)
+    model = (Qwen2ForCausalLM(AutoConfig.from_pretrained(run / "llm", trust_remote_code=False)) if lm == "scratch"
              else Qwen2ForCausalLM.from_pretrained(run / "llm"))
     hidden = model.config.hidden_size
     adapter = nn.Sequential(nn.LayerNorm(ftr.shape[-1]), nn.Linear(ftr.shape[-1], hidden), nn.GELU(),
@@ -188,7 +188,7 @@ def reward_preference(reward_dir: str | Path, *, problems: int = 60, seed: int =
     from tutor.prompts import build_messages
 
     rm = RewardModel.from_pretrained(reward_dir).eval()
-    collator = Collator(AutoProcessor.from_pretrained(reward_dir), max_length=512, max_tiles=1)
+    collator = Collator(AutoProcessor.from_pretrained(reward_dir, trust_remote_code=False), max_length=512, max_tiles=1)
     rng, wins = random.Random(seed), 0
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(problems):
@@ -244,7 +244,7 @@ def probe_text(llm_dir: Path, *, count: int = 120, full: bool = True) -> dict:
     """The stage-0 LM given ``count`` problems as text (``stage0.lm_scores``, greedy)."""
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(llm_dir)
+    tok = AutoTokenizer.from_pretrained(llm_dir, trust_remote_code=False)
     model = Qwen2ForCausalLM.from_pretrained(llm_dir)
     t0 = time.perf_counter()
     scores = stage0.lm_scores(model, tok, count, full=full, max_new_tokens=160)

@@ -473,7 +473,7 @@ def pretrain_lm(tokenizer, out_dir: str | Path, *, steps: int = 800, batch: int 
     from transformers import AutoTokenizer
 
     probe = text_prompt(tasks.make_problem(random.Random(1), lang="en"), with_image=True) + "f(4)=2×4+3=11"
-    if AutoTokenizer.from_pretrained(out)(probe)["input_ids"] != tokenizer(probe)["input_ids"]:
+    if AutoTokenizer.from_pretrained(out, trust_remote_code=False)(probe)["input_ids"] != tokenizer(probe)["input_ids"]:
         raise RuntimeError("the saved tokenizer does not reload to the same tokenization")
     metrics = {"steps": done, "text_only_greedy_accuracy": round(acc, 4), "fact_accuracy": round(facts, 4),
                "restatement_copied": round(scores["copied"], 4), "text_only_by_kind": scores["by_kind"],
