@@ -69,8 +69,8 @@ from webui.example_table import example_table, picked, table_update
 from webui.files import ProblemFiles, cache_dir, delete_cache, sweep
 from webui.health import HealthMonitor
 from webui.i18n import choices, lang_from_header, norm_lang, t
-from webui.identity import Identity, public_text
-from webui.legacy_id import old_visitor_id
+from webui.identity import Identity, public_text, server_urls
+from webui.legacy_id import migrate
 from webui.relang import relang_answer, relang_chat, retranslate
 from webui.startup import open_store
 from webui.upload_check import PHOTO_TOOLS, wire_upload_checks
@@ -126,23 +126,13 @@ class TutorApp:
         """The store id of the request's visitor: their HF login, else their cookie's id (``webui.identity``)."""
         return self.identity.visitor(request)
 
-    def migrate(self, old_blob: Any, request: gr.Request | None) -> None:
-        """First visit after issue 22: the history of the id the old page kept in the browser becomes
-        this visitor's, once (``webui.legacy_id``). Never raises: a failure only leaves it where it was."""
-        old = old_visitor_id(old_blob)
-        try:
-            if old is not None and self.store.rename_user(old, self.user(request)):
-                log.info("moved an old browser id's history to its visitor's cookie id")
-        except TutorError as e:
-            log.info("old browser id not migrated: %s", e)
-
     def status_md(self, lang: str) -> str:
         h = self.health.health()
         if h.get("checking"):
             health = t("health_checking", lang)
         elif not h.get("ok"):
             health = t("health_bad", lang, msg=public_text(h.get("error_zh" if lang == "zh" else "error", "?"),
-                                                           lang, [h.get("url") or "", *self.server_urls()]))
+                                                           lang, [h.get("url") or "", *server_urls(self.engine)]))
         elif self.engine.kind == "http":
             health = t("health_ok", lang)
         else:
@@ -177,13 +167,7 @@ class TutorApp:
 
     def msg(self, e: TutorError, lang: str) -> str:
         """An error's message for the page: in ``lang``, without the internal model-server address."""
-        return public_text(e.message(lang), lang, self.server_urls())
-
-    def server_urls(self) -> list[str]:
-        """The model server's address as messages spell it (kept from visitors: ``public_text``)."""
-        if self.engine.kind != "http":
-            return []
-        return [self.engine.target, getattr(getattr(self.engine, "_engine", None), "base_url", None) or ""]
+        return public_text(e.message(lang), lang, server_urls(self.engine))
 
     # -- streaming turns --------------------------------------------------------------------------
 
@@ -642,7 +626,7 @@ def build_app(engine: Any = None, store: Store | None = None, cfg: AppConfig | N
 
         def on_load(old_blob, stored_lang, request: gr.Request):
             lang = norm_lang(stored_lang) if stored_lang else lang_from_header(request.headers.get("accept-language"))
-            app.migrate(old_blob, request)
+            migrate(app.store, old_blob, lambda: app.user(request))
             items, ids = app.visitor_history(lang, request)
             upd = relabel(lang)
             upd[reply_lang] = gr.update(value=lang, choices=choices("lang", lang), label=t("reply_lang", lang))

@@ -8,11 +8,10 @@ few tokens it never reaches ``</think>``, which is the case the page must explai
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from PIL import Image
 
+from tests.visitor import fake_request
 from webui import view
 from webui.config import AppConfig, make_engine
 from webui.i18n import t
@@ -41,8 +40,8 @@ def _ask(tapp, lang: str, budget, seed: int = 0) -> list[dict]:
     import torch
 
     torch.manual_seed(seed)  # the page sends no seed; fix torch's global generator for a repeatable run
-    req = SimpleNamespace(session_hash=f"s-{lang}", request=None)
-    return list(tapp.run_mode("ask", f"v-{lang}", lang, None, [], req, image=Image.new("RGB", (120, 80), "white"),
+    req = fake_request(f"v-{lang}", f"s-{lang}")
+    return list(tapp.run_mode("ask", lang, None, [], req, image=Image.new("RGB", (120, 80), "white"),
                               photos=[], question="What is 2+3?", subject="math", ptype="auto", reply_lang=lang, n=1,
                               budget=budget))
 
@@ -67,7 +66,7 @@ def test_a_candidate_out_of_budget_is_explained_with_what_to_do(tapp, lang):
 def test_the_budget_sent_from_the_page_is_the_one_the_model_gets(tapp):
     last = _ask(tapp, "en", budget="3")[-1]
     assert [r[4] for r in last["cands"]] == [3]
-    attempt = tapp.store.get_problem("v-en", tapp.store.list_problems("v-en")[0].id).attempts[-1]
+    attempt = tapp.store.get_problem("v:v-en", tapp.store.list_problems("v:v-en")[0].id).attempts[-1]
     assert attempt.timings["max_new_tokens"] == 3
 
 
@@ -94,12 +93,12 @@ def test_the_page_has_a_budget_control_starting_at_the_models_budget(tiny_loaded
     setter = next(d for d in demo.fns.values() if d.api_name == "set_budget")
     assert setter.inputs[0] is slider
     ask = next(d for d in demo.fns.values() if d.api_name == "ask")
-    assert len(ask.inputs) == 9  # API clients of /ask keep their inputs
+    assert len(ask.inputs) == 8  # API clients of /ask keep their inputs (less the visitor id: webui.identity)
     store.close()
 
 
 def test_the_control_keeps_the_budget_for_the_sessions_next_questions(tapp):
-    req = SimpleNamespace(session_hash="s-en", request=None)
+    req = fake_request("v-en", "s-en")
     assert tapp.set_budget(5, "en", req) == ""
     last = _ask(tapp, "en", budget=None)[-1]  # the handler is given no budget: the session's is used
     assert [r[4] for r in last["cands"]] == [5]

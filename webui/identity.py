@@ -225,6 +225,13 @@ def public_text(text: str, lang: str, server_urls: Any) -> str:
     return text
 
 
+def server_urls(engine: Any) -> list[str]:
+    """A served model's address as its messages spell it (``webui.config.LazyEngine`` of kind http)."""
+    if getattr(engine, "kind", None) != "http":
+        return []
+    return [engine.target, getattr(getattr(engine, "_engine", None), "base_url", None) or ""]
+
+
 def _state(request: Any) -> dict:
     raw = getattr(request, "request", None) if request is not None else None
     scope = getattr(raw, "scope", None)

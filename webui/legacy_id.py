@@ -8,8 +8,9 @@ the upgrade the page sends that value once and removes it; :func:`old_visitor_id
 server, and ``Store.rename_user`` gives the old id's history to the visitor's cookie id, which works
 once (the old id no longer exists afterwards).
 
-    from webui.legacy_id import old_visitor_id
+    from webui.legacy_id import migrate, old_visitor_id
     old = old_visitor_id(blob)          # the old id, or None (no value, no key, not ours, reserved)
+    migrate(store, blob, current_user)  # on a page load: the old id's history to current_user(), once
 
 Needs the ``cryptography`` package (requirements.txt); without it, or with ``R1V_MIGRATE_OLD_IDS=0``,
 nothing is migrated. Encrypting (:func:`encrypt`) exists for the tests, which act as an old page.
@@ -101,3 +102,21 @@ def old_visitor_id(blob: object) -> str | None:
     if not isinstance(vid, str) or not vid.strip() or len(vid) > 100 or vid.strip().lower().startswith(RESERVED):
         return None
     return vid.strip()
+
+
+def migrate(store: object, blob: object, current_user: object) -> bool:
+    """The history of the id in ``blob`` given to ``current_user()`` (the visitor's store id), once.
+    Never raises: a failure only leaves the history where it was. True when moved."""
+    from tutor.errors import TutorError
+
+    old = old_visitor_id(blob)
+    if old is None:
+        return False
+    try:
+        moved = bool(store.rename_user(old, current_user()))  # type: ignore[attr-defined]
+    except TutorError as e:
+        log.info("old browser id not migrated: %s", e)
+        return False
+    if moved:
+        log.info("moved an old browser id's history to its visitor's cookie id")
+    return moved
