@@ -85,15 +85,21 @@ LIMITS: dict[str, int] = {
 
 def check_n(n: Any) -> int:
     """The number of candidates as an int in 1..MAX_N; anything else is an ``InputError`` ("bad_n")."""
-    try:
-        value = int(n)
-        ok = float(n) == value and 1 <= value <= MAX_N
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
+    value = _whole_in(n, 1, MAX_N)
+    if value is None:
         raise InputError("bad_n", f"The number of candidates must be a whole number from 1 to {MAX_N}.",
                          f"候选解答的数量必须是 1 到 {MAX_N} 之间的整数。", f"n={n!r:.40}")
     return value
+
+
+def _whole_in(value: Any, lo: int, hi: int) -> int | None:
+    """``value`` as an int when it is a whole number in lo..hi (``3.0`` is, ``3.5``, ``"x"``, ``nan`` are not)."""
+    try:
+        number = float(value)
+        whole = int(number)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return whole if number == whole and lo <= whole <= hi else None
 
 
 def check_length(text: str, limit: int, what_en: str, what_zh: str) -> str:
@@ -117,13 +123,8 @@ def cap_max_new_tokens(value: int | None) -> int | None:
 def check_budget(value: Any) -> int:
     """The page's thinking budget as an int in 1..MAX_NEW_TOKENS; anything else is an ``InputError``
     ("bad_budget") saying the range."""
-    try:
-        number = float(value)
-        budget = int(number)
-        ok = number == budget and 1 <= budget <= MAX_NEW_TOKENS
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
+    budget = _whole_in(value, 1, MAX_NEW_TOKENS)
+    if budget is None:
         raise InputError("bad_budget", f"The thinking budget must be a whole number of tokens from 1 to {MAX_NEW_TOKENS}.",
                          f"思考预算必须是 1 到 {MAX_NEW_TOKENS} 之间的整数（词元数）。", f"budget={value!r:.40}")
     return budget

@@ -18,6 +18,16 @@ import pytest
 
 
 @pytest.fixture(scope="module")
+def stub():
+    """A well-behaved model server per module (``tests/stub_openai.py``); tests switch its mode."""
+    from tests.stub_openai import StubServer
+
+    s = StubServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
 def listener() -> Iterator[SimpleNamespace]:
     """An HTTP server on 127.0.0.1 standing in for the attacker's: ``hits`` lists what reached it."""
     hits: list[str] = []

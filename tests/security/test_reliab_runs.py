@@ -20,16 +20,8 @@ import time
 import pytest
 
 from tests.security.reliab_app import app_process
-from tests.stub_openai import StubServer
 
 BUSY_S = 2
-
-
-@pytest.fixture(scope="module")
-def stub():
-    s = StubServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,10 @@ import time
 import pytest
 
 from tests.security.reliab_app import app_process, page_event
-from tests.stub_openai import TICK, StubServer
+from tests.stub_openai import TICK
 
 FIRST_TOKEN_S = 3
 REPLY_S = 8
-
-
-@pytest.fixture(scope="module")
-def stub():
-    s = StubServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")
