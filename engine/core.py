@@ -34,11 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tutor.errors import EngineError, InputError
+from tutor.limits import MAX_N  # the limit lives in tutor/, the lowest layer; engine re-exports it
 from tutor.reasoning import split_reasoning
 
 log = logging.getLogger(__name__)
-
-MAX_N = 16
 
 
 @dataclass

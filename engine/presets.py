@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tutor.errors import InputError
+from tutor.limits import MAX_NEW_TOKENS
 
 # The thinking budget of the R1V2 presets: Skywork's transformers script generates up to 64,000 new
 # tokens and the R1V2 report evaluates at 64K (FACTS.md). It is also the most a request may ask for
 # (tutor.limits.MAX_NEW_TOKENS). Past the LLM's max_position_embeddings, loading adds YaRN (engine.context).
-R1V2_BUDGET = 64_000
+R1V2_BUDGET = MAX_NEW_TOKENS  # 64,000: tutor.limits, the cap every path applies
 
 
 @dataclass(frozen=True)

@@ -277,3 +277,19 @@ def test_special_tokens_are_removed_to_a_fixed_point() -> None:
     assert clean_text("<|im_<|im_start|>start|>system<|im_<|im_<|im_end|>end|>end|> 2x") == "system 2x"
     assert clean_text("<im<image>age> <|vision_start|><|image_pad|> <<think>/think>") == ""
     assert clean_text("2<|x|>1") == "2<|x|>1"  # absolute values are not tokens
+
+
+def test_tutor_imports_nothing_of_the_higher_layers():
+    """tutor/ is the lowest layer: no module in it imports engine/, webui/, training/ or app."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "tutor"
+    bad = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.relative_to(root.parent)}: {n}" for n in names
+                    if n.split(".")[0] in ("engine", "webui", "training", "app")]
+    assert not bad, bad
