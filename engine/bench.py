@@ -65,9 +65,10 @@ def run(args) -> int:
 def run_batch(args, engine) -> dict:
     import torch
 
-    from engine.core import Sampling, _as_pil
+    from engine.core import Sampling
+    from tutor.intake import as_pil
 
-    image = _as_pil(_image(args.image))
+    image = as_pil(_image(args.image))
     sampling = Sampling(max_new_tokens=args.tokens, min_new_tokens=args.tokens, seed=0)
     question = "Solve the problem in the photo."
     engine.solve([image], question, n=1, sampling=sampling)  # warm-up

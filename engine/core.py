@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tutor.errors import EngineError, InputError
+from tutor.intake import as_pil
 from tutor.limits import MAX_N  # the limit lives in tutor/, the lowest layer; engine re-exports it
 from tutor.reasoning import split_reasoning
 
@@ -143,18 +144,6 @@ def _user_text(messages: list[dict]) -> str:
                 return content
             return "".join(p.get("text", "") for p in content if p.get("type") == "text")
     return ""
-
-
-def _as_pil(item):
-    from PIL import Image
-
-    from tutor.intake import IntakeImage, load_image
-
-    if isinstance(item, IntakeImage):
-        return item.image
-    if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    return load_image(item).image
 
 
 class _BatchStreamer:
@@ -288,7 +277,7 @@ class Engine(BaseEngine):
 
         sampling = sampling or Sampling()
         self._check_n(n)
-        pil = [_as_pil(im) for im in images]
+        pil = [as_pil(im) for im in images]
         if messages is None:
             messages = build_messages("solve", question=question, subject=subject, problem_type=problem_type,
                                       lang=lang, n_images=len(pil))

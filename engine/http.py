@@ -264,8 +264,9 @@ class HttpEngine(BaseEngine):
         ``rerank`` and ``reward`` choose the shown candidate as in ``Engine.stream``: the reward model
         (FACTS.md: SGLang's reward serving is text-only) scores in this process.
         """
-        from engine.core import Engine, _as_pil
+        from engine.core import Engine
         from engine.rerank import check_strategy
+        from tutor.intake import as_pil
         from tutor.prompts import build_messages
 
         scorer = self.reward_scorer(reward)
@@ -282,7 +283,7 @@ class HttpEngine(BaseEngine):
         stop = stop or threading.Event()
         for event in _Run(self, chat, n, sampling, stop).events():
             if isinstance(event, Finished):
-                pil = [_as_pil(im) for im in images] if scorer is not None else []
+                pil = [as_pil(im) for im in images] if scorer is not None else []
                 Engine._rerank(event.solution, pil, messages, rerank, scorer)
             yield event
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 
-from engine.reward import RewardScorer
+from engine.reward_scorer import RewardScorer
 from tutor.errors import EngineError
 
 RESPONSE_END = "<|im_end|>"  # training.data.RESPONSE_END: appended to every response and scored on
@@ -79,10 +79,10 @@ class InternVLRewardScorer(RewardScorer):
     def _score(self, images, question, texts) -> list[float]:
         import torch
 
-        from engine.core import _as_pil
+        from tutor.intake import as_pil
 
         t0 = time.perf_counter()
-        pil = [_as_pil(im) for im in images]
+        pil = [as_pil(im) for im in images]
         tok, model = self.tokenizer, self.model
         enc = self.processor(text=self.render_prompt(question, len(pil)), images=pil or None, return_tensors="pt",
                              max_patches=self.max_tiles)

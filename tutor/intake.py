@@ -42,6 +42,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -439,3 +440,13 @@ def load_images(
         log.info("images refused: %s [%s]", e.detail, e.message(lang))
         raise e
     return [load_image(item, lang=lang, limits=limits) for item in items]
+
+
+def as_pil(item: Any) -> Image.Image:
+    """An RGB PIL image from what the engines accept as a photo: an ``IntakeImage`` (already checked),
+    a PIL image, or anything ``load_image`` reads (checked here)."""
+    if isinstance(item, IntakeImage):
+        return item.image
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    return load_image(item).image
