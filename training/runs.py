@@ -32,6 +32,12 @@ import torch
 from training import config as config_mod
 from tutor.errors import InputError
 
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when there is one, else the CPU (as ``engine.loading`` picks)."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 log = logging.getLogger(__name__)
 
 # Names for groups of parameters of the native InternVL class (and the reward model's head).

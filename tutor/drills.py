@@ -89,6 +89,16 @@ def restatement_prefix(lang: str) -> str:
     return _WORDS[lang]["problem"] + (" " if lang == "en" else "")
 
 
+_RESTATED = re.compile(r"(?:Problem:|题目：)\s*(.*?)[.。]?\n")
+
+
+def restated(text: str) -> str | None:
+    """The problem as a worked solution restates it after ``restatement_prefix`` (its reading of the
+    photo), or None when the text restates nothing."""
+    m = _RESTATED.search(text)
+    return m.group(1).strip() if m else None
+
+
 # ------------------------------------------------------------------------------------ the kinds
 # Each kind: ``_draw_<kind>(rng)`` draws its numbers, ``_<kind>_steps(numbers, w, lang)`` writes the
 # statement head, the answer and the steps. Drawing and writing are split so that a problem read back

@@ -14,12 +14,13 @@ told otherwise. Answers are judged by ``tutor.answers.accuracy_reward``.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
 import torch
+
+from tutor.drills import restated  # noqa: F401 - re-exported: how a solution restates its photo
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,6 @@ def sample(model_dir, data: str | Path, *, n: int = 1, seed: int = 0, temperatur
     return out
 
 
-RESTATED = re.compile(r"(?:Problem:|题目：)\s*(.*?)[.。]?\n")
-
-
-def restated(text: str) -> str | None:
-    """The problem as the policy restates it at the top of its reasoning (its reading of the photo)."""
-    m = RESTATED.search(text)
-    return m.group(1).strip() if m else None
-
-
 def reading(groups: list[Group]) -> dict[str, float]:
     """How well the policy read its photos, over every sample: the share that restate the statement
     exactly, the mean character similarity of the restatement, and the accuracy of the samples that read
@@ -112,8 +104,8 @@ def reward_scores(reward_dir: str | Path, groups: list[Group], *, batch: int = 3
     from transformers import AutoProcessor
 
     from training.data import Collator, to_device
-    from training.mini.stage0 import pick_device
     from training.reward import RewardModel
+    from training.runs import pick_device
 
     device = pick_device()
     rm = RewardModel.from_pretrained(reward_dir).to(device).eval()

@@ -39,6 +39,7 @@ from torch import nn
 
 from engine.tiny import IMAGENET_MEAN, IMAGENET_STD
 from training.mini import tasks
+from training.runs import pick_device
 from tutor.prompts import build_messages, render_text_prompt
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,6 @@ def normalize(u8: torch.Tensor) -> torch.Tensor:
     """uint8 tiles -> the processor's pixel values (ImageNet mean/std; the tile is already 224 px), on
     the tiles' device."""
     return (u8.float() / 255.0 - MEAN.to(u8.device)) / STD.to(u8.device)
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when there is one, else the CPU (as ``engine.loading`` picks)."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def encode_text(texts: list[str], charset: dict[str, int]) -> torch.Tensor:
@@ -381,11 +377,11 @@ def lm_scores(model, tokenizer, count: int = 100, seed: int = 99, max_new_tokens
               full: bool = True) -> dict:
     """Greedy text-only solving of ``count`` fresh problems (answers checked by ``tutor.answers``):
     ``accuracy``; ``copied``, the share whose reply restates the problem exactly (the copy every worked
-    solution starts with; judged by ``evaluate.restated``, as a photo's reading is); and the accuracy of each
+    solution starts with; judged by ``tutor.drills.restated``, as a photo's reading is); and the accuracy of each
     kind, ``"add"`` .. ``"function-mc"``. ``full``: the tutor's whole prompt, else the short one
     (``lm_prompt``)."""
-    from training.mini.evaluate import restated
     from tutor.answers import accuracy_reward
+    from tutor.drills import restated
 
     rng = random.Random(seed)
     probs = [tasks.make_problem(rng) for _ in range(count)]
