@@ -112,6 +112,16 @@ def _data_url(item, fmt: str) -> str:
     return item.data_url(fmt)
 
 
+def _max_tiles(chat: list[dict]) -> int | None:
+    """The ``max_dynamic_patch`` that ``to_openai_messages`` put on the chat's images, if any."""
+    for msg in chat:
+        for part in msg["content"] if isinstance(msg["content"], list) else []:
+            tiles = (part.get("image_url") or {}).get("max_dynamic_patch") if part.get("type") == "image_url" else None
+            if tiles:
+                return tiles
+    return None
+
+
 def to_openai_messages(messages: list[dict], image_urls: Sequence[str], max_tiles: int | None = None) -> list[dict]:
     """``tutor.prompts`` messages -> OpenAI chat messages; image parts filled with ``image_urls`` in order."""
     out, k = [], 0
@@ -314,7 +324,8 @@ class HttpEngine(BaseEngine):
         vision = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": img}},
                                                 {"type": "text", "text": "1+1="}]}]
         try:
-            r1 = self.create({**base, "messages": vision, "n": 2}, health=True)
+            # sampled, not greedy: vLLM refuses n > 1 at temperature 0 ("n must be 1 when using greedy sampling")
+            r1 = self.create({**base, "temperature": 1.0, "seed": 0, "messages": vision, "n": 2}, health=True)
         except EngineError as e:
             if e.code != "server_rejected":
                 raise
@@ -406,6 +417,9 @@ class HttpEngine(BaseEngine):
             kw["seed"] = seed
         if sampling.min_new_tokens:
             kw["extra_body"]["min_tokens"] = min(sampling.min_new_tokens, max_tokens)
+        tiles = _max_tiles(chat)
+        if tiles:  # vLLM reads the tiling per request here (SGLang reads it inside image_url)
+            kw["extra_body"]["mm_processor_kwargs"] = {"max_dynamic_patch": tiles}
         return kw
 
 

@@ -233,6 +233,8 @@ def vllm_argv(opts: ServeOptions, preset, tp: int, ctx: tuple[ContextPlan, str] 
         "--tensor-parallel-size", str(tp),
         "--gpu-memory-utilization", str(opts.mem_fraction or 0.90),
         "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT}, separators=(",", ":")),
+        # vLLM ignores a max_dynamic_patch inside image_url: the preset's tiling is set at start
+        "--mm-processor-kwargs", json.dumps({"max_dynamic_patch": preset.max_tiles}, separators=(",", ":")),
         "--host", opts.host,
         "--port", str(opts.port),
     ]

@@ -6,6 +6,7 @@
     stub.hang_models = True             # GET /v1/models never answers (until close)
     stub.answer = ["think", "</think>", "reply"]   # with mode "ok": stream these chunks instead of ANSWER
     stub.models = ["stub"]              # the model ids GET /v1/models lists
+    stub.vllm_rules = True              # refuse n > 1 at temperature 0 with a 400, as vLLM does
     eng = HttpEngine(stub.url, model="stub", timeout=1, max_retries=1, backoff=0.01)
     stub.close()
 
@@ -47,6 +48,8 @@ class StubServer:
         self.release = threading.Event()  # set by close: hanging handlers return
         self.answer = list(answer or ANSWER)  # a model steered by a prompt injection writes what a test needs
         self.models = ["stub"]
+        self.vllm_rules = False  # answer as vLLM does where it differs from the OpenAI API (greedy n > 1: 400)
+        self.bodies: list[dict] = []  # every chat request's JSON body, in order
         self.requests = 0
         self.prompts: list[str] = []
         self._lock = threading.Lock()
@@ -107,6 +110,13 @@ class StubServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if stub.vllm_rules and int(body.get("n") or 1) > 1 and not body.get("temperature"):
+                    # vLLM's sampling-parameter check (a 400 the client must not take for "no images")
+                    self._json({"error": {"message": "n must be 1 when using greedy sampling, got 2.",
+                                          "type": "BadRequestError", "code": 400}}, 400)
+                    return
+                with stub._lock:
+                    stub.bodies.append(body)
                 if not body.get("stream"):  # health probe
                     has_image = "image_url" in json.dumps(body["messages"])
                     self._json({"id": "p", "object": "chat.completion", "created": 0, "model": "stub",

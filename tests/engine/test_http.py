@@ -391,3 +391,40 @@ def test_stop_ends_a_fast_stream_at_once(stub):
     sol = events[-1].solution
     assert len(events) == 2 and sol.stopped and sol.candidates[0].finish_reason == "stopped"
     assert sol.candidates[0].thinking == "t0"
+
+
+def _vllm_like():
+    from tests.stub_openai import StubServer
+
+    s = StubServer()
+    s.vllm_rules = True  # n > 1 at temperature 0: 400 "n must be 1 when using greedy sampling"
+    return s
+
+
+def test_health_of_a_server_that_refuses_greedy_n():
+    """vLLM answers the old probe (n=2 at temperature 0) with a 400; that is not "no images"."""
+    s = _vllm_like()
+    try:
+        info = HttpEngine(s.url, model="stub").health()
+        assert info["ok"] and info["images"] is True and info["n"] == "native", info
+        probe = [b for b in s.bodies if b.get("n") == 2 and not b.get("stream")]
+        assert probe and probe[0]["temperature"] > 0
+    finally:
+        s.close()
+
+
+def test_max_tiles_reaches_a_vllm_server_per_request():
+    """vLLM ignores max_dynamic_patch inside image_url; it reads mm_processor_kwargs per request."""
+    from PIL import Image
+
+    s = _vllm_like()
+    try:
+        eng = HttpEngine(s.url, model="stub")
+        eng.solve([Image.new("RGB", (600, 400), "white")], "Q", n=2, sampling=Sampling(max_new_tokens=8), max_tiles=6)
+        [body] = [b for b in s.bodies if b.get("stream")]
+        assert body["mm_processor_kwargs"] == {"max_dynamic_patch": 6}
+        image = next(p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]
+                     if p["type"] == "image_url")
+        assert image["image_url"]["max_dynamic_patch"] == 6  # SGLang's place, kept
+    finally:
+        s.close()

@@ -91,6 +91,7 @@ def test_vllm_dry_run(capsys):
     assert _flag(argv, "--reasoning-parser") == "deepseek_r1" and Path(_flag(argv, "--chat-template")) == CHAT_TEMPLATE
     assert _flag(argv, "--data-parallel-size") == "2" and _flag(argv, "--tensor-parallel-size") == "1"
     assert json.loads(_flag(argv, "--limit-mm-per-prompt")) == {"image": 8}
+    assert json.loads(_flag(argv, "--mm-processor-kwargs")) == {"max_dynamic_patch": 12}  # the preset's tiles
     assert "--json-model-override-args" not in argv  # vLLM knows SkyworkR1VChatModel natively
     assert "CUDA_VISIBLE_DEVICES=0,1 " in text
 
