@@ -57,8 +57,8 @@ SGLANG_ROUTER_VERSION = "0.3.2"
 ENVS["sglang"] = EnvSpec(
     version=SGLANG_VERSION,
     steps=[[f"sglang=={SGLANG_VERSION}", f"sglang-router=={SGLANG_ROUTER_VERSION}"]],
-    check=("import os; os.environ['SGLANG_USE_CPU_ENGINE'] = '1'\n"
-           "from importlib.metadata import version\n"
+    # no SGLANG_USE_CPU_ENGINE here: set before the imports, it makes SGLang load sgl_kernel, which needs a GPU
+    check=("from importlib.metadata import version\n"
            f"assert version('sglang') == {SGLANG_VERSION!r}, version('sglang')\n"
            f"assert version('sglang-router') == {SGLANG_ROUTER_VERSION!r}, version('sglang-router')\n"
            "import sglang, sglang_router\n"
