@@ -41,10 +41,15 @@ def _to_cpu() -> None:
 
 def setup(model: str):
     """A tokenizer manager holding SGLang's model config, tokenizer and multimodal processor."""
+    from sglang.srt.managers.multimodal_processor import import_processors
     from sglang.srt.managers.tokenizer_manager import TokenizerManager
+    from sglang.srt.models.registry import ModelRegistry
     from sglang.srt.runtime_context import publish
     from sglang.srt.server_args import ServerArgs
 
+    # the processors and the model classes are imported before SGLANG_USE_CPU_ENGINE is set (docstring)
+    import_processors("sglang.srt.multimodal.processors")
+    assert ModelRegistry.is_arch_supported("InternVLChatModel"), "SGLang's InternVLChatModel did not import"
     _to_cpu()
     args = ServerArgs(model_path=model, trust_remote_code=True, json_model_override_args=ARCH_OVERRIDE,
                       reasoning_parser="deepseek-r1", device="cpu")
@@ -114,6 +119,8 @@ def run_case(tm, chat, messages: list[dict]) -> dict:
         "stray_context_tokens": stray_ctx,
         "num_image_token": proc.num_image_token,
         "mm_items": len(getattr(out, "mm_items", None) or []),
+        "tiles": [int(item.feature.shape[0]) for item in (getattr(out, "mm_items", None) or [])
+                  if getattr(item, "feature", None) is not None],  # SGLang's own tiling, per image
         "text": text,
         "leftover": {p: text.count(p) for p in ("<image>", "<IMG_CONTEXT>")} | {
             "<<<...>>>": len(re.findall(r"<<<__\w+__>>>", text))},

@@ -35,8 +35,12 @@ from tutor.errors import EngineError
 from tutor.prompts import build_messages, render_text_prompt
 
 PROBE = Path(__file__).with_name("sglang_probe.py")
-SIZES = {"one image, 13 tiles": [(800, 600)], "two images, 1 and 3 tiles": [(448, 448), (900, 450)]}
+SIZES = {"one image, 13 tiles": [(800, 600)], "two images, 13 and 11 tiles": [(800, 600), (500, 1200)]}
 MAX_TILES = {"one image, max_tiles 6": ([(800, 600)], 6)}
+# Aspect ratios with several grids at the same distance (1:1 -> 1x1, 2x2, 3x3; 2:1 -> 2x1, 4x2): InternVL's
+# reference tiling (and transformers', ours) takes the larger grid only for a large enough image; SGLang
+# 0.5.23's dynamic_preprocess always takes the largest. Small square or 2:1 images get more tiles there.
+TIES = {"two small images on tied grids": [(448, 448), (900, 450)]}
 
 
 def _png(size) -> bytes:
@@ -66,7 +70,7 @@ def _tiles(sizes, max_tiles: int) -> list[int]:
 
 def _cases() -> dict[str, dict]:
     out = {}
-    for name, (sizes, tiles) in {**{k: (v, 12) for k, v in SIZES.items()}, **MAX_TILES}.items():
+    for name, (sizes, tiles) in {**{k: (v, 12) for k, v in {**SIZES, **TIES}.items()}, **MAX_TILES}.items():
         msgs = build_messages("solve", question="Find x.", lang="en", n_images=len(sizes))
         out[name] = {"sizes": sizes, "max_tiles": tiles, "prompt": render_text_prompt(msgs),
                      "openai": to_openai_messages(msgs, [_data_url(s) for s in sizes], max_tiles=tiles)}
@@ -110,12 +114,13 @@ def probed(sglang_python, tmp_path_factory):
 
 
 def check(case: dict, got: dict, tiles: list[int]) -> None:
-    """What a correct prompt looks like after SGLang's processor (plain asserts: the negative case
-    expects them to fail)."""
+    """What a correct prompt looks like after SGLang's processor, ``tiles`` being the tiles per image
+    (plain asserts: the negative case expects them to fail)."""
     n = len(tiles)
     assert got["rendered_prompt"] == case["prompt"], "SGLang rendered the template differently"
     assert got["image_data"] == n, "images dropped before the processor"
     assert [x["images"] for x in got["loads"]] == [n], f"load_mm_data matched {got['loads']}, not {n} images"
+    assert got["tiles"] == tiles, f"SGLang tiled the images as {got['tiles']}, not {tiles}"
     assert got["img_blocks"] == [got["num_image_token"] * t for t in tiles], \
         f"context tokens per image {got['img_blocks']} != {got['num_image_token']} x {tiles} tiles"
     assert got["mm_items"] == n
@@ -130,24 +135,47 @@ def test_the_pinned_sglang_ran_its_internvl_processor(probed):
     assert result["processor"] == "InternVLProcessor" and result["llm_arch"] == "Qwen2ForCausalLM"
 
 
+def _got(probed, template: str, name: str) -> tuple[dict, dict]:
+    cases, result = probed
+    return cases[name], result["templates"][template][list(cases).index(name)]
+
+
 @pytest.mark.parametrize("name", [*SIZES, *MAX_TILES])
 def test_our_template_is_matched_and_expanded_by_sglang(probed, name):
-    cases, result = probed
-    case = cases[name]
-    got = result["templates"]["ours"][list(cases).index(name)]
-    tiles = _tiles(case["sizes"], case["max_tiles"])
-    assert got["num_image_token"] == 256 and sum(tiles) == {"one image, 13 tiles": 13,
-                                                           "two images, 1 and 3 tiles": 4,
-                                                           "one image, max_tiles 6": 7}[name]
+    case, got = _got(probed, "ours", name)
+    tiles = _tiles(case["sizes"], case["max_tiles"])  # the project's processor: SGLang must agree here
+    assert got["num_image_token"] == 256
+    assert tiles == {"one image, 13 tiles": [13], "two images, 13 and 11 tiles": [13, 11],
+                     "one image, max_tiles 6": [7]}[name]
     assert got["max_dynamic_patch"] == case["max_tiles"]  # from image_url, as engine.http sends it
     check(case, got, tiles)
 
 
+def _largest_tied_grid(size, max_tiles: int = 12) -> int:
+    """SGLang 0.5.23's tiles for an image whose aspect ratio is exactly a grid's: the largest grid of
+    that ratio within max_tiles, plus the thumbnail when it has more than one tile."""
+    w, h = size
+    blocks = max(x * y for x in range(1, max_tiles + 1) for y in range(1, max_tiles + 1)
+                 if x * y <= max_tiles and x * h == y * w)
+    return blocks + (blocks > 1)
+
+
+def test_sglang_takes_the_largest_grid_on_a_tie_where_internvl_does_not(probed):
+    """Not a corruption (each image still matched and expanded), a difference to know: a small square
+    image is 10 tiles (2,560 tokens) on SGLang 0.5.23 and 1 tile in process and in InternVL's reference."""
+    [name] = TIES
+    case, got = _got(probed, "ours", name)
+    ours = _tiles(case["sizes"], 12)
+    sglang = [_largest_tied_grid(s) for s in case["sizes"]]
+    assert ours == [1, 3] and sglang == [10, 9]
+    check(case, got, sglang)
+    with pytest.raises(AssertionError, match="tiled the images"):
+        check(case, got, ours)
+
+
 @pytest.mark.parametrize("name", list(SIZES))
 def test_a_template_emitting_img_context_fails_the_same_checks(probed, name):
-    cases, result = probed
-    case = cases[name]
-    got = result["templates"]["img_context"][list(cases).index(name)]
-    with pytest.raises(AssertionError):
+    case, got = _got(probed, "img_context", name)
+    with pytest.raises(AssertionError, match="leftover"):  # a placeholder string left in the prompt
         check({**case, "prompt": case["prompt"].replace("<image>\n", "<IMG_CONTEXT>\n")}, got,
               _tiles(case["sizes"], case["max_tiles"]))
