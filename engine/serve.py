@@ -33,6 +33,12 @@ first), plus ``--context-length`` and ``SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LE
 ports after ``--port``) behind ``sglang_router.launch_router`` on ``--port`` (cache-aware routing,
 retries, queue limits, the API key); with vLLM, ``--data-parallel-size N`` in one server.
 
+Pinned engines (``engine.versions``): before starting SGLang or sglang-router, the launcher asks the
+Python that will run them (``--python``, default this one; e.g. the serving venv of
+``requirements-gpu-server.txt``) for their versions and refuses any but the tested ones, in English and
+Chinese, naming the tested version and the install command; ``--allow-untested-engine`` starts them
+anyway with a warning.
+
 ``--engine transformers`` saves the preset as a local checkpoint (``tiny-random`` is built locally,
 hub presets are downloaded and converted to the native layout) and runs ``transformers serve`` on it.
 That server takes images for the native InternVL class (the checkpoint's own chat template, with the
