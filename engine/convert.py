@@ -512,4 +512,5 @@ def tiny_original_path(seed: int = 0) -> Path:
             data.pop(key, None)
         tcfg.write_text(json.dumps(data, indent=2))
 
-    return cached_build(f"tiny-random-s{seed}-v{BUILD_VERSION}-original", "config.json", build)
+    # "-p": with the processor files (write_processor_files); a cache from before them is not reused
+    return cached_build(f"tiny-random-s{seed}-v{BUILD_VERSION}-original-p", "config.json", build)
