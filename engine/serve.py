@@ -505,6 +505,10 @@ def main(args) -> int:
                 checkpoint = data_dir() / "models" / (preset.repo_id.replace("/", "--") + "-native")
             else:
                 checkpoint = resolve(preset.name)[0]
-        print(shell(plan(opts, checkpoint=checkpoint)))
+        launches = plan(opts, checkpoint=checkpoint)
+        if args.python:  # print the interpreter that would run them
+            launches = [Launch(ln.name, [args.python, *ln.argv[1:]] if ln.argv[0] == "python" else ln.argv, ln.url,
+                               ln.env, ln.overlay) for ln in launches]
+        print(shell(launches))
         return 0
     return run(plan(opts), python=args.python, allow_untested=args.allow_untested_engine)

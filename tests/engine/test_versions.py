@@ -117,3 +117,9 @@ def test_a_broken_interpreter_is_a_clear_error(tmp_path):
 def test_vllm_and_transformers_launches_are_not_pinned_here():
     assert versions.needed(["vllm", "serve", "x"]) == {}
     assert versions.needed(["python", "-m", "sglang.launch_server"]) == {"sglang": SGLANG_VERSION}
+
+
+def test_dry_run_prints_the_given_python_and_checks_nothing(tmp_path, capsys):
+    py = _fake_python(tmp_path, {"sglang": "0.0.1"})  # never asked: a dry run starts nothing
+    assert main(["serve", "--model", "r1v2-38b-awq", "--context-length", "8192", "--python", py, "--dry-run"]) == 0
+    assert f"{py} -m sglang.launch_server" in capsys.readouterr().out
