@@ -2,6 +2,8 @@
 
     python bench/gpu_check.py                 # on a lent GPU (H100/H200 class: ~77 GB of bf16 weights)
     python bench/gpu_check.py --tiny          # the same code path on a tiny shape, on any machine
+    python bench/gpu_check.py --serve         # then the launchers' smoke run (bench/serve_smoke.py)
+    python bench/gpu_check.py --serve-only    # only that: SGLang and vLLM on the tiny checkpoint, n=4 each
 
 No download: the native ``InternVLForConditionalGeneration`` is built from the R1V2-38B shape
 (InternViT-6B + MLP adapter + QwQ-32B) directly on the GPU in bf16 with random weights. Decode
@@ -13,6 +15,11 @@ lm_head stay bf16, as the ``r1v2-38b-nf4`` preset does) and measures again. The 
 is a short table: measured tokens/s, the planner's memory-bandwidth limit for the same setting
 (``engine.plan``), and their ratio. Writes ``bench/results/gpu_check.json``. Budget: under 8 minutes
 on an H100/H200 (building the model takes well under a minute; each measurement a few seconds).
+
+``--serve`` / ``--serve-only``: ``bench/serve_smoke.py`` starts ``python -m engine serve`` with SGLang and
+with vLLM on the tiny checkpoint and solves one image with n=4 through ``HttpEngine`` on each; an engine
+that is not installed, or a machine without a GPU, is reported as SKIPPED with the reason. Its options
+(``--engines``, ``--sglang-python``, ``--vllm-bin``, ...) are accepted here too.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import serve_smoke  # noqa: E402  (bench/serve_smoke.py, beside this file)
 
 
 def build_config(tiny: bool):
@@ -99,7 +109,12 @@ def main(argv=None) -> int:
     p.add_argument("--ns", default="1,8")
     p.add_argument("--gpu-name", default=None, help="planner GPU name (default: guessed from the device)")
     p.add_argument("--out", default="bench/results/gpu_check.json")
+    p.add_argument("--serve", action="store_true", help="then the launchers' smoke run (bench/serve_smoke.py)")
+    p.add_argument("--serve-only", action="store_true", help="only the launchers' smoke run")
+    serve_smoke.add_arguments(p)
     args = p.parse_args(argv)
+    if args.serve_only:
+        return serve_smoke.run(args)
 
     import torch
     from transformers import InternVLForConditionalGeneration
@@ -148,6 +163,12 @@ def main(argv=None) -> int:
     print(f"\n{'quant':6s} {'n':>3s} {'tokens/s':>10s} {'limit':>10s} {'ratio':>7s}   ({dev_name})")
     for r in rows:
         print(f"{r['quant']:6s} {r['n']:3d} {r['tokens_per_s']:10.1f} {str(r['limit']):>10s} {str(r['ratio']):>7s}")
+    if args.serve:
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the servers need the GPU's memory
+        print()
+        return serve_smoke.run(args)
     return 0
 
 

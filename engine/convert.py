@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 from engine.tiny import IMAGE_TOKEN_ATTRS as IMAGE_TOKENS  # the tokenizer attributes InternVLProcessor reads
@@ -461,8 +462,41 @@ def convert_to_original(src: str | Path, dst: str | Path) -> Path:
     cfg = AutoConfig.from_pretrained(src, trust_remote_code=False)
     (dst / "config.json").write_text(json.dumps(config_to_original(cfg), indent=2))
     _write_shards(src, dst, state_dict_to_original)
-    load_tokenizer(src).save_pretrained(dst)
+    tokenizer = load_tokenizer(src)
+    tokenizer.save_pretrained(dst)
+    write_processor_files(cfg, tokenizer, dst)
     return dst
+
+
+# What a saved processor writes besides its tokenizer's files (those the tokenizer save already wrote).
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json")
+
+
+def write_processor_files(cfg, tokenizer, dst: str | Path, *, max_tiles: int = 12) -> list[str]:
+    """Write the image processor's config files for an original-layout checkpoint at ``dst``.
+
+    The tokenizer config keeps ``processor_class`` (the native ``InternVLProcessor``), so
+    ``AutoProcessor.from_pretrained(dst)``, which SGLang calls to get the tokenizer its InternVL
+    processor uses, builds that class and needs its image and video processor configs; without them it
+    fails (``OSError: Can't load image processor``) and so does ``launch_server`` (issue 19, point 1).
+    The tiling written is the one ``config_to_original`` records (``max_dynamic_patch``). Returns the
+    names written."""
+    import tempfile
+
+    from engine.tiny import build_processor
+
+    dst = Path(dst)
+    processor = build_processor(tokenizer, image_size=cfg.vision_config.image_size[0], max_tiles=max_tiles,
+                                image_seq_length=cfg.image_seq_length)
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        processor.save_pretrained(tmp)  # processor_config.json, the sub-processors nested (transformers 5)
+        processor.image_processor.save_pretrained(tmp)  # preprocessor_config.json, for AutoImageProcessor
+        for name in PROCESSOR_FILES:
+            if (Path(tmp) / name).is_file():
+                shutil.copyfile(Path(tmp) / name, dst / name)
+                written.append(name)
+    return written
 
 
 def tiny_original_path(seed: int = 0) -> Path:
@@ -478,4 +512,5 @@ def tiny_original_path(seed: int = 0) -> Path:
             data.pop(key, None)
         tcfg.write_text(json.dumps(data, indent=2))
 
-    return cached_build(f"tiny-random-s{seed}-v{BUILD_VERSION}-original", "config.json", build)
+    # "-p": with the processor files (write_processor_files); a cache from before them is not reused
+    return cached_build(f"tiny-random-s{seed}-v{BUILD_VERSION}-original-p", "config.json", build)

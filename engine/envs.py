@@ -48,6 +48,24 @@ class EnvSpec:
 # Filled in by the engines that use them (vLLM's CPU build, SGLang): see their modules and FACTS.md.
 ENVS: dict[str, EnvSpec] = {}
 
+# SGLang, pinned: its InternVL image placeholder changed across releases (FACTS.md), so the version the
+# template test ran (tests/test_sglang_template.py) is the one served; sglang-router 0.3.2 is the index's
+# router release beside it, with the client --api-key check (SGLang PR 10826). SGLang pins torch 2.14.1
+# and transformers 5.19 itself; on a CPU its kernels do not load, its processor runs (tests/sglang_probe.py).
+SGLANG_VERSION = "0.5.23"
+SGLANG_ROUTER_VERSION = "0.3.2"
+ENVS["sglang"] = EnvSpec(
+    version=SGLANG_VERSION,
+    steps=[[f"sglang=={SGLANG_VERSION}", f"sglang-router=={SGLANG_ROUTER_VERSION}"]],
+    # no SGLANG_USE_CPU_ENGINE here: set before the imports, it makes SGLang load sgl_kernel, which needs a GPU
+    check=("from importlib.metadata import version\n"
+           f"assert version('sglang') == {SGLANG_VERSION!r}, version('sglang')\n"
+           f"assert version('sglang-router') == {SGLANG_ROUTER_VERSION!r}, version('sglang-router')\n"
+           "import sglang, sglang_router\n"
+           "from sglang.srt.multimodal.processors.internvl import InternVLProcessor"),
+    note="SGLang's own template loader and InternVL processor, run on the CPU by the template test",
+)
+
 
 def engines_dir() -> Path:
     """Where engine environments live: ``R1V_ENGINES_DIR`` or ``<data dir>/engines``."""

@@ -33,6 +33,12 @@ first), plus ``--context-length`` and ``SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LE
 ports after ``--port``) behind ``sglang_router.launch_router`` on ``--port`` (cache-aware routing,
 retries, queue limits, the API key); with vLLM, ``--data-parallel-size N`` in one server.
 
+Pinned engines (``engine.versions``): before starting SGLang or sglang-router, the launcher asks the
+Python that will run them (``--python``, default this one; e.g. the serving venv of
+``requirements-gpu-server.txt``) for their versions and refuses any but the tested ones, in English and
+Chinese, naming the tested version and the install command; ``--allow-untested-engine`` starts them
+anyway with a warning.
+
 ``--engine transformers`` saves the preset as a local checkpoint (``tiny-random`` is built locally,
 hub presets are downloaded and converted to the native layout) and runs ``transformers serve`` on it.
 That server takes images for the native InternVL class (the checkpoint's own chat template, with the
@@ -374,13 +380,15 @@ def wait_ready(url: str, timeout: float = 120.0, proc: subprocess.Popen | None =
                       f"{url} 上的服务器在 {timeout:.0f} 秒后仍未就绪。", detail=last)
 
 
-def _require(launch: Launch) -> None:
+def _require(launch: Launch, python: str = sys.executable) -> None:
     import importlib.util
     import shutil
 
     exe = launch.argv[0]
     missing = None
-    if exe == "python" and launch.argv[1] == "-m":
+    if exe == "python" and launch.argv[1] == "-m" and python != sys.executable:
+        pass  # another interpreter runs it: engine.versions asked that one (pinned engines)
+    elif exe == "python" and launch.argv[1] == "-m":
         mod = launch.argv[2].split(".")[0]
         if importlib.util.find_spec(mod) is None:
             missing = mod
@@ -413,21 +421,28 @@ def _write_overlays(launches: list[Launch]) -> None:
         done.add(ov["dir"])
 
 
-def run(launches: list[Launch]) -> int:
+def run(launches: list[Launch], *, python: str | None = None, allow_untested: bool = False) -> int:
     """Start the launches. One process: exec it (its PID is ours, signals reach it). Several: start
-    them all (the router waits for its workers), and stop them all when one exits."""
+    them all (the router waits for its workers), and stop them all when one exits. ``python``: the
+    interpreter that runs ``python -m ...`` launches (default: this one); its SGLang / sglang-router
+    versions are checked first (``engine.versions``; ``allow_untested`` only warns)."""
+    from engine.versions import check_launch_versions
+
+    python = python or sys.executable
+    for warning in check_launch_versions([ln.argv for ln in launches], python, allow_untested=allow_untested):
+        print(warning, file=sys.stderr, flush=True)
     for ln in launches:
-        _require(ln)
+        _require(ln, python)
     _write_overlays(launches)
     if len(launches) == 1:
         ln = launches[0]
         print(f"serving on {ln.url}  ({ln.name})", file=sys.stderr, flush=True)
-        argv = [sys.executable, *ln.argv[1:]] if ln.argv[0] == "python" else ln.argv
+        argv = [python, *ln.argv[1:]] if ln.argv[0] == "python" else ln.argv
         os.execvpe(argv[0], argv, {**os.environ, **ln.env})
     procs: list[subprocess.Popen] = []
     try:
         for ln in launches:
-            argv = [sys.executable, *ln.argv[1:]] if ln.argv[0] == "python" else ln.argv
+            argv = [python, *ln.argv[1:]] if ln.argv[0] == "python" else ln.argv
             log.warning("starting %s on %s", ln.name, ln.url)
             procs.append(subprocess.Popen(argv, env={**os.environ, **ln.env}))
         # The router waits for its workers itself (up to its --worker-startup-timeout-secs).
@@ -466,6 +481,10 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", help="--engine transformers only")
     p.add_argument("--first-gpu", type=int, default=0, help="first GPU index to use")
     p.add_argument("--dry-run", action="store_true", help="print the command(s), start nothing")
+    p.add_argument("--python", default=None, help="the serving environment's Python that runs the engine "
+                   "(default: this one); its SGLang version is checked before starting")
+    p.add_argument("--allow-untested-engine", action="store_true",
+                   help="start an SGLang / sglang-router version other than the tested one (with a warning)")
 
 
 def main(args) -> int:
@@ -486,6 +505,10 @@ def main(args) -> int:
                 checkpoint = data_dir() / "models" / (preset.repo_id.replace("/", "--") + "-native")
             else:
                 checkpoint = resolve(preset.name)[0]
-        print(shell(plan(opts, checkpoint=checkpoint)))
+        launches = plan(opts, checkpoint=checkpoint)
+        if args.python:  # print the interpreter that would run them
+            launches = [Launch(ln.name, [args.python, *ln.argv[1:]] if ln.argv[0] == "python" else ln.argv, ln.url,
+                               ln.env, ln.overlay) for ln in launches]
+        print(shell(launches))
         return 0
-    return run(plan(opts))
+    return run(plan(opts), python=args.python, allow_untested=args.allow_untested_engine)

@@ -252,3 +252,36 @@ def test_conversion_never_runs_or_prompts_for_remote_code(tmp_path, monkeypatch,
     else:
         assert (convert_to_native(orig_dir, tmp_path / "back") / "config.json").exists()
     assert prompts == [] and not marker.exists()
+
+
+def test_original_layout_carries_the_processor_config(tmp_path):
+    """convert --to original writes the processor files its tokenizer config's processor_class needs:
+    AutoProcessor (what SGLang calls for the tokenizer) and AutoImageProcessor load them, with the
+    InternVL tiling (448 px tiles, up to 12 plus a thumbnail, ImageNet mean/std). Without them
+    AutoProcessor raised "Can't load image processor" (issue 19 point 1; SGLang's own run:
+    tests/test_sglang_template.py)."""
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    from engine.tiny import IMAGENET_MEAN, IMAGENET_STD
+
+    _, orig_dir = _original(tmp_path)
+    assert (orig_dir / "processor_config.json").is_file() and (orig_dir / "preprocessor_config.json").is_file()
+    assert json.loads((orig_dir / "tokenizer_config.json").read_text()).get("processor_class") == "InternVLProcessor"
+    proc = AutoProcessor.from_pretrained(orig_dir)
+    assert type(proc).__name__ == "InternVLProcessor" and proc.image_seq_length == 256
+    image = AutoImageProcessor.from_pretrained(orig_dir)
+    assert image.size == {"height": 448, "width": 448} and image.max_patches == 12 and image.crop_to_patches
+    assert list(image.image_mean) == list(IMAGENET_MEAN) and list(image.image_std) == list(IMAGENET_STD)
+    assert image(images=[Image.new("RGB", (800, 600))])["num_patches"] == [13]
+    assert "<IMG_CONTEXT>" in proc.tokenizer.get_vocab()
+
+
+def test_original_layout_without_the_processor_config_is_what_broke(tmp_path):
+    """The failure the processor files fix, seen with transformers' own loader."""
+    from transformers import AutoProcessor
+
+    _, orig_dir = _original(tmp_path)
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        (orig_dir / name).unlink()
+    with pytest.raises(OSError, match="image processor"):
+        AutoProcessor.from_pretrained(orig_dir)
