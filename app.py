@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import gradio as gr
 
 from tutor import mathcheck, settings
-from tutor.errors import InputError
+from tutor.errors import EngineError, InputError
 from tutor.intake import load_image
 from tutor.store import Store
 from webui import layout, locale, space, upload_limits, view
@@ -336,7 +337,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     store = open_store()  # checked; a bad database is a clear message and exit status 2, never a traceback
     sweep([cache_dir(), EXPORTS])  # what a killed process left, older than R1V_CACHE_MAX_AGE_S
-    demo = build_app(store=store, cfg=cfg)
+    try:
+        demo = build_app(store=store, cfg=cfg)
+    except EngineError as e:  # a local server that cannot start (engine.local): said once, no traceback
+        print(f"{e.en}\n{e.zh}", file=sys.stderr)
+        return 2
+    if getattr(demo.r1v.engine, "server", None) is not None:  # type: ignore[attr-defined]
+        # SIGTERM as Ctrl-C: a normal exit, whose atexit stops the child server (engine.local)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     mathcheck.warm_up()  # sympy loads in the checker's workers while the page starts, not on the first check
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)
     log.info("R1V Tutor: model %s, http://%s:%d", demo.r1v.engine.name, cfg.host, cfg.port)  # type: ignore[attr-defined]
