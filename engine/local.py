@@ -205,6 +205,8 @@ class LocalServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.start_timeout, self.grace = start_timeout, grace
         self.log_path = log_path or data_dir() / "serving" / f"{model.replace('/', '--')}-{engine}.log"
+        # the id the server answers to: --served-model-name for SGLang and vLLM; transformers serve: its own
+        self.served_model = model if engine in SERVER_ENGINES else None
         self.state = "new"  # new | starting | ready | failed | stopped
         self.error: EngineError | None = None
         self.proc: subprocess.Popen | None = None
@@ -285,10 +287,11 @@ class LocalServer:
         log.info("model server stopped (%s)", self.engine)
 
     def tail(self, lines: int = TAIL_LINES) -> list[str]:
-        """The last lines of the server's log."""
+        """The last lines the server wrote to its log (the watchdog's own lines left out)."""
         try:
             with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return [ln.rstrip() for ln in deque(f, maxlen=lines)]
+                mine = (ln.rstrip() for ln in f if not ln.startswith("[supervise]"))
+                return [ln for ln in deque(mine, maxlen=lines)]
         except OSError:
             return []
 
@@ -306,8 +309,8 @@ class LocalServer:
                 return
             self.state, self.error = "failed", err
         log.error("the model server did not start: %s%s", err.en, f"\n{err.detail}" if err.detail else "")
+        self._reap()  # before waiters hear of it: nothing of the server is left when they do
         self._ready.set()
-        self._reap()
 
     def _boot(self) -> None:
         try:

@@ -259,7 +259,7 @@ class LazyEngine:
                     "engine_missing", "The HTTP backend (engine.http) is not installed in this version.",
                     "此版本还没有 HTTP 后端（engine.http）。", detail=str(e)))
             if self.server is not None:  # served as the preset's name (engine.serve --served-model-name)
-                return HttpEngine(self.target, model=self.server.model, **self.http_kwargs)
+                return HttpEngine(self.target, model=self.server.served_model, **self.http_kwargs)
             return HttpEngine(self.target, api_key=os.environ.get("R1V_API_KEY") or None, **self.http_kwargs)
         from engine.core import Engine
 
