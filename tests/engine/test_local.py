@@ -293,7 +293,7 @@ def test_the_app_answers_a_photo_through_a_transformers_serve_child(tiny_dir, tm
     from webui.config import AppConfig
 
     monkeypatch.delenv("R1V_ENGINE_PYTHON", raising=False)
-    cfg = AppConfig(model="tiny-random", local_engine="transformers", local_start_s=240)
+    cfg = AppConfig(model="tiny-random", local_engine="transformers", local_start_s=240, max_new_tokens=16)
     _answer_a_photo(cfg, tmp_path)
 
 
@@ -314,5 +314,30 @@ def test_the_app_answers_a_photo_through_a_vllm_cpu_child(tiny_dir, tmp_path, mo
     from webui.config import AppConfig
 
     monkeypatch.delenv("R1V_ENGINE_PYTHON", raising=False)
-    cfg = AppConfig(model="tiny-random", local_engine="vllm", local_start_s=300)
+    cfg = AppConfig(model="tiny-random", local_engine="vllm", local_start_s=300, max_new_tokens=16)
     _answer_a_photo(cfg, tmp_path)
+
+
+# -- the command lines: a failed start is a message, not a traceback -----------------------------------
+
+def test_app_with_a_missing_engine_says_so_and_exits_2(tmp_path, capsys):
+    import app
+
+    py = tmp_path / "no-engine-python"
+    py.write_text("#!/bin/sh\nexit 1\n")
+    py.chmod(0o755)
+    assert app.main(["--model", "tiny-random", "--local-engine", "vllm", "--engine-python", str(py)]) == 2
+    err = capsys.readouterr().err
+    assert "vllm is not installed" in err and "尚未安装" in err and "Traceback" not in err
+
+
+def test_solve_with_a_local_engine_that_dies_names_its_last_line(fake, tmp_path):
+    py, pidfile = fake
+    photo = tmp_path / "p.png"
+    _photo().save(photo)
+    r = subprocess.run([sys.executable, "-m", "engine", "solve", str(photo), "--model", "tiny-random",
+                        "--local-engine", "transformers", "--engine-python", str(py)], cwd=ROOT,
+                       env={**os.environ, "FAKE_MODE": "die"}, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 1, r.stderr
+    assert "exited while starting (status 3)" in r.stderr and "fake engine failed to load" in r.stderr
+    assert "Traceback" not in r.stderr
