@@ -331,7 +331,17 @@ class LocalServer:
         if module is None or not importable(python, module):
             raise _missing(self.engine, self.model)
         opts = serve.ServeOptions(model=self.model, engine=self.engine, host="127.0.0.1", port=self.port)
-        launches = serve.plan(opts)
+        checkpoint = None
+        if self.engine == "vllm" and get_preset(self.model).source == "tiny":
+            # vLLM's CPU build: its engine env and the tiny model in the Skywork-R1V layout, made as
+            # `python -m engine serve --engine vllm` makes them (engine.vllm_cpu)
+            try:
+                from engine import vllm_cpu
+            except ImportError:
+                raise _missing(self.engine, self.model) from None
+            python, checkpoint = vllm_cpu.prepare(get_preset(self.model).seed, log=lambda m: log.info("%s", m))
+            python = str(python)
+        launches = serve.plan(opts, checkpoint=checkpoint)
         if len(launches) != 1:
             raise EngineError("local_server_replicas", "The local server mode runs one server process.",
                               "本地服务器模式只运行一个服务器进程。")
