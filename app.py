@@ -337,14 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     store = open_store()  # checked; a bad database is a clear message and exit status 2, never a traceback
     sweep([cache_dir(), EXPORTS])  # what a killed process left, older than R1V_CACHE_MAX_AGE_S
+    if cfg.model and not cfg.server and cfg.local_engine != "none":  # a local server may start (engine.local):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM as a normal exit, whose atexit stops it
     try:
         demo = build_app(store=store, cfg=cfg)
     except EngineError as e:  # a local server that cannot start (engine.local): said once, no traceback
         print(f"{e.en}\n{e.zh}", file=sys.stderr)
         return 2
-    if getattr(demo.r1v.engine, "server", None) is not None:  # type: ignore[attr-defined]
-        # SIGTERM as Ctrl-C: a normal exit, whose atexit stops the child server (engine.local)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if getattr(demo.r1v.engine, "server", None) is None:  # type: ignore[attr-defined]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # none started: as before
     mathcheck.warm_up()  # sympy loads in the checker's workers while the page starts, not on the first check
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)
     log.info("R1V Tutor: model %s, http://%s:%d", demo.r1v.engine.name, cfg.host, cfg.port)  # type: ignore[attr-defined]

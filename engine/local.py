@@ -251,13 +251,33 @@ class LocalServer:
             return self.url
         raise self.error or self._starting_error()
 
+    def _check_alive(self) -> None:
+        """A server that was ready and then exited is failed, with the last line of its log."""
+        proc = self.proc
+        if self.state == "ready" and proc is not None and proc.poll() is not None:
+            tail = self.tail()
+            last = tail[-1] if tail else "(empty)"
+            with self._lock:
+                if self.state != "ready":
+                    return
+                self.state = "failed"
+                self.error = EngineError(
+                    "server_died", f"The model server ({self.engine}) stopped (status {proc.returncode}). Last line of "
+                    f"its log: {last}. Restart the app; full log: {self.log_path}.",
+                    f"模型服务器（{self.engine}）已停止（状态 {proc.returncode}）。日志最后一行：{last}。请重启应用；"
+                    f"完整日志：{self.log_path}。", detail="\n".join(tail))
+            log.error("%s\n%s", self.error.en, self.error.detail)
+            _LIVE.discard(self)
+
     def raise_unless_ready(self) -> None:
+        self._check_alive()
         if self.state != "ready":
             raise self.error or self._starting_error()
 
     def health(self) -> dict:
         """{"ok": False, "starting": True, "elapsed_s"} while starting; the error once failed;
         {"ok": True} when ready (the HTTP engine's own health says more)."""
+        self._check_alive()
         if self.state == "ready":
             return {"ok": True, "url": self.url}
         if self.state == "starting" or self.state == "new":

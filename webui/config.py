@@ -267,6 +267,8 @@ class LazyEngine:
         return Engine(self.target)
 
     def _stream_impl(self, *args: Any, **kw: Any) -> Iterator[Any]:
+        if self.server is not None:
+            self.server.raise_unless_ready()  # still starting, or stopped since: said as such
         yield from self.get().stream(*args, **kw)
 
     def stream(self, *args: Any, **kw: Any) -> Iterator[Any]:
@@ -280,8 +282,8 @@ class LazyEngine:
         """{"ok": bool, "loaded": bool, ...}; asks the server for an HTTP engine, never raises."""
         if self.kind != "http":
             return {"ok": True, "loaded": self.loaded}
-        if self.server is not None and self.server.state != "ready":
-            return self.server.health()  # starting (the banner says so) or why it did not start
+        if self.server is not None and not self.server.health()["ok"]:
+            return self.server.health()  # starting (the banner says so), or why it did not start or stopped
         try:
             eng = self.get()
             info = dict(eng.health()) if hasattr(eng, "health") else {"ok": True}

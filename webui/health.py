@@ -52,7 +52,7 @@ class HealthMonitor:
         if not self.background:
             return self.engine.health()
         server = getattr(self.engine, "server", None)  # a local server (engine.local) still starting, or
-        if server is not None and server.state != "ready":  # failed: known here without any I/O
+        if server is not None and not server.health()["ok"]:  # failed or stopped: known here without any I/O
             return self.engine.health()
         self.start()
         with self._lock:

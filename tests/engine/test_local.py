@@ -35,6 +35,21 @@ echo $$ > "$FAKE_PIDFILE"
 case "$FAKE_MODE" in
   die) echo "loading the weights"; echo "RuntimeError: fake engine failed to load"; exit 3 ;;
   stubborn) trap '' TERM INT HUP; while true; do sleep 0.2; done ;;
+  serve) echo "fake server up"; exec "$FAKE_REAL_PYTHON" - "$@" <<'PY'
+import http.server, json, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"data": [{"id": "fake"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+  ;;
   *) exec sleep 600 ;;
 esac
 """
@@ -176,6 +191,23 @@ def test_a_child_that_never_answers_times_out_and_is_stopped(fake, tmp_path, mon
     assert _gone_within(pid, 15) and srv.proc.poll() is not None
 
 
+def test_a_server_that_dies_after_it_was_ready_is_reported(fake, tmp_path, monkeypatch):
+    py, pidfile = fake
+    monkeypatch.setenv("FAKE_MODE", "serve")
+    monkeypatch.setenv("FAKE_REAL_PYTHON", sys.executable)
+    srv = _server(py, tmp_path).start()
+    assert srv.wait(60) == srv.url and srv.health()["ok"] is True
+    srv.raise_unless_ready()
+    os.kill(_pid_from(pidfile), signal.SIGKILL)
+    srv.proc.wait(timeout=15)
+    h = srv.health()
+    assert h["ok"] is False and h["problem"] == "server_died" and "fake server up" in h["error"]
+    assert "已停止" in h["error_zh"]
+    with pytest.raises(EngineError) as e:
+        srv.raise_unless_ready()
+    assert e.value.code == "server_died"
+
+
 # -- stopping: the child never outlives the app ---------------------------------------------------------
 
 def test_stop_ends_a_child_that_ignores_sigterm(fake, tmp_path, monkeypatch):
@@ -203,8 +235,9 @@ def test_the_watchdog_stops_the_server_when_its_pipe_closes(tmp_path):
     assert wd.wait(timeout=15) is not None and _gone_within(pid, 10)
 
 
-def test_sigkill_of_the_app_takes_its_server_along(fake, tmp_path):
-    """`python app.py --local-engine ...` killed with SIGKILL: its server child is gone too."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_apps_server_ends_with_the_app(fake, tmp_path, sig):
+    """`python app.py --local-engine ...` killed (SIGKILL) or stopped (SIGTERM): its server is gone too."""
     py, pidfile = fake
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -217,9 +250,10 @@ def test_sigkill_of_the_app_takes_its_server_along(fake, tmp_path):
         pid = _pid_from(pidfile, 120)
         time.sleep(0.5)
         assert _alive(pid) and app.poll() is None
-        app.send_signal(signal.SIGKILL)
-        app.wait(timeout=10)
-        assert _gone_within(pid, 15), "the model server outlived the killed app"
+        app.send_signal(sig)
+        code = app.wait(timeout=30)
+        assert _gone_within(pid, 15), "the model server outlived the app"
+        assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 0)  # SIGTERM: a normal exit
     finally:
         if app.poll() is None:
             app.kill()
