@@ -1,6 +1,8 @@
 """R1V Tutor web app (Gradio 6): photo in, reasoning and worked answer out.
 
     python app.py [--model PRESET] [--server URL] [--n N] [--host H] [--port P] [--share]
+    python app.py --model r1v2-38b-awq [--local-engine sglang|vllm|none] [--engine-python PY]
+                                                # the serving engine as the app's child (engine.local)
 
 (all flags and their R1V_* environment variables: ``webui/config.py``). In a test or a notebook::
 
