@@ -28,17 +28,26 @@ import threading
 import time
 
 
+def _find_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # no prctl: the pipe still stops the server
+        return None
+
+
+# looked up once, at import: between fork and exec (a preexec_fn) only the call itself runs
+_PRCTL = _find_prctl()
+PR_SET_PDEATHSIG = 1
+
+
 def set_pdeathsig(sig: int = signal.SIGTERM) -> None:
     """Ask Linux to send ``sig`` to this process when its parent (thread) dies; nothing elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):  # no prctl: the pipe still stops the server
-        pass
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
 def _stop_group(server: subprocess.Popen, grace: float) -> int:
