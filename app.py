@@ -1,6 +1,8 @@
 """R1V Tutor web app (Gradio 6): photo in, reasoning and worked answer out.
 
     python app.py [--model PRESET] [--server URL] [--n N] [--host H] [--port P] [--share]
+    python app.py --model r1v2-38b-awq [--local-engine sglang|vllm|none] [--engine-python PY]
+                                                # the serving engine as the app's child (engine.local)
 
 (all flags and their R1V_* environment variables: ``webui/config.py``). In a test or a notebook::
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -28,7 +31,7 @@ from typing import Any
 import gradio as gr
 
 from tutor import mathcheck, settings
-from tutor.errors import InputError
+from tutor.errors import EngineError, InputError
 from tutor.intake import load_image
 from tutor.store import Store
 from webui import layout, locale, space, upload_limits, view
@@ -336,7 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     store = open_store()  # checked; a bad database is a clear message and exit status 2, never a traceback
     sweep([cache_dir(), EXPORTS])  # what a killed process left, older than R1V_CACHE_MAX_AGE_S
-    demo = build_app(store=store, cfg=cfg)
+    if cfg.model and not cfg.server and cfg.local_engine != "none":  # a local server may start (engine.local):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM as a normal exit, whose atexit stops it
+    try:
+        demo = build_app(store=store, cfg=cfg)
+    except EngineError as e:  # a local server that cannot start (engine.local): said once, no traceback
+        print(f"{e.en}\n{e.zh}", file=sys.stderr)
+        return 2
+    if getattr(demo.r1v.engine, "server", None) is None:  # type: ignore[attr-defined]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # none started: as before
     mathcheck.warm_up()  # sympy loads in the checker's workers while the page starts, not on the first check
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.engine_concurrency)
     log.info("R1V Tutor: model %s, http://%s:%d", demo.r1v.engine.name, cfg.host, cfg.port)  # type: ignore[attr-defined]

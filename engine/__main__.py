@@ -9,6 +9,7 @@
     python -m engine presets
     python -m engine plan --model r1v2-38b-nf4 --gpu L4 --n 8 --max-tokens 16384
     python -m engine solve IMAGE... --server URL [--api-key KEY]   (an SGLang / vLLM / transformers server)
+    python -m engine solve IMAGE... --model PRESET --local-engine auto|sglang|vllm   (started here, stopped after)
     python -m engine serve --model PRESET [--engine sglang|vllm|transformers] [--replicas N] [--dry-run]
 
 Bad input (a missing, empty, corrupt or non-image file, an n out of range, an unknown preset) is one
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--reward", default="none", help="reward model preset or directory, or none")
     s.add_argument("--server", default=None, help="OpenAI-compatible server URL (SGLang/vLLM): use it, not --model")
     s.add_argument("--api-key", default=None, help="API key for --server")
+    s.add_argument("--local-engine", default="none", choices=["none", "auto", "sglang", "vllm", "transformers"],
+                   help="start this serving engine for --model as a child and solve through it (engine.local); "
+                        "auto: the preset's own engine when installed")
+    s.add_argument("--engine-python", default=None, help="the serving engine's own Python (with --local-engine)")
 
     from engine import serve
 
@@ -86,6 +91,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _local_url(args) -> bool:
+    """``--local-engine``: start the server for ``--model`` (stopped at exit), wait for it, printing
+    progress on stderr; False when the choice is the in-process engine."""
+    import time
+
+    from engine.local import LocalServer, choose
+
+    served = choose(args.model, args.local_engine, args.engine_python)
+    if served is None:
+        return False
+    srv = LocalServer(args.model, served, python=args.engine_python).start()
+    print(f"starting {served} for {args.model} on {srv.url} (log: {srv.log_path})", file=sys.stderr, flush=True)
+    while True:
+        try:
+            args.local_url, args.served_model = srv.wait(15), srv.served_model
+            return True
+        except EngineError as e:
+            if e.code != "server_starting":
+                if e.detail:
+                    print(e.detail, file=sys.stderr)
+                raise
+            print(f"  still starting ({time.monotonic() - srv.started_at:.0f} s)", file=sys.stderr, flush=True)
+
+
 def _solve(args) -> int:
     from pathlib import Path
 
@@ -115,6 +144,11 @@ def _solve(args) -> int:
 
         engine = HttpEngine(args.server, api_key=args.api_key)
         engine.check()  # not reachable, wrong model, no image input: said before any solve
+    elif args.local_engine != "none" and _local_url(args):
+        from engine.http import HttpEngine
+
+        engine = HttpEngine(args.local_url, model=args.served_model)
+        engine.check()
     else:
         engine = Engine(args.model, quantization=quant, max_new_tokens=args.max_new_tokens)  # YaRN if it needs it
     sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)

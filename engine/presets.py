@@ -42,6 +42,9 @@ class Preset:
     seed: int = 0  # for source="tiny"
     served_only: bool = False  # only a serving engine (SGLang / vLLM) loads it, never the in-process Engine
     tp_size: int = 1  # GPUs per server replica (tensor parallelism) for `python -m engine serve`
+    # The serving engine `python app.py --model NAME` starts as its child when it is installed
+    # (engine.local; `--local-engine` chooses another or none); None: in process unless asked.
+    engine: str | None = None
     # Whether the model can write new problems, hints and explanations of its own. False for the small
     # models (tiny-random, mini): the tutor then makes practice problems, hints and the page's examples
     # from its drill family (tutor.drills) and says honestly what the model cannot do.
@@ -99,6 +102,7 @@ PRESETS: dict[str, Preset] = {
         repo_id="Skywork/Skywork-R1V2-38B-AWQ",
         layout="internvl_chat",
         served_only=True,
+        engine="sglang",
         description=(
             "Skywork-R1V2-38B-AWQ (4-bit AWQ), served by SGLang or vLLM: `python -m engine serve` "
             "(one GPU with more than 30 GB)"

@@ -24,6 +24,14 @@ Flags and the environment variables that mirror them (DESIGN.md):
     --reward NAME       R1V_REWARD          reward model that ranks several candidates: a reward preset
                                             (``mini-reward``, ``skywork-vl-reward-7b``...), a directory,
                                             ``none``, or ``auto`` (default: ``mini-reward`` with ``mini``)
+    --local-engine E    R1V_LOCAL_ENGINE    with --model: start a serving engine as the app's child and
+                                            use it over HTTP (``engine.local``): sglang, vllm,
+                                            transformers (CPU tests), none (in process), or auto (the
+                                            default: the preset's engine when it is installed)
+    --engine-python PY  R1V_ENGINE_PYTHON   the interpreter of the serving engine's own venv
+    --local-port P      R1V_LOCAL_PORT      the child server's port on 127.0.0.1 (default: a free one)
+    --local-start-s S   R1V_LOCAL_START_S   how long the child may take to answer (default 3600: a first
+                                            start downloads the weights)
 
 With neither ``--model`` nor ``--server`` the app picks (:func:`pick_model`): the server if
 ``R1V_SERVER`` is set; else R1V2 in 4-bit when a CUDA GPU with enough memory is present; else the
@@ -68,10 +76,15 @@ class AppConfig:
     reward: str = "auto"
     first_token_s: float = 120.0
     reply_s: float = 900.0
+    local_engine: str = "auto"
+    engine_python: str | None = None
+    local_port: int = 0
+    local_start_s: float = 3600.0
+    local_url: str | None = None  # set by make_engine when it started a local server (engine.local)
 
     @property
     def engine_concurrency(self) -> int:
-        return self.concurrency or (8 if self.server else 1)
+        return self.concurrency or (8 if self.server or self.local_url else 1)
 
 
 def _env_bool(value: str | None) -> bool:
@@ -104,6 +117,11 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] | None = 
     p.add_argument("--reward", default=env.get("R1V_REWARD", "auto"))
     p.add_argument("--first-token-s", type=float, default=float(env.get("R1V_FIRST_TOKEN_S") or 120))
     p.add_argument("--reply-s", type=float, default=float(env.get("R1V_REPLY_S") or 900))
+    p.add_argument("--local-engine", default=env.get("R1V_LOCAL_ENGINE") or "auto",
+                   choices=["auto", "sglang", "vllm", "transformers", "none"])
+    p.add_argument("--engine-python", default=env.get("R1V_ENGINE_PYTHON") or None)
+    p.add_argument("--local-port", type=int, default=_env_int(env, "R1V_LOCAL_PORT") or 0)
+    p.add_argument("--local-start-s", type=float, default=float(env.get("R1V_LOCAL_START_S") or 3600))
     a = p.parse_args(argv)
     if not 1 <= a.n <= 16:
         p.error("--n must be between 1 and 16")
@@ -112,7 +130,8 @@ def parse_config(argv: list[str] | None = None, env: Mapping[str, str] | None = 
     return AppConfig(model=a.model, server=a.server, n=a.n, host=a.host, port=a.port, share=a.share,
                      concurrency=a.concurrency, queue_size=a.queue_size, max_upload=a.max_upload,
                      max_new_tokens=a.max_new_tokens, preload=a.preload, reward=a.reward,
-                     first_token_s=a.first_token_s, reply_s=a.reply_s)
+                     first_token_s=a.first_token_s, reply_s=a.reply_s, local_engine=a.local_engine,
+                     engine_python=a.engine_python, local_port=a.local_port, local_start_s=a.local_start_s)
 
 
 def gpu_memory_gb() -> float:
@@ -186,8 +205,10 @@ class LazyEngine:
     load once.
     """
 
-    def __init__(self, kind: str, target: str, *, engine: Any = None, http_kwargs: dict | None = None):
+    def __init__(self, kind: str, target: str, *, engine: Any = None, http_kwargs: dict | None = None,
+                 server: Any = None):
         self.kind, self.target = kind, target
+        self.server = server  # an engine.local.LocalServer this app started (its URL is the target), or None
         self.http_kwargs = http_kwargs or {}  # HttpEngine's deadlines (first_token_timeout, reply_timeout)
         self._engine = engine
         self._lock = threading.Lock()
@@ -195,10 +216,12 @@ class LazyEngine:
 
     @property
     def name(self) -> str:
-        return getattr(self._engine, "name", None) or self.target
+        return getattr(self._engine, "name", None) or (self.server.model if self.server else self.target)
 
     @property
     def backend(self) -> str:
+        if self.server is not None:
+            return f"{self.server.engine}, local"
         return "http" if self.kind == "http" else "transformers"
 
     @property
@@ -207,11 +230,11 @@ class LazyEngine:
         loads: a served model is taken to be a capable one."""
         if self._engine is not None:
             return bool(getattr(self._engine, "writes_problems", True))
-        if self.kind == "http":
+        if self.kind == "http" and self.server is None:
             return True
         from engine.core import writes_problems
 
-        return writes_problems(self.target)
+        return writes_problems(self.server.model if self.server is not None else self.target)
 
     @property
     def loaded(self) -> bool:
@@ -225,6 +248,8 @@ class LazyEngine:
             return self._engine
 
     def _build(self) -> Any:
+        if self.server is not None:
+            self.server.raise_unless_ready()  # "still starting" (or why it failed): nothing kept
         if self.kind == "http":
             try:
                 from engine.http import HttpEngine  # built by another issue; optional here
@@ -233,6 +258,8 @@ class LazyEngine:
                 return MissingBackend(self.target, EngineError(
                     "engine_missing", "The HTTP backend (engine.http) is not installed in this version.",
                     "此版本还没有 HTTP 后端（engine.http）。", detail=str(e)))
+            if self.server is not None:  # served as the preset's name (engine.serve --served-model-name)
+                return HttpEngine(self.target, model=self.server.served_model, **self.http_kwargs)
             return HttpEngine(self.target, api_key=os.environ.get("R1V_API_KEY") or None, **self.http_kwargs)
         from engine.core import Engine
 
@@ -240,6 +267,8 @@ class LazyEngine:
         return Engine(self.target)
 
     def _stream_impl(self, *args: Any, **kw: Any) -> Iterator[Any]:
+        if self.server is not None:
+            self.server.raise_unless_ready()  # still starting, or stopped since: said as such
         yield from self.get().stream(*args, **kw)
 
     def stream(self, *args: Any, **kw: Any) -> Iterator[Any]:
@@ -253,6 +282,8 @@ class LazyEngine:
         """{"ok": bool, "loaded": bool, ...}; asks the server for an HTTP engine, never raises."""
         if self.kind != "http":
             return {"ok": True, "loaded": self.loaded}
+        if self.server is not None and not self.server.health()["ok"]:
+            return self.server.health()  # starting (the banner says so), or why it did not start or stopped
         try:
             eng = self.get()
             info = dict(eng.health()) if hasattr(eng, "health") else {"ok": True}
@@ -275,6 +306,20 @@ def make_engine(cfg: AppConfig, engine: Any = None) -> LazyEngine:
         return LazyEngine(kind, getattr(engine, "name", "?"), engine=engine)
     kind, target = pick_model(cfg)
     if kind == "local":
+        from engine.local import LocalServer, choose
+
+        served = choose(target, cfg.local_engine, cfg.engine_python)
+        if served is not None:  # the serving engine as this app's child, used over HTTP
+            server = LocalServer(target, served, python=cfg.engine_python, port=cfg.local_port,
+                                 start_timeout=cfg.local_start_s).start()
+            cfg.local_url = server.url
+            lazy = LazyEngine("http", server.url, server=server,
+                              http_kwargs={"first_token_timeout": cfg.first_token_s, "reply_timeout": cfg.reply_s})
+            if cfg.preload:
+                server.wait()
+                lazy.get()
+            return lazy
+
         from webui import space
 
         loaded = space.module_scope_engine(target)  # on ZeroGPU: loaded now, at module scope; else None

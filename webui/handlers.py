@@ -102,6 +102,8 @@ class TutorApp:
         h = self.health.health()
         if h.get("checking"):
             health = t("health_checking", lang)
+        elif h.get("starting"):
+            health = t("health_starting", lang, s=h.get("elapsed_s", 0))
         elif not h.get("ok"):
             health = t("health_bad", lang, msg=public_text(h.get("error_zh" if lang == "zh" else "error", "?"),
                                                            lang, [h.get("url") or "", *server_urls(self.engine)]))

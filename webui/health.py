@@ -10,7 +10,8 @@ daemon thread runs ``engine.health()`` (which lists the server's models, and pro
 what that thread found. A check that has not come back after ``stale_after`` seconds is reported as
 "not answering" (in both languages), so a server whose ``/v1/models`` hangs shows a clear banner
 within seconds while the thread keeps waiting on it. Before the first check ends the result is
-``{"ok": False, "checking": True}`` (the banner says "checking").
+``{"ok": False, "checking": True}`` (the banner says "checking"). A server the app starts itself
+(``engine.local``) is reported as "starting" (or why it did not start) until it answers.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class HealthMonitor:
     def health(self) -> dict:
         """The latest known health; never blocks on the model server."""
         if not self.background:
+            return self.engine.health()
+        server = getattr(self.engine, "server", None)  # a local server (engine.local) still starting, or
+        if server is not None and not server.health()["ok"]:  # failed or stopped: known here without any I/O
             return self.engine.health()
         self.start()
         with self._lock:

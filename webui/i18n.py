@@ -116,6 +116,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "health_ok": ("server healthy", "服务正常"),
     "health_bad": ("server not reachable: {msg}", "服务无法连接：{msg}"),
     "health_checking": ("checking the server…", "正在检查服务器…"),
+    "health_starting": ("starting the model server… ({s} s)", "正在启动模型服务器…（{s} 秒）"),
     "health_lazy": ("loads on the first question", "首次提问时加载"),
     "health_loaded": ("loaded", "已加载"),
     "tiny_banner": ("⚠️ This is the tiny test model with random weights: its answers are random text. "
