@@ -7,4 +7,3 @@ os.environ.setdefault("R1V_ENGINES_DIR", os.path.expanduser("~/.cache/r1v-test-e
 os.environ.setdefault("R1V_DATA_DIR", tempfile.mkdtemp(prefix="r1v-test-data-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("R1V_ENGINES_DIR", os.path.expanduser("~/.cache/r1v-test-engines"))  # engine venvs (engine/envs.py), reused across runs
