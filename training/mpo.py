@@ -35,8 +35,8 @@ import torch
 from training.config import MPOConfig
 from training.data import RESPONSE_END, Collator, Record, resolve_data
 from training.losses import RunningMean, bco_loss, dpo_loss
-from training.runs import (SnapshotReference, announce, apply_trainable, finish, load_policy, metrics_callback,
-                           resume_path, trl_args)
+from training.runs import (SnapshotReference, announce, apply_trainable, finish, load_checkpoint_weights, load_policy,
+                           metrics_callback, resume_path, trl_args)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,11 @@ def _trainer_class():
                     self._metrics[mode][k].append(self.accelerator.gather(v.float().reshape(1)).mean().item())
                 self._metrics[mode]["bco_delta"].append(self.running.mean)
             return self.sft_weight * (per_seq - token_mean)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            load_checkpoint_weights(model or self.model, resume_from_checkpoint)
 
         def _save_checkpoint(self, model, trial):
             super()._save_checkpoint(model, trial)

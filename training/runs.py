@@ -454,3 +454,22 @@ def finish(accelerator, stage: str, model: torch.nn.Module, steps: int) -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def load_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
+    """Load a Trainer checkpoint's ``model.safetensors`` into ``model`` (single process / DDP).
+
+    transformers 5 saves checkpoints in the original key layout (``multi_modal_projector.*`` for the
+    native InternVL, whose modules are ``model.multi_modal_projector.*``), and the Trainer's resume
+    loads them back with ``strict=False``, so nothing is loaded and the run silently restarts from
+    its starting weights. Here the keys are mapped with the same reversal ``save_pretrained`` used
+    and loaded strictly."""
+    from safetensors.torch import load_file
+    from transformers.core_model_loading import revert_weight_conversion
+
+    own = model.state_dict()
+    saved = revert_weight_conversion(model, dict(own))
+    by_ptr = {t.data_ptr(): k for k, t in own.items()}
+    names = {k: by_ptr.get(t.data_ptr(), k) for k, t in saved.items()}
+    state = load_file(str(Path(checkpoint) / "model.safetensors"), device="cpu")
+    model.load_state_dict({names.get(k, k): v for k, v in state.items()}, strict=True)
