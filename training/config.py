@@ -87,7 +87,8 @@ class SFTConfig(BaseConfig):
 class MPOConfig(BaseConfig):
     """Mixed Preference Optimisation: DPO (sigmoid) + BCO with running delta + SFT on the chosen."""
 
-    output_dir: str = field(default="runs/tiny-mpo", metadata={"help": "Run directory."})
+    output_dir: str = field(default="runs/tiny-mpo", metadata={
+        "help": "Run directory: metrics.jsonl, config.yaml, checkpoints/checkpoint-N (TRL's), final/."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate (AdamW)."})
     beta: float = field(default=0.1, metadata={"help": "Temperature of the implicit reward beta*log(pi/ref)."})
     dpo_weight: float = field(default=0.8, metadata={"help": "Weight of the DPO (sigmoid) term."})

@@ -86,27 +86,13 @@ def load_policy(cfg: config_mod.BaseConfig):
     return model, lm.processor
 
 
-class FrozenSnapshot:
-    """The reference policy as a copy of the *trainable* parameters only: ``forward`` runs the live
-    model with those swapped back (``torch.func.functional_call``). With adapter-only training the
-    reference then costs the adapter's memory, not a second 38B model. Single process or DDP; under
-    FSDP/ZeRO-3 give ``ref_model`` instead (a separately loaded frozen model)."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-        self.params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-    @torch.no_grad()
-    def __call__(self, **kw):
-        return torch.func.functional_call(self.model, self.params, args=(), kwargs=kw, strict=False)
-
-
 def reference_policy(ref_model: str, model: torch.nn.Module, accelerator=None):
-    """The frozen reference: a ``FrozenSnapshot`` of ``model``'s trainable parameters when
+    """The frozen reference: a ``SnapshotReference`` of ``model``'s trainable parameters when
     ``ref_model`` is empty, else that preset/checkpoint loaded frozen (prepared by accelerate in
     evaluation mode when running distributed, so ZeRO-3/FSDP shard it too)."""
     if not ref_model:
-        return FrozenSnapshot(model)
+        ref = SnapshotReference(model)
+        return ref.to(accelerator.device) if accelerator is not None else ref
     from engine.loading import load_model
 
     ref = load_model(ref_model, quantization=None, device="cpu",
