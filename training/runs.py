@@ -427,19 +427,25 @@ def rank_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def finish(accelerator, stage: str, model: torch.nn.Module, steps: int) -> None:
-    """End of a run on every process: print this rank's line (rank, world size, steps, digest of its
-    trainable weights), wait for all processes, then destroy the process group. Leaving the group to
-    the interpreter's exit lets one rank tear down its gloo sockets while another still has them
-    open, which can abort that rank after the run finished; the barrier and the explicit destroy
-    keep the teardown ordered."""
+def end_distributed() -> None:
+    """Wait for every process, then destroy the process group (no-op in a single process). Leaving
+    the group to the interpreter's exit lets one rank tear down its gloo sockets while another still
+    has them open, which can abort that rank after the run finished; the barrier and the explicit
+    destroy keep the teardown ordered. ``python -m training`` calls it after every stage."""
     import torch.distributed as dist
 
-    print(f"[training] {stage} rank {accelerator.process_index}/{accelerator.num_processes}: "
-          f"steps={steps} weights={rank_digest(model)}", flush=True)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def finish(accelerator, stage: str, model: torch.nn.Module, steps: int) -> None:
+    """End of a run on every process: print this rank's line (rank, world size, steps, digest of its
+    trainable weights: the proof that N processes took part and ended identical), then
+    ``end_distributed``."""
+    print(f"[training] {stage} rank {accelerator.process_index}/{accelerator.num_processes}: "
+          f"steps={steps} weights={rank_digest(model)}", flush=True)
+    end_distributed()
 
 
 def load_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
