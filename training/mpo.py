@@ -35,8 +35,17 @@ import torch
 from training.config import MPOConfig
 from training.data import RESPONSE_END, Collator, Record, resolve_data
 from training.losses import RunningMean, bco_loss, dpo_loss
-from training.runs import (SnapshotReference, announce, apply_trainable, finish, load_checkpoint_weights, load_policy,
-                           metrics_callback, resume_path, trl_args)
+from training.runs import (
+    SnapshotReference,
+    announce,
+    apply_trainable,
+    finish,
+    load_checkpoint_weights,
+    load_policy,
+    metrics_callback,
+    resume_path,
+    trl_args,
+)
 
 log = logging.getLogger(__name__)
 
