@@ -114,11 +114,7 @@ def test_mpo_two_processes_from_the_command_line(tmp_path, demo_data):
     assert r.returncode == 0, r.stderr[-3000:]
     text = r.stdout + r.stderr
     assert '"processes": 2' in text
-    ranks = {}
-    for line in text.splitlines():
-        if line.startswith("[training] mpo rank "):
-            rank, rest = line.removeprefix("[training] mpo rank ").split(":", 1)
-            ranks[rank] = dict(kv.split("=") for kv in rest.split())
+    ranks = _rank_lines(text)
     assert set(ranks) == {"0/2", "1/2"}  # both processes ran, in one world of size 2
     assert ranks["0/2"]["weights"] == ranks["1/2"]["weights"] and ranks["0/2"]["steps"] == "2"
     assert "processes: 2" in (out / "config.yaml").read_text()
@@ -140,3 +136,33 @@ def test_mpo_two_processes_teardown_is_clean_every_time(tmp_path, demo_data):
         r = _launch(tmp_path / f"run{i}", demo_data, "max_steps=1", "save_final=false")
         assert r.returncode == 0, (i, r.stderr[-3000:])
         assert r.stdout.count("[training] mpo rank ") == 2, i
+
+
+def _rank_lines(text: str) -> dict[str, dict[str, str]]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("[training] mpo rank "):
+            rank, rest = line.removeprefix("[training] mpo rank ").split(":", 1)
+            out[rank] = dict(kv.split("=") for kv in rest.split())
+    return out
+
+
+@pytest.mark.slow
+def test_mpo_two_processes_resume_equals_uninterrupted(tmp_path, demo_data):
+    """2 processes, checkpoint at step 1, resume on 2 processes: each rank restores its RNG and BCO
+    state and both end with the uninterrupted run's weights."""
+    import shutil
+
+    full = _launch(tmp_path / "full", demo_data, "save_every=1", "keep_checkpoints=0")
+    assert full.returncode == 0, full.stderr[-3000:]
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-1", resumed / "checkpoints" / "checkpoint-1")
+    again = _launch(resumed, demo_data, "save_every=1", "keep_checkpoints=0", "resume=auto")
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = _rank_lines(full.stdout), _rank_lines(again.stdout)
+    assert set(a) == set(b) == {"0/2", "1/2"}
+    assert a["0/2"]["weights"] == b["0/2"]["weights"] == b["1/2"]["weights"]
+    s_full = json.loads((tmp_path / "full" / "checkpoints" / "checkpoint-2" / "mpo_state_rank1.json").read_text())
+    s_res = json.loads((resumed / "checkpoints" / "checkpoint-2" / "mpo_state_rank1.json").read_text())
+    assert s_res["bco_delta"]["count"] == s_full["bco_delta"]["count"]
+    assert s_res["bco_delta"]["mean"] == pytest.approx(s_full["bco_delta"]["mean"], rel=1e-5)
