@@ -80,8 +80,8 @@ def _trainer_class():
     class MPOTrainer(DPOTrainer):
         """``DPOTrainer`` with the BCO running delta and the per-sequence SFT term (module docstring)."""
 
-        def __init__(self, *args, running: RunningMean, sft_weight: float, **kw):
-            self.running, self.sft_weight = running, sft_weight
+        def __init__(self, *args, running: RunningMean, sft_weight: float, run_config: MPOConfig, **kw):
+            self.running, self.sft_weight, self.run_config = running, sft_weight, run_config
             super().__init__(*args, **kw)
             if isinstance(self.ref_model, SnapshotReference):
                 # TRL patched a fused LM head onto the reference too; ours runs the policy, which has it
@@ -160,6 +160,10 @@ def _trainer_class():
             (path / STATE_FILE.format(rank=self.accelerator.process_index)).write_text(
                 json.dumps({"bco_delta": self.running.state_dict(), "rank": self.accelerator.process_index,
                             "world_size": self.accelerator.num_processes}))
+            if self.accelerator.is_main_process:
+                from training import config as config_mod
+
+                config_mod.dump(self.run_config, path / "run_config.yaml", processes=self.accelerator.num_processes)
 
     return MPOTrainer
 
@@ -196,7 +200,7 @@ def build_trainer(cfg: MPOConfig, model, processor, records: list[Record], *, ru
     renames = {"learning_rate": "lr"}
     return _trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=dataset,
                             processing_class=processor, running=running or RunningMean(),
-                            sft_weight=cfg.sft_weight, callbacks=[metrics_callback(cfg.output_dir, renames)])
+                            sft_weight=cfg.sft_weight, run_config=cfg, callbacks=[metrics_callback(cfg.output_dir, renames)])
 
 
 def train_mpo(cfg: MPOConfig):

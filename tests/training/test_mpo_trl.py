@@ -119,6 +119,7 @@ def test_mpo_two_processes_from_the_command_line(tmp_path, demo_data):
     assert ranks["0/2"]["weights"] == ranks["1/2"]["weights"] and ranks["0/2"]["steps"] == "2"
     assert "processes: 2" in (out / "config.yaml").read_text()
     ck = out / "checkpoints" / "checkpoint-2"
+    assert "processes: 2" in (ck / "run_config.yaml").read_text()
     states = [json.loads((ck / f"mpo_state_rank{i}.json").read_text()) for i in (0, 1)]
     assert states[0]["bco_delta"] == states[1]["bco_delta"] and states[0]["bco_delta"]["count"] > 0
     assert states[0]["world_size"] == 2
