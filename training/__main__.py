@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.stage, args.config, args.overrides)
         result = run_stage(args.stage, cfg)
+        from training.runs import end_distributed
+
+        end_distributed()
     except TutorError as e:
         print(f"error: {e.message('en')}\n错误：{e.message('zh')}", file=sys.stderr)
         if e.detail:

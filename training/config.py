@@ -87,7 +87,8 @@ class SFTConfig(BaseConfig):
 class MPOConfig(BaseConfig):
     """Mixed Preference Optimisation: DPO (sigmoid) + BCO with running delta + SFT on the chosen."""
 
-    output_dir: str = field(default="runs/tiny-mpo", metadata={"help": "Run directory."})
+    output_dir: str = field(default="runs/tiny-mpo", metadata={
+        "help": "Run directory: metrics.jsonl, config.yaml, checkpoints/checkpoint-N (TRL's), final/."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate (AdamW)."})
     beta: float = field(default=0.1, metadata={"help": "Temperature of the implicit reward beta*log(pi/ref)."})
     dpo_weight: float = field(default=0.8, metadata={"help": "Weight of the DPO (sigmoid) term."})
@@ -299,6 +300,7 @@ def load_config(stage: str, path: str | Path | None = None, overrides: list[str]
         loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise _bad("bad_config_file", f"{p} must hold a mapping of keys to values.", f"{p} 必须是键值映射。")
+        loaded.pop("processes", None)  # written by dump() for the record; the launcher decides it
         values.update(loaded)
     values.update(parse_overrides(overrides or []))
     return build_config(stage, values)
@@ -308,11 +310,14 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def dump(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (and JSON beside it) so a checkpoint says how it was made."""
+def dump(cfg: Any, path: str | Path, processes: int | None = None) -> None:
+    """Write the resolved config as YAML (and JSON beside it) so a checkpoint says how it was made;
+    ``processes`` (how many the run had) is written last and ignored when the file is read back."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     d = to_dict(cfg)
+    if processes is not None:
+        d["processes"] = processes
     p.write_text(yaml.safe_dump(d, sort_keys=False, allow_unicode=True), encoding="utf-8")
     p.with_suffix(".json").write_text(json.dumps(d, indent=2, ensure_ascii=False), encoding="utf-8")
 

@@ -1,5 +1,6 @@
 """Run bookkeeping shared by every stage: accelerate setup, freezing, optimizer, the step loop,
-metrics JSONL, tqdm, checkpoints and resume.
+metrics JSONL, tqdm, checkpoints and resume; and the shared base of the stages on TRL trainers
+(``trl_args``, ``announce``, ``MetricsFile``, ``SnapshotReference``, ``resume_path``, ``finish``).
 
     run = Run(cfg, stage="sft")                       # prints + saves the resolved config
     model, processor = load_policy(cfg)
@@ -85,27 +86,13 @@ def load_policy(cfg: config_mod.BaseConfig):
     return model, lm.processor
 
 
-class FrozenSnapshot:
-    """The reference policy as a copy of the *trainable* parameters only: ``forward`` runs the live
-    model with those swapped back (``torch.func.functional_call``). With adapter-only training the
-    reference then costs the adapter's memory, not a second 38B model. Single process or DDP; under
-    FSDP/ZeRO-3 give ``ref_model`` instead (a separately loaded frozen model)."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-        self.params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-    @torch.no_grad()
-    def __call__(self, **kw):
-        return torch.func.functional_call(self.model, self.params, args=(), kwargs=kw, strict=False)
-
-
 def reference_policy(ref_model: str, model: torch.nn.Module, accelerator=None):
-    """The frozen reference: a ``FrozenSnapshot`` of ``model``'s trainable parameters when
+    """The frozen reference: a ``SnapshotReference`` of ``model``'s trainable parameters when
     ``ref_model`` is empty, else that preset/checkpoint loaded frozen (prepared by accelerate in
     evaluation mode when running distributed, so ZeRO-3/FSDP shard it too)."""
     if not ref_model:
-        return FrozenSnapshot(model)
+        ref = SnapshotReference(model)
+        return ref.to(accelerator.device) if accelerator is not None else ref
     from engine.loading import load_model
 
     ref = load_model(ref_model, quantization=None, device="cpu",
@@ -138,16 +125,14 @@ class Run:
 
         self.cfg, self.stage = cfg, stage
         self.out = Path(cfg.output_dir)
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+        # cpu=True on a machine without CUDA: accelerate then joins the processes that
+        # ``accelerate launch --multi_gpu`` started in one gloo group instead of each running alone
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         set_seed(cfg.seed)
         self.counter = _Counter()
         self.metrics_path = self.out / "metrics.jsonl"
         self._tb = None
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            resolved = json.dumps(config_mod.to_dict(cfg), indent=2, ensure_ascii=False)
-            print(f"[training] {stage} config:\n{resolved}", flush=True)
-            config_mod.dump(cfg, self.out / "config.yaml")
+        announce(cfg, stage, self.accelerator.num_processes, self.is_main)
 
     @property
     def is_main(self) -> bool:
@@ -214,7 +199,7 @@ class Run:
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(path))
         if self.is_main:
-            config_mod.dump(self.cfg, path / "config.yaml")
+            config_mod.dump(self.cfg, path / "config.yaml", processes=self.accelerator.num_processes)
             (path / "trainer_state.json").write_text(json.dumps(
                 {"step": self.counter.step, "stage": self.stage, "max_steps": self.cfg.max_steps}))
             keep = self.cfg.keep_checkpoints
@@ -302,3 +287,181 @@ class Run:
         import contextlib
 
         return contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
+
+
+# ------------------------------------------------------------------- shared base of the TRL stages
+
+
+def announce(cfg: config_mod.BaseConfig, stage: str, processes: int, is_main: bool) -> None:
+    """Print the resolved config (with ``processes: N``, the number of processes really joined in
+    the run) and save it as ``output_dir/config.yaml``; only the main process does either."""
+    if not is_main:
+        return
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = json.dumps({**config_mod.to_dict(cfg), "processes": processes}, indent=2, ensure_ascii=False)
+    print(f"[training] {stage} config:\n{resolved}", flush=True)
+    config_mod.dump(cfg, out / "config.yaml", processes=processes)
+
+
+def trl_args(cfg: config_mod.BaseConfig, args_cls, **extra):
+    """A TRL/transformers ``TrainingArguments`` subclass (``args_cls``, e.g. ``trl.DPOConfig``) from the
+    project's config. On a machine without CUDA ``use_cpu`` and the gloo backend are set: with
+    ``accelerate launch --multi_gpu --num_processes N`` that gives a real N-process CPU run (accelerate's
+    ``--cpu`` flag starts one process). Checkpoints every ``save_every`` steps and at the end; the
+    Trainer saves each process's RNG state in them."""
+    import os
+
+    cpu = not torch.cuda.is_available()
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by accelerate launch / torchrun
+    save_steps = cfg.save_every if cfg.save_every > 0 else cfg.max_steps
+    kw = dict(
+        output_dir=str(Path(cfg.output_dir) / "checkpoints"), seed=cfg.seed, data_seed=cfg.seed,
+        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps, lr_scheduler_type=cfg.lr_scheduler,
+        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.log_every, save_strategy="steps",
+        save_steps=save_steps, save_total_limit=cfg.keep_checkpoints or None,
+        bf16=cfg.mixed_precision == "bf16", fp16=cfg.mixed_precision == "fp16",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        report_to=["tensorboard"] if cfg.tensorboard else [],
+        use_cpu=cpu, ddp_backend="gloo" if cpu and several else None, dataloader_num_workers=0,
+        disable_tqdm=False, save_only_model=False,
+    )
+    kw.update(extra)
+    return args_cls(**kw)
+
+
+def resume_path(cfg: config_mod.BaseConfig) -> str | None:
+    """The checkpoint a TRL stage resumes from: ``resume`` as a dir, or the newest for ``auto``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not cfg.resume:
+        return None
+    if cfg.resume == "auto":
+        root = Path(cfg.output_dir) / "checkpoints"
+        found = get_last_checkpoint(str(root)) if root.is_dir() else None
+        if not found:
+            log.info("resume=auto: no checkpoint under %s, starting fresh", root)
+        return found
+    if not (Path(cfg.resume) / "trainer_state.json").exists():
+        raise InputError("bad_checkpoint", f"Not a training checkpoint: {cfg.resume}", f"不是训练检查点：{cfg.resume}")
+    return cfg.resume
+
+
+def metrics_callback(out: str | Path, rename: dict[str, str] | None = None):
+    """A ``TrainerCallback`` appending each logged row to ``out/metrics.jsonl`` (main process only),
+    as ``{"step": N, "loss": ..., ...}`` with TRL's keys renamed by ``rename``. On resume the lines
+    after the checkpoint's step are dropped first."""
+    from transformers import TrainerCallback
+
+    path = Path(out) / "metrics.jsonl"
+    names = rename or {}
+
+    class MetricsFile(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if state.is_world_process_zero and path.exists():
+                keep = [ln for ln in path.read_text().splitlines()
+                        if ln.strip() and json.loads(ln)["step"] <= state.global_step]
+                path.write_text("".join(k + "\n" for k in keep))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            row = {"step": state.global_step, **{names.get(k, k): v for k, v in logs.items()}}
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    return MetricsFile()
+
+
+class SnapshotReference(torch.nn.Module):
+    """The frozen reference for adapter-only training without a second model: a copy of the policy's
+    *trainable* parameters only (buffers of this module), and ``forward`` runs the live policy with
+    them swapped in (``torch.func.functional_call``). Being a module, it moves with ``.to()`` when a
+    trainer prepares it; and each call casts the copy to the live parameter's device and dtype, so a
+    policy moved after the snapshot was taken still gets a reference on its own device (the crash
+    "mixed dtype" / "expected all tensors on the same device" of the old ``FrozenSnapshot``).
+    Single process or DDP; under FSDP/ZeRO-3 give ``ref_model`` instead (TRL shards that one)."""
+
+    def __init__(self, policy: torch.nn.Module):
+        super().__init__()
+        object.__setattr__(self, "_policy", policy)  # not a submodule: .to()/parameters() leave it alone
+        self.config = policy.config
+        self._names = {}
+        for name, p in policy.named_parameters():
+            if p.requires_grad:
+                key = name.replace(".", "__")
+                self.register_buffer(key, p.detach().clone(), persistent=False)
+                self._names[name] = key
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        live = dict(self._policy.named_parameters())
+        out = {}
+        for name, key in self._names.items():
+            ref, p = getattr(self, key), live[name]
+            if ref.device != p.device or ref.dtype != p.dtype:
+                ref = ref.to(device=p.device, dtype=p.dtype)
+                setattr(self, key, ref)
+            out[name] = ref
+        return out
+
+    def numel(self) -> int:
+        return sum(b.numel() for b in self.buffers())
+
+    @torch.no_grad()
+    def forward(self, *args, **kw):
+        return torch.func.functional_call(self._policy, self.snapshot(), args=args, kwargs=kw, strict=False)
+
+
+def rank_digest(model: torch.nn.Module) -> str:
+    """A short hash of the trainable parameters, for checking that every process ends identical."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def end_distributed() -> None:
+    """Wait for every process, then destroy the process group (no-op in a single process). Leaving
+    the group to the interpreter's exit lets one rank tear down its gloo sockets while another still
+    has them open, which can abort that rank after the run finished; the barrier and the explicit
+    destroy keep the teardown ordered. ``python -m training`` calls it after every stage."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def finish(accelerator, stage: str, model: torch.nn.Module, steps: int) -> None:
+    """End of a run on every process: print this rank's line (rank, world size, steps, digest of its
+    trainable weights: the proof that N processes took part and ended identical), then
+    ``end_distributed``."""
+    print(f"[training] {stage} rank {accelerator.process_index}/{accelerator.num_processes}: "
+          f"steps={steps} weights={rank_digest(model)}", flush=True)
+    end_distributed()
+
+
+def load_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
+    """Load a Trainer checkpoint's ``model.safetensors`` into ``model`` (single process / DDP).
+
+    transformers 5 saves checkpoints in the original key layout (``multi_modal_projector.*`` for the
+    native InternVL, whose modules are ``model.multi_modal_projector.*``), and the Trainer's resume
+    loads them back with ``strict=False``, so nothing is loaded and the run silently restarts from
+    its starting weights. Here the keys are mapped with the same reversal ``save_pretrained`` used
+    and loaded strictly."""
+    from safetensors.torch import load_file
+    from transformers.core_model_loading import revert_weight_conversion
+
+    own = model.state_dict()
+    saved = revert_weight_conversion(model, dict(own))
+    by_ptr = {t.data_ptr(): k for k, t in own.items()}
+    names = {k: by_ptr.get(t.data_ptr(), k) for k, t in saved.items()}
+    state = load_file(str(Path(checkpoint) / "model.safetensors"), device="cpu")
+    model.load_state_dict({names.get(k, k): v for k, v in state.items()}, strict=True)
