@@ -355,10 +355,10 @@ class Engine(BaseEngine):
                 log.warning("reward scoring by %s failed (%s: %s); choosing by answer agreement", scorer.name,
                             e.code, e.detail)
                 sol.notes.append({"code": "reward_unavailable",
-                                  "en": f"The reward model could not score the solutions ({e.en}), so the answer "
-                                        "was chosen by agreement between the candidates.",
-                                  "zh": f"奖励模型未能为解答评分（{e.zh}），因此按候选答案的一致性选择了答案。",
-                                  "detail": f"{e.code}: {e.detail}"})
+                                  "en": "The reward model could not score the solutions, so the answer was chosen "
+                                        f"by agreement between the candidates ({e.code}).",
+                                  "zh": f"奖励模型未能为解答评分，因此按候选答案的一致性选择了答案（{e.code}）。",
+                                  "detail": f"{e.en} {e.detail}"})  # may name the server: not for the page
                 sol.timings["reward_error"] = e.code
                 if strategy == "reward":  # nothing to rank by: agreement instead
                     strategy = "vote"

@@ -260,3 +260,29 @@ def test_engine_serve_starts_the_reward_server(tmp_path):
         proc.terminate()
         out = proc.communicate(timeout=30)[0]
     assert f"serving on http://127.0.0.1:{port}" in out and "API key required" in out
+
+
+def test_the_apps_rerank_uses_the_remote_scorer_and_shows_a_failure(tiny_loaded, server, tmp_path, monkeypatch):
+    from app import TutorApp
+    from tests.visitor import fake_request
+    from tutor.store import Store
+    from webui.config import AppConfig, make_engine
+
+    monkeypatch.setenv("R1V_REWARD_API_KEY", KEY)
+    img = Image.new("RGB", (200, 120), "white")
+    for url, works in ((server.url, True), (f"http://127.0.0.1:{_free_port()}", False)):
+        store = Store(f"sqlite:///{tmp_path / f'db{works}.sqlite'}", image_dir=tmp_path / f"img{works}")
+        cfg = AppConfig(reward=url, max_new_tokens=8)  # what --reward http://HOST:PORT gives
+        engine = Engine(loaded=tiny_loaded)
+        engine.reward_scorer(url).backoff = 0.0  # the scorer the app will use (kept per address)
+        tapp = TutorApp(make_engine(cfg, engine), store, cfg)
+        outs = list(tapp.run_mode("ask", "en", None, [], fake_request("v1", "s1"), image=img, photos=[], question="",
+                                  subject="math", ptype="auto", reply_lang="en", n=3))
+        final = outs[-1]
+        rewards = [row[2] for row in final["cands"]]
+        if works:
+            assert all(r != "" for r in rewards) and "⚠" not in final["why"], final["why"]
+        else:
+            assert all(r == "" for r in rewards)
+            assert "⚠" in final["why"] and "agreement" in final["why"] and "127.0.0.1" not in final["why"]
+        store.close()
