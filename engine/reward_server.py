@@ -10,9 +10,12 @@
 
 Why it exists: with ``--server`` the reward model used to score in the app's process, where a 7B
 vision model over n candidates is out of reach on a school's CPU app box. vLLM 0.32's pooling runner
-does not serve this checkpoint as it ships (a Qwen2.5-VL backbone with the head in its own
-``value_head.safetensors``): see ``/work/notes/reward-docs.md`` for the evidence. This server runs
-the project's own scorer (``engine.reward``), so its scores are the in-process scores.
+does not serve this checkpoint as it ships (read in its source): its converts are ``embed`` and
+``classify`` only; the classify adapter reads a bias-free ``score`` head from the model's own weights,
+while ours is ``v_head.summary.*`` in a separate ``value_head.safetensors`` (skipped by vLLM's index
+filter, or an unexpected name without an index); one label gets a sigmoid unless switched off; and
+its CPU attention cannot run tiny-reward (head size 16 < 32) to compare scores. This server runs the
+project's own scorer (``engine.reward``), so its scores are the in-process scores.
 
 Endpoints (JSON in and out, stdlib ``http.server``, one thread per connection; scoring itself is
 serialised by the scorer's lock):

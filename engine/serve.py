@@ -483,7 +483,7 @@ def main(args) -> int:
     if is_reward_model(args.model):
         port = args.port or REWARD_PORT
         if args.dry_run:
-            key = " --api-key KEY" if args.api_key else ""
+            key = f" --api-key {shlex.quote(args.api_key)}" if args.api_key else ""
             print(f"{shlex.quote(sys.executable)} -m engine serve --model {shlex.quote(args.model)} "
                   f"--host {args.host} --port {port}{key}   # the reward scoring server (engine.reward_server)")
             return 0

@@ -286,3 +286,16 @@ def test_the_apps_rerank_uses_the_remote_scorer_and_shows_a_failure(tiny_loaded,
             assert all(r == "" for r in rewards)
             assert "⚠" in final["why"] and "agreement" in final["why"] and "127.0.0.1" not in final["why"]
         store.close()
+
+
+def test_serve_dry_run_for_a_reward_preset(capsys):
+    from engine.__main__ import main
+
+    assert main(["serve", "--model", "tiny-reward", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "-m engine serve --model tiny-reward" in out and "--port 30001" in out and "reward scoring server" in out
+    assert main(["serve", "--model", "skywork-vl-reward-7b", "--port", "31001", "--api-key", "k", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "--port 31001 --api-key k" in out  # a hub reward preset: printed, nothing downloaded
+    assert main(["serve", "--model", "r1v2-38b-awq", "--dry-run"]) == 0
+    assert "--port 30000" in capsys.readouterr().out  # the policy keeps its own default port
