@@ -19,8 +19,10 @@ repetition penalty 1.05).
 Prompts come from ``tutor.prompts``; thinking/answer splitting from ``tutor.reasoning``; final
 answers from ``tutor.answers``. The chosen candidate comes from ``engine.rerank`` (``rerank=``,
 default ``reward+vote``), scored by the reward model given as ``reward=`` (a preset name such as
-``tiny-reward``, a checkpoint directory, or a loaded ``engine.reward.RewardScorer``; None: no
-scores, so ``reward+vote`` falls back to answer agreement).
+``tiny-reward``, a checkpoint directory, a reward server's ``http://HOST:PORT``
+(``engine.reward_client``), or a loaded ``engine.reward.RewardScorer``; None: no scores, so
+``reward+vote`` falls back to answer agreement). A reward server that fails does not fail the solve:
+the choice falls back to agreement and ``Solution.notes`` says so.
 """
 
 from __future__ import annotations

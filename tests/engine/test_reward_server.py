@@ -299,3 +299,28 @@ def test_serve_dry_run_for_a_reward_preset(capsys):
     assert "--port 31001 --api-key k" in out  # a hub reward preset: printed, nothing downloaded
     assert main(["serve", "--model", "r1v2-38b-awq", "--dry-run"]) == 0
     assert "--port 30000" in capsys.readouterr().out  # the policy keeps its own default port
+
+
+def test_served_policy_and_served_reward_together(scorer, server, photo, monkeypatch):
+    """The school setup: the policy on an OpenAI-compatible server (the stub), the reward model on the
+    reward server; the rewards are the in-process scorer's on the same candidates."""
+    from engine.http import HttpEngine
+    from tests.stub_openai import StubServer
+
+    monkeypatch.setenv("R1V_REWARD_API_KEY", KEY)
+    stub = StubServer()
+    try:
+        eng = HttpEngine(stub.url, model="stub", timeout=5, max_retries=1, backoff=0.01)
+        sol = eng.solve([photo], "Find x.", n=3, sampling=Sampling(max_new_tokens=32, seed=0), reward=server.url)
+        assert len(sol.candidates) == 3 and sol.strategy == "reward+vote" and not sol.notes
+        from engine.core import _user_text
+        from tutor.prompts import build_messages
+
+        question = _user_text(build_messages("solve", question="Find x.", lang="en", n_images=1))
+        expected = scorer.score([photo], question, sol.candidates)
+        assert [c.reward for c in sol.candidates] == pytest.approx(expected, abs=1e-5)
+        dead = HttpRewardScorer(f"http://127.0.0.1:{_free_port()}", max_retries=0)
+        sol = eng.solve([photo], "Find x.", n=2, sampling=Sampling(max_new_tokens=32, seed=0), reward=dead)
+        assert sol.strategy == "vote" and sol.notes[0]["code"] == "reward_unavailable" and sol.answer == "2"
+    finally:
+        stub.close()
