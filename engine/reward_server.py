@@ -31,9 +31,11 @@ serialised by the scorer's lock):
 
 With ``api_key`` set, every endpoint but ``/health`` needs ``Authorization: Bearer KEY`` (401
 otherwise). Errors are ``{"error": {"code", "message", "message_zh"}}`` with status 400 (bad JSON or
-fields), 401, 404, 405, 413 (body over ``MAX_BODY_BYTES``, more than ``MAX_RESPONSES`` responses,
+fields), 401, 404, 405, 411 (no Content-Length), 413 (body over ``MAX_BODY_BYTES``, more than ``MAX_RESPONSES`` responses,
 more than ``MAX_IMAGES`` images, a response over ``MAX_RESPONSE_CHARS``), 500 (the model failed).
-Images go through ``tutor.intake.load_image`` (format, size, decompression bombs) like uploads.
+Images go through ``tutor.intake.load_image`` (format, size, decompression bombs) like uploads. A
+connection idle or trickling for ``RewardHandler.timeout`` seconds is closed. Without a key on a
+non-loopback address the server warns at start.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class RewardHandler(BaseHTTPRequestHandler):
 
     server_version = "r1v-reward/1"
     protocol_version = "HTTP/1.1"
+    timeout = 120  # seconds a connection may sit idle or trickle its body before it is closed
 
     def log_message(self, fmt, *args):  # through logging, not stderr
         log.info("%s %s", self.address_string(), fmt % args)
@@ -252,6 +255,9 @@ def serve(reward: str, *, host: str = "0.0.0.0", port: int = 30001, api_key: str
     except OSError as e:
         raise EngineError("port_in_use", f"Cannot listen on {host}:{port} ({e.strerror}).",
                           f"无法监听 {host}:{port}（{e.strerror}）。", detail=repr(e)) from e
+    if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: no --api-key, and listening on {host}: anyone who reaches this port can use the "
+              "reward model", flush=True)
     print(f"reward model {scorer.name} ({scorer.family}, on {scorer.device}) loaded in "
           f"{time.perf_counter() - t0:.1f} s; serving on {server.url} "
           f"({'API key required' if api_key else 'no API key'}); POST /v1/score, GET /health, GET /v1/models",
