@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 QUESTION = "Solve 2x + 3 = 7. Put the final answer in \\boxed{}."
+HEAD_PREFIX = "language_model.score"
 RESPONSES = ["2x = 4, so x = \\boxed{2}.", "x = \\boxed{3}", "Subtract 3 from both sides: 2x = 4. " * 6, "ok"]
 
 
@@ -74,7 +75,11 @@ def convert_for_vllm(src: Path, dst: Path) -> Path:
         target = dst / f.name
         if not target.exists():
             target.symlink_to(f.resolve())
-    head = {"score.weight": weight.reshape(1, -1).contiguous(), "score.bias": bias.reshape(1).contiguous()}
+    # vLLM builds Qwen2.5-VL's inner language model as a classify model too, and takes its pooler and
+    # ``score`` head (the top level has none: a top-level ``score.bias`` fails in ``auto_set_score_bias``
+    # with "object has no attribute 'score'", seen here), so the head goes under ``language_model.``
+    head = {f"{HEAD_PREFIX}.weight": weight.reshape(1, -1).contiguous(),
+            f"{HEAD_PREFIX}.bias": bias.reshape(1).contiguous()}
     if index.exists():
         save_file(head, str(dst / "score.safetensors"))
         data = json.loads(index.read_text())

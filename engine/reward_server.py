@@ -14,8 +14,12 @@ does not serve this checkpoint as it ships (read in its source): its converts ar
 ``classify`` only; the classify adapter reads a bias-free ``score`` head from the model's own weights,
 while ours is ``v_head.summary.*`` in a separate ``value_head.safetensors`` (skipped by vLLM's index
 filter, or an unexpected name without an index); one label gets a sigmoid unless switched off; and
-its CPU attention cannot run tiny-reward (head size 16 < 32) to compare scores. This server runs the
-project's own scorer (``engine.reward``), so its scores are the in-process scores.
+its CPU attention cannot run tiny-reward (head size 16 < 32). Converted (the head as
+``language_model.score.*`` in the weights, ``num_labels: 1``, ``problem_type: regression``), a tiny
+Qwen2.5-VL reward model with head size 32 did give our scores there (within 2.1e-6, the same prompt
+tokens; ``bench/reward_vllm_probe.py``), so vLLM is a possible later route; not tried on the real 7B.
+This server runs the project's own scorer (``engine.reward``), so its scores are the in-process
+scores by construction, on any reward preset, with the candidates read as in process.
 
 Endpoints (JSON in and out, stdlib ``http.server``, one thread per connection; scoring itself is
 serialised by the scorer's lock):
