@@ -324,3 +324,15 @@ def test_served_policy_and_served_reward_together(scorer, server, photo, monkeyp
         assert sol.strategy == "vote" and sol.notes[0]["code"] == "reward_unavailable" and sol.answer == "2"
     finally:
         stub.close()
+
+
+def test_concurrent_requests_each_get_their_own_scores(scorer, server, photo):
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = Image.new("RGB", (224, 224), "black")
+    jobs = [([photo], RESPONSES), ([other], RESPONSES[::-1]), ([], RESPONSES[:2])] * 2
+    expected = [scorer.score(imgs, QUESTION, rs) for imgs, rs in jobs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda j: HttpRewardScorer(server.url, api_key=KEY).score(j[0], QUESTION, j[1]), jobs))
+    for g, e in zip(got, expected, strict=True):
+        assert g == pytest.approx(e, abs=1e-5)
