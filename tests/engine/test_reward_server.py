@@ -336,3 +336,26 @@ def test_concurrent_requests_each_get_their_own_scores(scorer, server, photo):
         got = list(pool.map(lambda j: HttpRewardScorer(server.url, api_key=KEY).score(j[0], QUESTION, j[1]), jobs))
     for g, e in zip(got, expected, strict=True):
         assert g == pytest.approx(e, abs=1e-5)
+
+
+class _Hang(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):  # noqa: N802
+        time.sleep(3)
+
+
+def test_a_hanging_server_times_out_with_retries():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hang)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = HttpRewardScorer(f"http://127.0.0.1:{srv.server_address[1]}", timeout=0.3, max_retries=1, backoff=0.0)
+        t0 = time.perf_counter()
+        with pytest.raises(EngineError) as e:
+            c.score([], "q", ["a"])
+        assert e.value.code == "reward_server_timeout" and c.requests == 2 and time.perf_counter() - t0 < 2.5
+    finally:
+        srv.shutdown()
+        srv.server_close()
