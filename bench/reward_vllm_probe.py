@@ -10,8 +10,12 @@ index for a sharded checkpoint), ``config.json`` gets ``num_labels: 1`` and ``pr
 regression`` (no sigmoid). Without ``--reward`` it scores a tiny Qwen2.5-VL reward model built here
 with head size 32 (vLLM's CPU attention refuses tiny-reward's 16). Then it starts vLLM on the
 converted copy, sends each (photo + question, response) to ``/classify`` as chat messages without a
-generation prompt, and compares with ``engine.reward.load_reward`` on the original. Prints a table,
-writes JSON (``--out``).
+generation prompt, and compares with ``engine.reward.load_reward`` on the original. Prints the
+scores, writes JSON (``--out``). ``--as-is`` serves the checkpoint unconverted, the negative case:
+seen here, a single-file checkpoint fails to load ("There is no module or parameter named
+'v_head'"), while a sharded one (as the real 7B ships, with an index that does not name the head
+file) loads with no error or warning and answers with a head that was never loaded (two labels,
+logits around 1e36, softmaxed to 0/1).
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vllm-python", required=True, help="the python of an environment with vLLM")
     p.add_argument("--reward", default=None, help="reward checkpoint directory (default: a tiny one built here)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--as-is", action="store_true",
+                   help="serve the checkpoint unconverted (the negative case: how vLLM takes it as it ships)")
     p.add_argument("--start-timeout", type=float, default=600)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "reward_vllm_probe.json"))
     args = p.parse_args(argv)
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="reward-vllm-"))
     src = Path(args.reward) if args.reward else build_tiny_h32(work / "tiny-h32")
-    dst = convert_for_vllm(src, work / "vllm")
+    dst = src if args.as_is else convert_for_vllm(src, work / "vllm")
     photo = Image.new("RGB", (336, 224), "white")
     ImageDraw.Draw(photo).text((30, 30), "2x + 3 = 7", fill="black")
     scorer = load_reward(src, device=args.device)
@@ -172,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                     result["failure"] = f"/classify: {reply}"
                     break
                 got.append(float(reply["data"][0]["probs"][0]))
+                result.setdefault("vllm_probs", []).append(reply["data"][0]["probs"])
                 tokens.append((reply.get("usage") or {}).get("prompt_tokens"))
             result.update(vllm=got, vllm_prompt_tokens=tokens, our_prompt_tokens=our_tokens)
             if len(got) == len(ours):
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
-    if "failure" not in result:
+    if "failure" not in result and not args.as_is:
         shutil.rmtree(work / "vllm", ignore_errors=True)
     return 0 if "failure" not in result else 1
 
