@@ -13,7 +13,8 @@ vision model over n candidates is out of reach on a school's CPU app box. vLLM 0
 does not serve this checkpoint as it ships (read in its source): its converts are ``embed`` and
 ``classify`` only; the classify adapter reads a bias-free ``score`` head from the model's own weights,
 while ours is ``v_head.summary.*`` in a separate ``value_head.safetensors`` (skipped by vLLM's index
-filter, or an unexpected name without an index); one label gets a sigmoid unless switched off; and
+filter -- seen here: a sharded copy then serves, with no error, a head that was never loaded -- or
+an unexpected name without an index); one label gets a sigmoid unless switched off; and
 its CPU attention cannot run tiny-reward (head size 16 < 32). Converted (the head as
 ``language_model.score.*`` in the weights, ``num_labels: 1``, ``problem_type: regression``), a tiny
 Qwen2.5-VL reward model with head size 32 did give our scores there (within 2.1e-6, the same prompt
