@@ -11,7 +11,7 @@
 Why it exists: with ``--server`` the reward model used to score in the app's process, where a 7B
 vision model over n candidates is out of reach on a school's CPU app box. vLLM 0.32's pooling runner
 does not serve this checkpoint as it ships (read in its source): its converts are ``embed`` and
-``classify`` only; the classify adapter reads a bias-free ``score`` head from the model's own weights,
+``classify`` only; the classify adapter reads a ``score`` head from the model's own weights,
 while ours is ``v_head.summary.*`` in a separate ``value_head.safetensors`` (skipped by vLLM's index
 filter -- seen here: a sharded copy then serves, with no error, a head that was never loaded -- or
 an unexpected name without an index); one label gets a sigmoid unless switched off; and
