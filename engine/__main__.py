@@ -1,7 +1,7 @@
 """Command line for the engine.
 
     python -m engine solve IMAGE... [--question TEXT] [--model PRESET|DIR] [--n N] [--json]
-                           [--rerank STRATEGY] [--reward PRESET|DIR|none]
+                           [--rerank STRATEGY] [--reward PRESET|DIR|URL|none] [--reward-api-key KEY]
     python -m engine convert SRC DST [--to native|original]
     python -m engine doctor REPO_ID_OR_DIR [--revision R] [--preset P]   (exit 1 naming each failed check)
     python -m engine build-tiny [--seed S] [--layout native|original]
@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quantization", default="preset", choices=["preset", "none", "nf4", "int8"])
     s.add_argument("--rerank", default="reward+vote", choices=list(STRATEGIES),
                    help="how the shown candidate is chosen (engine.rerank)")
-    s.add_argument("--reward", default="none", help="reward model preset or directory, or none")
+    s.add_argument("--reward", default="none",
+                   help="reward model preset or directory, a reward server's URL (python -m engine serve --model "
+                        "REWARD_PRESET), or none")
+    s.add_argument("--reward-api-key", default=None,
+                   help="API key for a --reward URL (default: R1V_REWARD_API_KEY, else R1V_API_KEY)")
     s.add_argument("--server", default=None, help="OpenAI-compatible server URL (SGLang/vLLM): use it, not --model")
     s.add_argument("--api-key", default=None, help="API key for --server")
     s.add_argument("--local-engine", default="none", choices=["none", "auto", "sglang", "vllm", "transformers"],
@@ -126,7 +130,12 @@ def _solve(args) -> int:
     if args.server is None and args.model not in PRESETS and not Path(args.model).is_dir():
         get_preset(args.model)  # "unknown preset; valid ones are ..."
     reward = None if args.reward.lower() == "none" else args.reward
-    if reward is not None:
+    from engine.reward_client import HttpRewardScorer, is_reward_url
+
+    if is_reward_url(reward):
+        reward = HttpRewardScorer(reward, api_key=args.reward_api_key)
+        reward.check()  # not reachable, wrong key: said before any solve
+    elif reward is not None:
         from engine.reward import resolve_reward
 
         resolve_reward(reward)  # an unknown reward preset fails before any model loads
@@ -162,6 +171,8 @@ def _solve(args) -> int:
     print(f"model: {sol.model}   candidates: {len(sol.candidates)}   chosen: {sol.chosen}")
     print(f"answer: {sol.answer or '(none found)'}")
     print(f"why: {sol.reason}")
+    for note in sol.notes:
+        print(f"note: {note['zh' if args.lang == 'zh' else 'en']}")
     budget = sol.timings.get("max_new_tokens") or best.tokens
     if best.finish_reason == "length" and (best.truncated or not best.answer):
         where = "it finished thinking" if best.truncated else "a final answer"

@@ -19,8 +19,10 @@ repetition penalty 1.05).
 Prompts come from ``tutor.prompts``; thinking/answer splitting from ``tutor.reasoning``; final
 answers from ``tutor.answers``. The chosen candidate comes from ``engine.rerank`` (``rerank=``,
 default ``reward+vote``), scored by the reward model given as ``reward=`` (a preset name such as
-``tiny-reward``, a checkpoint directory, or a loaded ``engine.reward.RewardScorer``; None: no
-scores, so ``reward+vote`` falls back to answer agreement).
+``tiny-reward``, a checkpoint directory, a reward server's ``http://HOST:PORT``
+(``engine.reward_client``), or a loaded ``engine.reward.RewardScorer``; None: no scores, so
+``reward+vote`` falls back to answer agreement). A reward server that fails does not fail the solve:
+the choice falls back to agreement and ``Solution.notes`` says so.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Solution:
     stopped: bool = False
     strategy: str = ""  # the rerank strategy applied
     reason: str = ""  # why ``chosen`` won (engine.rerank)
+    notes: list[dict] = field(default_factory=list)  # {"code", "en", "zh"}: what the reader should know
 
     @property
     def answer(self) -> str:
@@ -92,6 +95,7 @@ class Solution:
             ],
             "strategy": self.strategy,
             "reason": self.reason,
+            "notes": self.notes,
             "model": self.model,
             "timings": self.timings,
         }
@@ -216,9 +220,14 @@ class BaseEngine:
         if isinstance(reward, (str, Path)):
             key = str(reward)
             if key not in self._rewards:
-                from engine.reward import load_reward
+                from engine.reward_client import HttpRewardScorer, is_reward_url
 
-                self._rewards[key] = load_reward(reward, device=self.reward_device)
+                if is_reward_url(key):  # a reward server (engine.reward_server): scored there
+                    self._rewards[key] = HttpRewardScorer(key)
+                else:
+                    from engine.reward import load_reward
+
+                    self._rewards[key] = load_reward(reward, device=self.reward_device)
             return self._rewards[key]
         return reward
 
@@ -339,12 +348,29 @@ class Engine(BaseEngine):
         scores = None
         if scorer is not None and sol.candidates and not sol.stopped:  # a stopped run is not scored
             t = time.perf_counter()
-            scores = scorer.score(images, _user_text(messages), sol.candidates)
+            try:
+                scores = scorer.score(images, _user_text(messages), sol.candidates)
+            except EngineError as e:
+                if not getattr(scorer, "fallback", False):  # an in-process model failing is the solve failing
+                    raise
+                # a reward server that fails costs the reranking, not the answer: choose by agreement, say so
+                log.warning("reward scoring by %s failed (%s: %s); choosing by answer agreement", scorer.name,
+                            e.code, e.detail)
+                sol.notes.append({"code": "reward_unavailable",
+                                  "en": "The reward model could not score the solutions, so the answer was chosen "
+                                        f"by agreement between the candidates ({e.code}).",
+                                  "zh": f"奖励模型未能为解答评分，因此按候选答案的一致性选择了答案（{e.code}）。",
+                                  "detail": f"{e.en} {e.detail}"})  # may name the server: not for the page
+                sol.timings["reward_error"] = e.code
+                if strategy == "reward":  # nothing to rank by: agreement instead
+                    strategy = "vote"
             sol.timings["reward_s"] = round(time.perf_counter() - t, 4)
             sol.timings["total_s"] = round(sol.timings.get("total_s", 0) + sol.timings["reward_s"], 4)
         result = rerank(sol.candidates, strategy, scores)
         result.apply(sol.candidates)
         sol.chosen, sol.strategy, sol.reason = sol.candidates[result.chosen].index, result.strategy, result.reason
+        if sol.timings.get("reward_error"):
+            sol.reason += f" [reward model unavailable: {sol.timings['reward_error']}]"
 
     def _generate(self, images, messages, n, sampling, max_tiles, stop, out) -> Solution:
         import torch

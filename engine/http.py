@@ -270,8 +270,9 @@ class HttpEngine(BaseEngine):
                rerank: str = "reward+vote", reward=None) -> Iterator[Delta | Finished]:
         """Yield ``Delta`` events as text arrives, then one ``Finished``; as ``Engine.stream``.
 
-        ``rerank`` and ``reward`` choose the shown candidate as in ``Engine.stream``: the reward model
-        (FACTS.md: SGLang's reward serving is text-only) scores in this process.
+        ``rerank`` and ``reward`` choose the shown candidate as in ``Engine.stream``: a reward preset or
+        directory scores in this process (FACTS.md: SGLang's reward serving is text-only); a reward
+        server's URL (``python -m engine serve --model REWARD_PRESET``) scores there.
         """
         from engine.core import Engine
         from engine.rerank import check_strategy

@@ -71,6 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAT_TEMPLATE = ROOT / "assets" / "serving" / "r1v2_chat_template.jinja"
 ARCH_OVERRIDE = json.dumps({"architectures": ["InternVLChatModel"]}, separators=(",", ":"))
 ENGINES = ("sglang", "vllm", "transformers")
+REWARD_PORT = 30001  # the reward scoring server's default port (engine.reward_server), beside the policy's 30000
 MAX_IMAGES_PER_PROMPT = 8  # tutor.prompts.MAX_IMAGES
 # QwQ-32B's config.json, assumed when the checkpoint's own is not on disk (R1V2's llm_config: not verified)
 ASSUMED_LLM_CONFIG = {"max_position_embeddings": 40960}
@@ -467,7 +468,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default="r1v2-38b-awq", help="preset (r1v2-38b-awq, r1v2-38b, tiny-random, ...)")
     p.add_argument("--engine", default="sglang", choices=list(ENGINES))
     p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=30000)
+    p.add_argument("--port", type=int, default=None, help="default 30000; a reward model: 30001")
     p.add_argument("--api-key", default=None, help="clients must send it (SGLang, vLLM, the router)")
     p.add_argument("--replicas", type=int, default=1, help="SGLang: N workers behind sglang-router; vLLM: data parallel")
     p.add_argument("--tp", type=int, default=None, help="GPUs per replica (default: the preset's)")
@@ -478,7 +479,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="thinking budget the context is planned for "
                    "(default: the preset's, 64000 for R1V2)")
     p.add_argument("--model-path", default=None, help="local weights instead of the hub repository")
-    p.add_argument("--device", default="cpu", help="--engine transformers only")
+    p.add_argument("--device", default=None, help="--engine transformers (default cpu); a reward model (default: "
+                   "CUDA when there is one)")
     p.add_argument("--first-gpu", type=int, default=0, help="first GPU index to use")
     p.add_argument("--dry-run", action="store_true", help="print the command(s), start nothing")
     p.add_argument("--python", default=None, help="the serving environment's Python that runs the engine "
@@ -487,11 +489,30 @@ def add_arguments(p) -> None:
                    help="start an SGLang / sglang-router version other than the tested one (with a warning)")
 
 
+def is_reward_model(model: str) -> bool:
+    """A reward preset, or a directory holding a value head: served by ``engine.reward_server``."""
+    from engine.reward import HEAD_FILE, REWARD_PRESETS
+
+    return model in REWARD_PRESETS or (Path(model).expanduser() / HEAD_FILE).is_file()
+
+
 def main(args) -> int:
-    """``python -m engine serve``: print (``--dry-run``) or start the launch plan."""
+    """``python -m engine serve``: print (``--dry-run``) or start the launch plan (a reward model: its
+    scoring server, ``engine.reward_server``, in this process)."""
+    if is_reward_model(args.model):
+        port = args.port or REWARD_PORT
+        if args.dry_run:
+            key = f" --api-key {shlex.quote(args.api_key)}" if args.api_key else ""
+            print(f"{shlex.quote(sys.executable)} -m engine serve --model {shlex.quote(args.model)} "
+                  f"--host {args.host} --port {port}{key}   # the reward scoring server (engine.reward_server)")
+            return 0
+        from engine.reward_server import serve as serve_reward
+
+        return serve_reward(args.model, host=args.host, port=port, api_key=args.api_key, device=args.device or "auto")
+    args.port = args.port or 30000
     opts = ServeOptions(model=args.model, engine=args.engine, host=args.host, port=args.port, api_key=args.api_key,
                         replicas=args.replicas, tp_size=args.tp, mem_fraction=args.mem_fraction,
-                        context_length=args.context_length, model_path=args.model_path, device=args.device,
+                        context_length=args.context_length, model_path=args.model_path, device=args.device or "cpu",
                         first_gpu=args.first_gpu, max_new_tokens=args.max_new_tokens)
     if args.dry_run:
         checkpoint = None

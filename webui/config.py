@@ -23,6 +23,8 @@ Flags and the environment variables that mirror them (DESIGN.md):
     --reply-s S         R1V_REPLY_S         a server's whole reply is stopped after this long (default 900)
     --reward NAME       R1V_REWARD          reward model that ranks several candidates: a reward preset
                                             (``mini-reward``, ``skywork-vl-reward-7b``...), a directory,
+                                            a reward server ``http://HOST:PORT`` (``python -m engine serve
+                                            --model REWARD_PRESET``; its key in ``R1V_REWARD_API_KEY``),
                                             ``none``, or ``auto`` (default: ``mini-reward`` with ``mini``)
     --local-engine E    R1V_LOCAL_ENGINE    with --model: start a serving engine as the app's child and
                                             use it over HTTP (``engine.local``): sglang, vllm,

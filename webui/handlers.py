@@ -183,7 +183,8 @@ class TutorApp:
         if sol is not None and result.mode == "solve":
             out["answer"] = view.answer_box(question, result.answer, lang, note)
             out["cands"] = view.candidate_rows(sol.candidates, sol.chosen, lang)
-            out["why"] = view.explain_choice(sol.candidates, sol.chosen, lang)
+            out["why"] = "\n\n".join(p for p in (view.explain_choice(sol.candidates, sol.chosen, lang),
+                                                    view.solution_notes(sol, lang)) if p)
             out["many"] = len(sol.candidates) > 1
         yield out
 

@@ -219,6 +219,13 @@ def explain_choice(candidates: Sequence[Any], chosen: int, lang: str) -> str:
     return t("why_group", lang, i=best.index + 1, k=k, n=n)
 
 
+def solution_notes(solution: Any, lang: str) -> str:
+    """The engine's notes on a solution (``Solution.notes``: e.g. the reward server failed, so the answer
+    was chosen by agreement), one per line in the page language; "" when there are none."""
+    notes = getattr(solution, "notes", None) or []
+    return "\n\n".join(f"⚠ {to_markdown(n.get('zh' if lang == 'zh' else 'en', ''))}" for n in notes if n)
+
+
 def history_caption(summary: Any, answer: str | None, lang: str) -> str:
     """"#12 · Math · ABD · 2026-11-29 14:03" for one problem in the history list."""
     date = summary.created_at.strftime("%Y-%m-%d %H:%M") if getattr(summary, "created_at", None) else ""

@@ -142,7 +142,8 @@ def test_choose_by_agreement_picks_the_majority():
 def test_solution_json_shape(engine, photo):
     sol = engine.solve([photo], "Q", n=2, sampling=Sampling(max_new_tokens=3, seed=0))
     data = sol.to_json()
-    assert set(data) == {"answer", "chosen", "candidates", "model", "timings", "strategy", "reason"}
+    assert set(data) == {"answer", "chosen", "candidates", "model", "timings", "strategy", "reason", "notes"}
+    assert data["notes"] == []  # what the reader should know (e.g. the reward server failed): nothing here
     assert all(set(c) == {"thinking", "text", "answer", "reward", "tokens", "group"} for c in data["candidates"])
     json.dumps(data)
 
