@@ -138,6 +138,14 @@ class GRPOConfig(BaseConfig):
         "help": "Checkpoint the vLLM engine starts from, in the InternVL-chat layout it serves "
                 "(python -m engine convert SRC DST --to original); empty = model."})
     vllm_gpu_memory: float = field(default=0.3, metadata={"help": "vLLM gpu_memory_utilization (colocated)."})
+    vllm_mode: str = field(default="colocate", metadata={
+        "help": "TRL's vLLM mode: colocate (an engine inside each training process) or server (trl vllm-serve)."})
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel size (colocate)."})
+    vllm_sleep: bool = field(default=False, metadata={
+        "help": "Colocate: put the vLLM engine to sleep (weights and KV cache off the GPU) during the update."})
+    vllm_server_url: str = field(default="", metadata={"help": "Server mode: the trl vllm-serve URL."})
+    extra_rewards: list[str] = field(default_factory=list, metadata={
+        "help": "More reward functions as module:function import paths (TRL signature), weight 1.0 each."})
     ssb: bool = field(default=True, metadata={"help": "Use the Selective Sample Buffer."})
     ssb_size: int = field(default=64, metadata={"help": "Most samples held in the buffer (oldest evicted)."})
     ssb_replay_share: float = field(default=0.5, metadata={
@@ -272,6 +280,8 @@ def validate(cfg: BaseConfig) -> None:
              "loss_type 只能是 token 或 sequence"),
             (0.0 <= cfg.ssb_replay_share <= 1.0, "ssb_replay_share must be in [0, 1]", "ssb_replay_share 须在 [0, 1]"),
             (cfg.rollout in ("hf", "vllm"), "rollout must be hf or vllm", "rollout 只能是 hf 或 vllm"),
+            (cfg.vllm_mode in ("colocate", "server"), "vllm_mode must be colocate or server",
+             "vllm_mode 只能是 colocate 或 server"),
         ]
     for ok, en, zh in checks:
         if not ok:
