@@ -139,27 +139,27 @@ def _resume_checkpoint(cfg: GRPOConfig, out: Path) -> str | None:
 
 def train_grpo(cfg: GRPOConfig):
     """Run the GRPO stage; returns the trainer (``.out``: the run directory)."""
-    from accelerate import PartialState
+    import os
 
-    state = PartialState()
     out = Path(cfg.output_dir)
-    if state.is_main_process:
+    args = trl_args(cfg, out, int(os.environ.get("WORLD_SIZE", "1")))  # sets up the process group
+    world, rank = args.world_size, args.process_index
+    if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        resolved = {"processes": state.num_processes, **config_mod.to_dict(cfg)}
+        resolved = {"processes": world, **config_mod.to_dict(cfg)}
         print(f"[training] grpo config:\n{json.dumps(resolved, indent=2, ensure_ascii=False)}", flush=True)
         config_mod.dump(cfg, out / "config.yaml")
-    with state.main_process_first():  # the demo set is written once
+    with args.main_process_first(desc="demo data"):  # the demo set is written once
         records = resolve_data(cfg, "prompts")
     model, processor = load_policy(cfg)
     apply_trainable(model, cfg.trainable)
     processor.image_processor.max_patches = cfg.max_tiles  # TRL calls the processor without max_patches
-    funcs, weights = reward_functions(cfg, records, state.device)
-    args = trl_args(cfg, out, state.num_processes)
+    funcs, weights = reward_functions(cfg, records, args.device)
     args.reward_weights = weights
     from training.ssb_trainer import SSBGRPOTrainer
 
     buffer = SelectiveSampleBuffer(cfg.ssb_size, cfg.ssb_replay_share, cfg.ssb_max_staleness,
-                                   seed=cfg.seed * 1009 + state.process_index)
+                                   seed=cfg.seed * 1009 + rank)
     trainer = SSBGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=build_dataset(records),
                              processing_class=processor, ssb=buffer, use_ssb=cfg.ssb,
                              callbacks=[MetricsFile(out / "metrics.jsonl")])
@@ -168,16 +168,16 @@ def train_grpo(cfg: GRPOConfig):
         trainer.load_buffer(ckpt)
         metrics = out / "metrics.jsonl"
         step = json.loads((Path(ckpt) / "trainer_state.json").read_text())["global_step"]
-        if state.is_main_process and metrics.exists():  # drop rows logged after the checkpoint
+        if rank == 0 and metrics.exists():  # drop rows logged after the checkpoint
             keep = [ln for ln in metrics.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
             metrics.write_text("".join(k + "\n" for k in keep))
-    elif state.is_main_process:
+    elif rank == 0:
         (out / "metrics.jsonl").unlink(missing_ok=True)
     trainer.train(resume_from_checkpoint=ckpt)
     trainer.write_rank_report(out)
     if cfg.save_final:
         trainer.save_model(str(out / "final"))
-        if state.is_main_process:
+        if rank == 0:
             processor.save_pretrained(out / "final")
             config_mod.dump(cfg, out / "final" / "training_config.yaml")
     trainer.accelerator.wait_for_everyone()
