@@ -73,7 +73,7 @@ def test_ssb_on_with_empty_buffer_equals_ssb_off(tmp_path, demo_data):
     common = (f"data={demo_data['prompts']}", "max_steps=1", "save_every=0", f"extra_rewards=[{R}:text_hash]")
     on = metrics(run_cli("grpo", tmp_path / "on", *common, "ssb=true"))[0]
     off = metrics(run_cli("grpo", tmp_path / "off", *common, "ssb=false"))[0]
-    assert on["effective_share_fresh"] == off["effective_share_fresh"] and on["buffer_size"] == 0.0
+    assert on["effective_share_fresh"] == off["effective_share_fresh"] and on["replayed"] == 0.0
     for k in ("loss", "grad_norm", "reward_total", "num_tokens"):
         assert on[k] == pytest.approx(off[k], rel=1e-5, abs=1e-8), k
     a, b = weights(tmp_path / "on" / "final"), weights(tmp_path / "off" / "final")
