@@ -180,6 +180,17 @@ def train_grpo(cfg: GRPOConfig):
         if rank == 0:
             processor.save_pretrained(out / "final")
             config_mod.dump(cfg, out / "final" / "training_config.yaml")
-    trainer.accelerator.wait_for_everyone()
+    teardown()
     trainer.out = out
     return trainer
+
+
+def teardown() -> None:
+    """Every rank leaves the process group together and explicitly, before interpreter exit, so no
+    rank's gloo group is torn down by garbage collection while a peer (and rank 0's TCPStore) is
+    gone or still writing the final checkpoint."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
