@@ -70,9 +70,12 @@ def trl_args(cfg: GRPOConfig, out: Path, world: int):
                     vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size, vllm_enable_sleep_mode=cfg.vllm_sleep,
                     vllm_server_base_url=cfg.vllm_server_url or None, vllm_max_model_length=cfg.max_length,
                     vllm_importance_sampling_correction=True)
+    per_step = cfg.batch_size * cfg.num_generations
+    micro = cfg.micro_batch or per_step
+    accum = per_step // micro  # micro-batches of one rollout, one optimizer step (B2: not 16 x 12k at once)
     return trl.GRPOConfig(
         output_dir=str(out / "checkpoints"), seed=cfg.seed, data_seed=cfg.seed, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size * cfg.num_generations, gradient_accumulation_steps=1,
+        per_device_train_batch_size=micro, gradient_accumulation_steps=accum, steps_per_generation=accum,
         num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens,
         temperature=cfg.temperature, top_p=cfg.top_p, epsilon=cfg.epsilon,
         epsilon_high=cfg.epsilon_high or cfg.epsilon, beta=cfg.kl_beta,

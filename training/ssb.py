@@ -47,6 +47,7 @@ class Sample:
     prompt_ids: list[int] = field(default_factory=list)  # the prompt as the policy saw it
     pixel_values: Any = None  # the prompt's image tiles (CPU tensor [tiles, 3, H, W]) or None
     num_images: int = 0
+    num_tiles: int = 0  # rows of pixel_values (tiles of all its images)
 
     @property
     def effective(self) -> bool:

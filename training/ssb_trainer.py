@@ -41,7 +41,26 @@ log = logging.getLogger(__name__)
 # per-row keys of TRL's batch this hook knows how to rebuild; any other per-row key is refused
 _KNOWN = {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "num_items_in_batch",
           "old_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio", "ref_per_token_logps",
-          "pixel_values", "num_images"}
+          "pixel_values", "num_images", "num_tiles"}
+
+
+def sync_trainable_only(generation, model) -> None:
+    """Make TRL's vLLM weight sync push only the trainable parameters (the 92M adapter of the 38B
+    model when ``trainable=[adapter]``): the engine loaded the frozen rest from the same checkpoint.
+    Every process still walks the same (filtered) list, so ZeRO-3 / FSDP gathers stay collective.
+    GPU path: not run on this machine (no vLLM here)."""
+    names = {generation._fix_param_name_to_vllm(n) for n, p in model.named_parameters() if p.requires_grad}
+    if not names or len(names) == sum(1 for _ in model.parameters()):
+        return
+    full = generation._iter_named_params
+
+    def trainable_only():
+        for name, param in full():
+            if name in names:
+                yield name, param
+
+    generation._iter_named_params = trainable_only
+    log.info("vLLM weight sync: %d trainable tensors only", len(names))
 
 
 def buffer_file(rank: int) -> str:
@@ -55,7 +74,8 @@ class SSBGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.ssb, self.use_ssb = ssb, use_ssb
         self.backward_calls = 0
-        self.ssb_step = 0
+        if getattr(self, "vllm_generation", None) is not None:
+            sync_trainable_only(self.vllm_generation, self.model)
 
     # ------------------------------------------------------------------------------ the hook
 
@@ -84,7 +104,8 @@ class SSBGRPOTrainer(GRPOTrainer):
         return out
 
     def _forward_kwargs(self, out: dict) -> dict:
-        return {"pixel_values": out.get("pixel_values"), "num_images": out.get("num_images")}
+        return {"pixel_values": out.get("pixel_values"), "num_images": out.get("num_images"),
+                "num_tiles": out.get("num_tiles")}
 
     @torch.no_grad()
     def _policy_logps(self, out: dict, model=None) -> torch.Tensor:
@@ -92,7 +113,7 @@ class SSBGRPOTrainer(GRPOTrainer):
         mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
         logps, _, _ = self._get_per_token_logps_and_entropies(
             model or self.model, ids, mask, out["completion_ids"].size(1),
-            batch_size=self.args.per_device_train_batch_size, **self._forward_kwargs(out))
+            batch_size=self.args.per_device_train_batch_size, **self._forward_kwargs(out))  # micro-batched
         return logps
 
     def _samples(self, out: dict, inputs: list[dict], step: int) -> list[Sample]:
@@ -101,8 +122,9 @@ class SSBGRPOTrainer(GRPOTrainer):
         if old is None and self.use_ssb:
             old = self._policy_logps(out)
         n_img = out.get("num_images") or [0] * len(inputs)
+        tiles = out.get("num_tiles") or n_img  # InternVL with several tiles an image: TRL's num_tiles
         pv = out.get("pixel_values")
-        pv_rows = list(torch.split(pv.cpu(), n_img)) if pv is not None else [None] * len(inputs)
+        pv_rows = list(torch.split(pv.cpu(), tiles)) if pv is not None else [None] * len(inputs)
         samples = []
         for i, x in enumerate(inputs):
             pm, cm = out["prompt_mask"][i].bool(), out["completion_mask"][i].bool()
@@ -110,7 +132,8 @@ class SSBGRPOTrainer(GRPOTrainer):
                 record=int(x.get("record", -1)), completion_ids=out["completion_ids"][i][cm].tolist(),
                 advantage=float(out["advantages"][i]), reward=0.0, step=step,
                 old_logps=old[i][cm].tolist() if old is not None else [],
-                prompt_ids=out["prompt_ids"][i][pm].tolist(), pixel_values=pv_rows[i], num_images=int(n_img[i])))
+                prompt_ids=out["prompt_ids"][i][pm].tolist(), pixel_values=pv_rows[i], num_images=int(n_img[i]),
+                num_tiles=int(tiles[i])))
         return samples
 
     def _rebuild(self, out: dict, rows: list[Sample]) -> dict:
@@ -132,6 +155,8 @@ class SSBGRPOTrainer(GRPOTrainer):
         new["old_per_token_logps"] = padded([s.old_logps for s in rows], 0.0, "right", torch.float32)
         if "num_images" in out:
             new["num_images"] = [s.num_images for s in rows]
+            if "num_tiles" in out:
+                new["num_tiles"] = [s.num_tiles for s in rows]
             tiles = [s.pixel_values for s in rows if s.pixel_values is not None and len(s.pixel_values)]
             new["pixel_values"] = torch.cat(tiles).to(dev, out["pixel_values"].dtype) if tiles else None
         replayed = torch.tensor([s.replayed for s in rows], device=dev)
