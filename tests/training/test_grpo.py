@@ -104,3 +104,25 @@ def test_two_processes_one_rank_all_vanished(tmp_path, demo_data, start_weights)
     assert [r["effective_share_fresh"] for r in rows] == [0.5, 0.5]  # gathered: rank 0 all, rank 1 none
     changed = changed_keys(start_weights, weights(out / "final"))
     assert changed and all("multi_modal_projector" in k for k in changed)
+
+
+@pytest.mark.slow  # the shipped mini model: ~1 min a recipe here
+@pytest.mark.parametrize("recipe", ["grpo-ssb", "grpo-nossb"])
+def test_mini_grpo_recipes_run_on_trl(tmp_path, recipe):
+    """The mini's two GRPO stages, one short step each on the shipped mini model and its own data."""
+    from training.mini import tasks
+
+    data = tasks.write_split(tmp_path / "data", "val", 4)
+    rc = main_cli("grpo", ROOT / "training" / "recipes" / "mini" / f"{recipe}.yaml", "model=mini", f"data={data}",
+                  f"output_dir={tmp_path / recipe}", "max_steps=1", "batch_size=1", "num_generations=4",
+                  "max_new_tokens=8", "micro_batch=2")
+    assert rc == 0
+    (row,) = metrics(tmp_path / recipe)
+    assert math.isfinite(row["loss"]) and "effective_share" in row and "reward_accuracy" in row
+    assert (tmp_path / recipe / "final" / "config.json").is_file()
+
+
+def main_cli(stage: str, recipe: Path, *overrides: str) -> int:
+    from training.__main__ import main
+
+    return main([stage, "--config", str(recipe), *overrides])
