@@ -126,3 +126,27 @@ def main_cli(stage: str, recipe: Path, *overrides: str) -> int:
     from training.__main__ import main
 
     return main([stage, "--config", str(recipe), *overrides])
+
+
+def test_plan_prints_the_memory_table_from_the_recipe(capsys):
+    from training.__main__ import main
+    from training.config import load_config
+    from training.plan import grpo_memory
+
+    full = ROOT / "training" / "recipes" / "full" / "r1v2-38b-grpo.yaml"
+    assert main(["plan", "--config", str(full)]) == 0
+    out = capsys.readouterr().out
+    assert "completion log-probs" in out and "reward model (bf16" in out and "fits" in out
+    one = dict((n, g) for n, g, _ in grpo_memory(load_config("grpo", full), gpus=8, gpu="H200"))
+    all16 = dict((n, g) for n, g, _ in grpo_memory(load_config("grpo", full, ["micro_batch=16"]), gpus=8, gpu="H200"))
+    # B2: 16 sequences in one micro-batch is 16x the activations and logits of micro_batch 1
+    assert all16["activations (checkpointed)"] == pytest.approx(16 * one["activations (checkpointed)"])
+    assert sum(g for n, g in all16.items() if not n.startswith("  ")) > 141
+    tiny = dict((n, g) for n, g, _ in grpo_memory(load_config("grpo", RECIPES / "grpo.yaml", ["model=" + str(tiny_dir())])))
+    assert tiny["frozen policy weights (bf16, sharded)"] < 0.01  # the tiny checkpoint's own shape
+
+
+def tiny_dir():
+    from engine.tiny import tiny_path
+
+    return tiny_path(0)
