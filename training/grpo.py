@@ -16,9 +16,10 @@ functions (``training.rewards``), each logged alone. Advantages are TRL's (group
 SSB is the trainer subclass ``training.ssb_trainer.SSBGRPOTrainer``.
 
 Rollouts: ``rollout=hf`` is transformers ``generate`` on the policy (CPU, tests); ``rollout=vllm``
-is TRL's vLLM integration (``vllm_mode`` colocate or server), which syncs only the trainable
-parameters' names when the rest is frozen... see ``trl_args`` and the full recipe's README. vLLM
-does not run on this machine (no GPU): that path is configuration only here.
+is TRL's vLLM integration (``vllm_mode`` colocate or server, optional sleep mode), whose weight sync
+this project limits to the trainable tensors (``ssb_trainer.sync_trainable_only``). vLLM does not
+run on this machine (no GPU): that path is configuration only here. ``micro_batch`` splits a step's
+completions into gradient-accumulation micro-batches of one rollout (one optimizer step per rollout).
 
 Run directory: ``config.yaml`` (resolved settings), ``metrics.jsonl`` (one row a step, the keys the
 mini report reads), ``checkpoints/checkpoint-N`` (TRL/Trainer state + ``ssb-rankR.pt`` per rank),
@@ -140,8 +141,8 @@ def _resume_checkpoint(cfg: GRPOConfig, out: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
-def train_grpo(cfg: GRPOConfig):
-    """Run the GRPO stage; returns the trainer (``.out``: the run directory)."""
+def build_trainer(cfg: GRPOConfig):
+    """The configured ``SSBGRPOTrainer`` (policy, rewards, data, buffer); prints and saves the config."""
     import os
 
     out = Path(cfg.output_dir)
@@ -166,6 +167,12 @@ def train_grpo(cfg: GRPOConfig):
     trainer = SSBGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=build_dataset(records),
                              processing_class=processor, ssb=buffer, use_ssb=cfg.ssb,
                              callbacks=[MetricsFile(out / "metrics.jsonl")])
+    return trainer, processor, out, rank
+
+
+def train_grpo(cfg: GRPOConfig):
+    """Run the GRPO stage; returns the trainer (``.out``: the run directory)."""
+    trainer, processor, out, rank = build_trainer(cfg)
     ckpt = _resume_checkpoint(cfg, out)
     if ckpt:
         trainer.load_buffer(ckpt)
