@@ -28,7 +28,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.plan import CONTEXT_OVERHEAD_GIB, GPUS, R1V2_38B, GiB, Shape, kv_bytes_per_token, params, shape_from_config
+from engine.plan import (
+    CONTEXT_OVERHEAD_GIB,
+    GPUS,
+    R1V2_38B,
+    GiB,
+    Shape,
+    kv_bytes_per_token,
+    params,
+    shape_from_config,
+)
 
 REWARD_8B = Shape(vit_hidden=1024, vit_layers=24, vit_intermediate=4096, vit_patches=1025, llm_hidden=4096,
                   llm_layers=32, heads=32, kv_heads=8, intermediate=14336, vocab=151674)

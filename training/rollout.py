@@ -12,9 +12,10 @@ The sampling RNG is seeded per call, so the same seed draws the same samples.
 from __future__ import annotations
 
 import logging
+
 import torch
 
-from training.data import Collator, Record
+from training.data import Collator
 
 log = logging.getLogger(__name__)
 
