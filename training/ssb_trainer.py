@@ -80,10 +80,14 @@ class SSBGRPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------------------ the hook
 
     def _generate_and_score_completions(self, inputs):
+        step = self.state.global_step
+        if self.model.training:
+            # sampling seeded by (seed, step, rank): a resumed run draws what the uninterrupted one drew
+            # (the Trainer's restored global RNG is consumed differently before the first step on resume)
+            torch.manual_seed(self.args.seed * 1_000_003 + step * 1009 + self.accelerator.process_index)
         out = super()._generate_and_score_completions(inputs)
         if not self.model.training:
             return out
-        step = self.state.global_step
         extra = set(out) - _KNOWN
         if extra:
             raise NotImplementedError(f"SSB cannot rebuild the batch keys {sorted(extra)} (model not supported)")
@@ -192,6 +196,21 @@ class SSBGRPOTrainer(GRPOTrainer):
         path = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.ssb.state_dict(), path / buffer_file(self.accelerator.process_index))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume's model weights through ``from_pretrained``. transformers 5 saves InternVL under its
+        original key names (``multi_modal_projector.*``), and ``Trainer._load_from_checkpoint`` loads
+        them with ``load_state_dict(strict=False)`` into ``model.multi_modal_projector.*``: nothing
+        matched, and a resumed run silently continued from the starting weights. FSDP and DeepSpeed
+        checkpoints keep their own (sharded) path."""
+        model = self.model if model is None else model
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        unwrapped = self.accelerator.unwrap_model(model)
+        dtype = next(unwrapped.parameters()).dtype
+        loaded = type(unwrapped).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        unwrapped.load_state_dict(loaded.state_dict(), strict=True)
+        log.info("weights of %s loaded (%d tensors)", resume_from_checkpoint, len(loaded.state_dict()))
 
     def load_buffer(self, checkpoint: str | Path) -> None:
         """This process's buffer from ``checkpoint`` (each rank its own)."""

@@ -66,6 +66,8 @@ def test_ssb_fills_vanished_slots_with_replays_and_resumes(tmp_path, demo_data):
     run_cli("grpo", resumed, *common, "resume=auto")
     again = metrics(resumed)[-1]
     assert again["step"] == 2 and again["replayed"] == 2.0 and again["buffer_size"] == r2["buffer_size"]
+    for k in ("loss", "grad_norm", "num_tokens", "entropy", "clip_fraction"):  # the same step as uninterrupted
+        assert again[k] == pytest.approx(r2[k], rel=1e-5, abs=1e-7), k
 
 
 def test_ssb_on_with_empty_buffer_equals_ssb_off(tmp_path, demo_data):
