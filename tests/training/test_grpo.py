@@ -90,7 +90,7 @@ def launch_two(out: Path, *overrides: str, timeout: int = 600) -> subprocess.Com
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-# default run: 55 s here alone (97 s while other tests shared the 2 cores)
+# default run: 18 s on an idle machine here, 55-97 s while other jobs shared the 2 cores
 def test_two_processes_one_rank_all_vanished(tmp_path, demo_data, start_weights):
     """B4: rank 1's groups all vanish and its buffer stays empty; both ranks still take every step."""
     out = tmp_path / "two"
