@@ -94,7 +94,7 @@ def launch_two(out: Path, *overrides: str, timeout: int = 600) -> subprocess.Com
 def test_two_processes_one_rank_all_vanished(tmp_path, demo_data, start_weights):
     """B4: rank 1's groups all vanish and its buffer stays empty; both ranks still take every step."""
     out = tmp_path / "two"
-    p = launch_two(out, f"data={demo_data['prompts']}", "max_steps=2", "save_every=0",
+    p = launch_two(out, f"data={demo_data['prompts']}", "max_steps=2", "save_every=2",
                    f"extra_rewards=[{R}:rank0_only]")
     assert p.returncode == 0, p.stderr[-3000:]
     assert '"processes": 2' in p.stdout
@@ -102,6 +102,9 @@ def test_two_processes_one_rank_all_vanished(tmp_path, demo_data, start_weights)
     assert [r["world"] for r in ranks] == [2, 2]
     assert [r["backward_calls"] for r in ranks] == [2, 2]  # every rank stepped, none skipped backward
     assert ranks[0]["buffer_size"] > 0 and ranks[1]["buffer_size"] == 0
+    # M4: each rank's buffer in its own file (rank 0's holds samples, rank 1's none)
+    saved = [torch.load(out / "checkpoints" / "checkpoint-2" / f"ssb-rank{i}.pt", weights_only=False) for i in (0, 1)]
+    assert len(saved[0]["items"]) == ranks[0]["buffer_size"] > 0 and saved[1]["items"] == []
     rows = metrics(out)
     assert [r["effective_share_fresh"] for r in rows] == [0.5, 0.5]  # gathered: rank 0 all, rank 1 none
     changed = changed_keys(start_weights, weights(out / "final"))
