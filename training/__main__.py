@@ -3,6 +3,7 @@
     python -m training sft --config training/recipes/tiny/sft.yaml max_steps=2
     python -m training grpo --config training/recipes/tiny/grpo.yaml ssb=false
     python -m training sft --help                       # every setting of the stage, with its help
+    python -m training plan --config training/recipes/full/r1v2-38b-grpo.yaml   # GRPO memory per GPU
     accelerate launch --config_file training/recipes/full/accelerate_fsdp2.yaml -m training mpo \\
         --config training/recipes/full/r1v2-38b-mpo.yaml
 
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-h", "--help", action="store_true", help="show the stage's settings and exit")
     parser.add_argument("overrides", nargs="*", help="key=value settings that win over the YAML")
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["plan"]:  # memory per GPU of a GRPO recipe (training.plan)
+        from training.plan import main as plan_main
+
+        return plan_main(argv[1:])
     if argv[:1] == ["eval"]:
         from training.eval import flags_to_overrides
 

@@ -119,6 +119,9 @@ class GRPOConfig(BaseConfig):
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate (AdamW)."})
     batch_size: int = field(default=2, metadata={"help": "Prompts per step on each process."})
     num_generations: int = field(default=4, metadata={"help": "Samples per prompt (the group size)."})
+    micro_batch: int = field(default=0, metadata={
+        "help": "Completions per forward/backward on each process (0 = all batch_size * num_generations at "
+                "once); must divide batch_size * num_generations. Still one optimizer step per rollout."})
     max_new_tokens: int = field(default=24, metadata={"help": "Most generated tokens per sample."})
     temperature: float = field(default=1.0, metadata={"help": "Rollout sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "Rollout nucleus sampling."})
@@ -134,11 +137,17 @@ class GRPOConfig(BaseConfig):
     reward_model: str = field(default="", metadata={
         "help": "Reward-model dir (from the reward stage: backbone + value_head.safetensors); empty = none."})
     reward_model_weight: float = field(default=0.0, metadata={"help": "Weight of the reward-model score."})
-    rollout: str = field(default="hf", metadata={"help": "Rollout backend: hf (transformers generate) or vllm."})
-    rollout_model: str = field(default="", metadata={
-        "help": "Checkpoint the vLLM engine starts from, in the InternVL-chat layout it serves "
-                "(python -m engine convert SRC DST --to original); empty = model."})
+    rollout: str = field(default="hf", metadata={
+        "help": "Rollout backend: hf (transformers generate) or vllm (TRL's vLLM integration, GPU only)."})
     vllm_gpu_memory: float = field(default=0.3, metadata={"help": "vLLM gpu_memory_utilization (colocated)."})
+    vllm_mode: str = field(default="colocate", metadata={
+        "help": "TRL's vLLM mode: colocate (an engine inside each training process) or server (trl vllm-serve)."})
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel size (colocate)."})
+    vllm_sleep: bool = field(default=False, metadata={
+        "help": "Colocate: put the vLLM engine to sleep (weights and KV cache off the GPU) during the update."})
+    vllm_server_url: str = field(default="", metadata={"help": "Server mode: the trl vllm-serve URL."})
+    extra_rewards: list[str] = field(default_factory=list, metadata={
+        "help": "More reward functions as module:function import paths (TRL signature), weight 1.0 each."})
     ssb: bool = field(default=True, metadata={"help": "Use the Selective Sample Buffer."})
     ssb_size: int = field(default=64, metadata={"help": "Most samples held in the buffer (oldest evicted)."})
     ssb_replay_share: float = field(default=0.5, metadata={
@@ -273,6 +282,11 @@ def validate(cfg: BaseConfig) -> None:
              "loss_type 只能是 token 或 sequence"),
             (0.0 <= cfg.ssb_replay_share <= 1.0, "ssb_replay_share must be in [0, 1]", "ssb_replay_share 须在 [0, 1]"),
             (cfg.rollout in ("hf", "vllm"), "rollout must be hf or vllm", "rollout 只能是 hf 或 vllm"),
+            (cfg.micro_batch >= 0 and (cfg.micro_batch == 0 or
+                                       (cfg.batch_size * cfg.num_generations) % cfg.micro_batch == 0),
+             "micro_batch must divide batch_size * num_generations", "micro_batch 必须整除 batch_size * num_generations"),
+            (cfg.vllm_mode in ("colocate", "server"), "vllm_mode must be colocate or server",
+             "vllm_mode 只能是 colocate 或 server"),
         ]
     for ok, en, zh in checks:
         if not ok:

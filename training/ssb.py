@@ -8,11 +8,14 @@ place of the vanished ones:
     buf = SelectiveSampleBuffer(size=64, replay_share=0.5, max_staleness=8, seed=0)
     batch, stats = buf.select(fresh, step)   # fresh: this step's samples with their advantages
     ...train on batch...
-    buf.add([s for s in batch if s.step == step], step)   # the fresh effective ones, with old log-probs
+    buf.add([s for s in batch if not s.replayed], step)   # the fresh effective ones, with old log-probs
 
-``select`` keeps the fresh samples with non-zero advantage and, for the vanished ones, draws up to
-``min(#vanished, replay_share * #fresh)`` buffered samples without replacement, with probability
-proportional to |advantage|. Samples older than ``max_staleness`` steps are dropped before drawing;
+``select`` returns a batch as long as ``fresh``, slot for slot: effective samples stay where they are
+and only vanished slots are filled, with up to ``min(#vanished, replay_share * #fresh)`` buffered
+samples drawn without replacement, with probability proportional to |advantage|; vanished slots left
+over keep their zero-advantage sample. So the batch (and the token count the loss is divided by)
+has the same rows with SSB on and off; with an empty buffer the two are identical (finding M1 of
+issue 21: dropping the vanished samples made SSB-on take larger steps). Samples older than ``max_staleness`` steps are dropped before drawing;
 beyond ``size`` the oldest go first. A replayed sample keeps the per-token log-probs of the policy
 that generated it, so the clipped importance ratio corrects for it being off-policy.
 
@@ -22,7 +25,8 @@ staleness are not given in the report; the defaults are our choice (see the reci
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -40,6 +44,10 @@ class Sample:
     step: int  # the step that generated it
     old_logps: list[float] = field(default_factory=list)  # per completion token, behaviour policy
     replayed: bool = False
+    prompt_ids: list[int] = field(default_factory=list)  # the prompt as the policy saw it
+    pixel_values: Any = None  # the prompt's image tiles (CPU tensor [tiles, 3, H, W]) or None
+    num_images: int = 0
+    num_tiles: int = 0  # rows of pixel_values (tiles of all its images)
 
     @property
     def effective(self) -> bool:
@@ -62,7 +70,7 @@ class SelectiveSampleBuffer:
         """Store the effective ones among ``samples``; evict the oldest beyond ``size``."""
         for s in samples:
             if s.effective and not s.replayed:
-                self.items.append(Sample(**{**asdict(s), "step": s.step if s.step >= 0 else step}))
+                self.items.append(replace(s, step=s.step if s.step >= 0 else step))
         if len(self.items) > self.size:
             self.items.sort(key=lambda s: s.step)  # stable: among equals, insertion order
             self.items = self.items[len(self.items) - self.size:]
@@ -80,14 +88,18 @@ class SelectiveSampleBuffer:
         weights = torch.tensor([abs(s.advantage) for s in self.items], dtype=torch.float64)
         idx = torch.multinomial(weights, k, replacement=False, generator=self.gen).tolist()
         self.total_replayed += k
-        return [Sample(**{**asdict(self.items[i]), "replayed": True}) for i in idx]
+        return [replace(self.items[i], replayed=True) for i in idx]
 
     def select(self, fresh: list[Sample], step: int) -> tuple[list[Sample], dict[str, float]]:
-        """This step's training samples: the fresh effective ones plus replays for the vanished."""
+        """This step's training samples, slot for slot: the effective fresh ones, and replays in the
+        first vanished slots (the rest of the vanished slots keep their zero-advantage samples)."""
         effective = [s for s in fresh if s.effective]
-        vanished = len(fresh) - len(effective)
+        vanished = [i for i, s in enumerate(fresh) if not s.effective]
         limit = int(self.replay_share * len(fresh))
-        replay = self.draw(min(vanished, limit), step)
+        replay = self.draw(min(len(vanished), limit), step)
+        batch = list(fresh)
+        for i, r in zip(vanished, replay, strict=False):
+            batch[i] = r
         n = max(len(fresh), 1)
         stats = {
             "effective_share_fresh": len(effective) / n,
@@ -95,7 +107,7 @@ class SelectiveSampleBuffer:
             "replayed": float(len(replay)),
             "buffer_size": float(len(self.items)),
         }
-        return effective + replay, stats
+        return batch, stats
 
     def state_dict(self) -> dict:
         return {"items": [asdict(s) for s in self.items], "gen": self.gen.get_state(),

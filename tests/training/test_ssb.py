@@ -26,7 +26,17 @@ def test_keeps_effective_and_replaces_vanished_groups():
     buf2 = SelectiveSampleBuffer(size=10, replay_share=0.25, max_staleness=5, seed=0)
     buf2.add([s(1.0), s(2.0), s(3.0)], step=0)
     batch2, stats2 = buf2.select([s(0.0, 1)] * 4, step=1)
-    assert len(batch2) == 1 and stats2["replayed"] == 1.0 and stats2["effective_share_fresh"] == 0.0
+    assert len(batch2) == 4 and stats2["replayed"] == 1.0 and stats2["effective_share_fresh"] == 0.0
+    assert [b.replayed for b in batch2] == [True, False, False, False]  # the first vanished slot, only
+
+
+def test_only_vanished_slots_are_filled():
+    buf = SelectiveSampleBuffer(size=10, replay_share=1.0, max_staleness=5, seed=0)
+    buf.add([s(2.0, 0, rec=9)], step=0)
+    fresh = [s(0.0, 1, rec=1), s(0.5, 1, rec=2), s(-0.5, 1, rec=2), s(0.0, 1, rec=1)]
+    batch, _ = buf.select(fresh, step=1)
+    assert [b.record for b in batch] == [9, 2, 2, 1]  # slot 0 replayed; effective rows untouched; slot 3 kept
+    assert batch[1] is fresh[1] and batch[2] is fresh[2] and batch[3] is fresh[3]
 
 
 def test_draws_proportional_to_abs_advantage():
@@ -68,7 +78,8 @@ def test_state_round_trip_gives_same_draws():
 
 def test_empty_buffer_replays_nothing():
     buf = SelectiveSampleBuffer(size=4, replay_share=1.0, max_staleness=1, seed=0)
-    batch, stats = buf.select([s(0.0), s(0.0)], step=0)
-    assert batch == [] and stats["effective_share"] == 0.0
+    fresh = [s(0.0), s(0.0)]
+    batch, stats = buf.select(fresh, step=0)
+    assert batch == fresh and stats["effective_share"] == 0.0  # the vanished samples keep their slots
     with pytest.raises(TypeError):
         Sample(record=0)  # all fields but the log-probs are required

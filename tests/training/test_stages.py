@@ -118,40 +118,11 @@ def test_grpo_with_reward_model(tmp_path, reward_run, demo_data, start_weights):
                   "kl_beta=0.05", "loss_type=sequence")
     (row,) = metrics(out)
     for k in ("reward_accuracy", "reward_format", "reward_model", "reward_total", "effective_share",
-              "effective_share_fresh", "buffer_size", "replayed", "kl", "completion_length", "lr", "loss"):
+              "effective_share_fresh", "buffer_size", "replayed", "kl", "completion_length", "lr", "loss"):  # TRL's, renamed
         assert k in row and math.isfinite(row[k]), k
     assert row["effective_share_fresh"] == 1.0  # continuous scores: no vanished group
     changed = changed_keys(start_weights, weights(out / "final"))
     assert changed and all("multi_modal_projector" in k for k in changed)
-
-
-def test_grpo_ssb_replays_and_resumes(tmp_path, demo_data, monkeypatch):
-    import training.grpo as grpo
-
-    def fake_rewards(cfg, records, texts, scorer=None):
-        step_signal = records[0].answer != "B"  # depends only on the prompt: same on resume
-        r = [1.0, 0.0] if fake_rewards.calls % 2 == 0 and step_signal else [0.0, 0.0]
-        fake_rewards.calls += 1
-        t = torch.tensor(r * (len(texts) // 2))
-        return t, {"reward_accuracy": t.mean().item(), "reward_format": 0.0, "reward_total": t.mean().item()}
-
-    fake_rewards.calls = 0
-    monkeypatch.setattr(grpo, "compute_rewards", fake_rewards)
-    common = (f"data={demo_data['prompts']}", "max_steps=2", "num_generations=2", "max_new_tokens=4",
-              "keep_checkpoints=0", "save_every=1", "ssb_replay_share=0.5")
-    full = run_cli("grpo", tmp_path / "full", *common)
-    r1, r2 = metrics(full)
-    assert r1["effective_share_fresh"] == 1.0 and r1["buffer_size"] == 2.0
-    assert r2["effective_share_fresh"] == 0.0 and r2["replayed"] == 1.0 and r2["effective_share"] == 0.5
-    assert math.isfinite(r2["loss"])
-    fake_rewards.calls = 1  # the resumed run starts at step 2
-    resumed = tmp_path / "resumed"
-    shutil.copytree(full / "checkpoints" / "step-000001", resumed / "checkpoints" / "step-000001")
-    run_cli("grpo", resumed, *common, "resume=auto")
-    again = metrics(resumed)[-1]
-    for k, v in r2.items():
-        if k != "time_s":
-            assert again[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
 
 
 def test_assemble(tmp_path):
