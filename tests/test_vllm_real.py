@@ -105,19 +105,41 @@ def test_health_sees_images_and_native_n(eng):
     assert info["image_tokens"] >= 256  # one 64x64 image: one tile of 256 context tokens (+ <img></img>)
 
 
-def test_images_reach_the_model(eng):
-    text_only = _solve(eng, [])[-1].solution.prompt_tokens
-    one = _solve(eng, [_photo()])[-1].solution.prompt_tokens
-    big = _solve(eng, [_photo(800, 600)])[-1].solution.prompt_tokens
-    assert 256 <= one - text_only <= 260  # 448x448: one tile, 256 tokens, <img> and </img>
-    assert big - text_only > 6 * 256  # 800x600 at the preset's 6 tiles: 6 tiles + the thumbnail
+def _data_url(img: Image.Image) -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _prompt_tokens(url: str, images) -> int:
+    parts = [{"type": "image_url", "image_url": {"url": _data_url(im)}} for im in images]
+    reply = _raw(url, {"messages": [{"role": "user", "content": [*parts, {"type": "text", "text": "Solve."}]}],
+                       "max_tokens": 1, "temperature": 1.0, "seed": 0})
+    return reply["usage"]["prompt_tokens"]
+
+
+def test_images_reach_the_model(server, eng):
+    text_only = _prompt_tokens(server, [])
+    one = _prompt_tokens(server, [_photo()])
+    wide = _prompt_tokens(server, [_photo(800, 600)])
+    # 448x448: one tile of 256 context tokens, <img> and </img> (and the template's newline)
+    assert 258 <= one - text_only <= 260, (text_only, one)
+    # 800x600 at the preset's 6 tiles: a 3x2 grid plus the thumbnail, 7 x 256
+    assert wide - one == 6 * 256, (one, wide)
+    # and through the client: the same photo adds the same tokens to the solve prompt
+    assert _solve(eng, [_photo()])[-1].solution.prompt_tokens > _solve(eng, [])[-1].solution.prompt_tokens + 256
 
 
 def test_max_tiles_reaches_vllm(eng):
+    """max_tiles travels as mm_processor_kwargs (--trust-request-mm-kwargs): 2 tiles leaves 800x600 at
+    one tile (no thumbnail), 6 gives 3x2 + thumbnail."""
     photo = _photo(800, 600)
     two = _solve(eng, [photo], max_tiles=2)[-1].solution.prompt_tokens
     six = _solve(eng, [photo], max_tiles=6)[-1].solution.prompt_tokens
-    assert six - two >= 3 * 256, (two, six)
+    assert six - two == 6 * 256, (two, six)
 
 
 def test_native_n_and_per_candidate_token_counts(eng):
@@ -130,37 +152,51 @@ def test_native_n_and_per_candidate_token_counts(eng):
     assert sol.timings["generated_tokens"] == sum(c.tokens for c in sol.candidates)
 
 
-def test_streaming_reasoning_then_content_and_think_split(server):
-    """A forced </think> (logit_bias) is decoded, not skipped: reasoning deltas, then content deltas."""
-    tok = httpx.post(f"{server}/tokenize", json={"model": "tiny-random", "prompt": "</think>",
-                                                 "add_special_tokens": False}, timeout=30).json()
-    [think_id] = tok["tokens"]
-    body = {"messages": [{"role": "user", "content": "Solve 2x+3=7."}], "max_tokens": 6, "temperature": 1.0,
-            "seed": 0, "stream": True}
+def _think_id(url: str) -> int:
+    tok = httpx.post(f"{url}/tokenize", json={"model": "tiny-random", "prompt": "</think>", "add_special_tokens": False},
+                     timeout=30).json()
+    [think_id] = tok["tokens"]  # one token, decoded as text: not a special token (vLLM skips those)
+    return think_id
+
+
+def _bias_for_a_split(url: str, think_id: int, body: dict) -> tuple[int, dict]:
+    """A logit bias on </think> that makes the random model close its reasoning after a token or more."""
+    for bias in range(6, 12):
+        msg = _raw(url, {**body, "logit_bias": {str(think_id): bias}})["choices"][0]["message"]
+        if msg.get("reasoning") and msg.get("content"):
+            return bias, msg
+    pytest.fail("no logit bias on </think> gave reasoning then content")
+
+
+def test_think_split_non_streamed_and_streamed(server):
+    think_id = _think_id(server)
+    body = {"messages": [{"role": "user", "content": "Solve 2x+3=7."}], "max_tokens": 8, "temperature": 1.0,
+            "seed": 1}
+    # non-streamed: every token forced to </think>: the first ends the (empty) reasoning, the rest stay text
+    msg = _raw(server, {**body, "max_tokens": 3, "logit_bias": {str(think_id): 100}})["choices"][0]["message"]
+    assert not msg.get("reasoning") and msg["content"] == "</think></think>"
+    bias, msg = _bias_for_a_split(server, think_id, body)
+    # streamed, the same request: reasoning deltas first, then content deltas, never back
     fields = []
     with httpx.stream("POST", f"{server}/v1/chat/completions", timeout=120,
-                      json={"model": "tiny-random", **body, "logit_bias": {str(think_id): -100}}) as r:
+                      json={"model": "tiny-random", **body, "stream": True, "logit_bias": {str(think_id): bias}}) as r:
         for line in r.iter_lines():
             if line.startswith("data: {"):
                 d = json.loads(line[6:])["choices"][0]["delta"]
                 fields += [k for k in ("reasoning", "reasoning_content", "content") if d.get(k)]
-    assert fields and set(fields) <= {"reasoning", "reasoning_content"}  # no </think>: all reasoning
-    # non-streamed, </think> forced once the first token is out: split into reasoning and content
-    reply = _raw(server, {**body, "stream": False, "max_tokens": 3, "logit_bias": {str(think_id): 100}})
-    msg = reply["choices"][0]["message"]
-    assert (msg.get("reasoning") or msg.get("reasoning_content") or "") == ""
-    assert "</think>" in (msg["content"] or "")  # the 2nd and 3rd forced </think> are text, not dropped
-
-
-def test_stop_string(eng, server):
-    events = list(eng.stream([], "Solve for x.", sampling=Sampling(temperature=1.0, max_new_tokens=16, seed=5)))
-    text = events[-1].solution.candidates[0].text
-    reply = _raw(server, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 16, "temperature": 1.0,
-                          "seed": 5, "stop": ["e"]})
-    choice = reply["choices"][0]
-    out = (choice["message"].get("reasoning") or "") + (choice["message"].get("content") or "")
-    assert "e" not in out and choice["finish_reason"] in ("stop", "length")
-    assert text is not None
+    first_content = fields.index("content")
+    assert fields[0] in ("reasoning", "reasoning_content") and set(fields[first_content:]) == {"content"}
+    # through HttpEngine (a proxy adds the bias): thinking and answer split where the server split them
+    proxy = _Proxy(server, patch={"logit_bias": {str(think_id): bias}, "seed": 1})
+    try:
+        e = HttpEngine(proxy.url, model="tiny-random", max_retries=0)
+        events = list(e.stream([], "Solve.", sampling=Sampling(temperature=1.0, max_new_tokens=8, seed=1)))
+        text = "".join(ev.text for ev in events if isinstance(ev, Delta))
+        assert "</think>" in text
+        c = events[-1].solution.candidates[0]
+        assert c.thinking and c.thinking in text.split("</think>")[0]
+    finally:
+        proxy.close()
 
 
 def test_stop_event_ends_the_stream(eng):
@@ -179,10 +215,12 @@ def test_stop_event_ends_the_stream(eng):
 
 class _Proxy:
     """A proxy in front of the real server: the first ``fail`` chat requests get ``status``; with
-    ``cut``, the first streamed reply is cut after ``cut`` events (connection closed mid-way)."""
+    ``cut``, the first streamed reply is cut after ``cut`` events (connection closed mid-way); ``patch``
+    is merged into each request's JSON body."""
 
-    def __init__(self, upstream: str, *, fail: int = 0, status: int = 503, cut: int = 0):
+    def __init__(self, upstream: str, *, fail: int = 0, status: int = 503, cut: int = 0, patch: dict | None = None):
         self.upstream, self.fail, self.status, self.cut, self.posts = upstream, fail, status, cut, 0
+        self.patch = patch or {}
         proxy = self
 
         class H(BaseHTTPRequestHandler):
@@ -195,6 +233,8 @@ class _Proxy:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if proxy.patch:
+                    body = json.dumps({**json.loads(body), **proxy.patch}).encode()
                 proxy.posts += 1
                 if proxy.posts <= proxy.fail:
                     return self._send(proxy.status, b'{"error": {"message": "injected"}}')
