@@ -6,6 +6,7 @@ layout). Skipped only when the engine env cannot be built here (the reason is sh
 short (a few tokens) so the module stays well inside CI's time.
 
     MPLCONFIGDIR=/tmp/mplc python -m pytest tests/test_vllm_real.py -q
+    R1V_TEST_VLLM_URL=http://127.0.0.1:8000 python -m pytest tests/test_vllm_real.py   # a server you started
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def env_python():
 
 
 @pytest.fixture(scope="module")
-def server(env_python, tmp_path_factory):
+def server(tmp_path_factory, request):
+    if os.environ.get("R1V_TEST_VLLM_URL"):  # a server already running (engine.vllm_cpu), for development
+        yield os.environ["R1V_TEST_VLLM_URL"].rstrip("/")
+        return
+    request.getfixturevalue("env_python")
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     cmd = [sys.executable, "-m", "engine", "serve", "--model", "tiny-random", "--engine", "vllm",
@@ -159,12 +164,14 @@ def _think_id(url: str) -> int:
     return think_id
 
 
-def _bias_for_a_split(url: str, think_id: int, body: dict) -> tuple[int, dict]:
+def _bias_for_a_split(url: str, think_id: int, body: dict) -> tuple[dict, dict]:
     """A logit bias on </think> that makes the random model close its reasoning after a token or more."""
-    for bias in range(6, 12):
-        msg = _raw(url, {**body, "logit_bias": {str(think_id): bias}})["choices"][0]["message"]
-        if msg.get("reasoning") and msg.get("content"):
-            return bias, msg
+    for seed in range(6):
+        for bias in (6, 7, 7.5, 8, 8.5):
+            msg = _raw(url, {**body, "seed": seed, "logit_bias": {str(think_id): bias}})["choices"][0]["message"]
+            # whole characters before </think> (a lone byte of a UTF-8 character is held back when streaming)
+            if (msg.get("reasoning") or "").strip("\ufffd ") and (msg.get("content") or "").strip("\ufffd "):
+                return {"seed": seed, "logit_bias": {str(think_id): bias}}, msg
     pytest.fail("no logit bias on </think> gave reasoning then content")
 
 
@@ -175,19 +182,19 @@ def test_think_split_non_streamed_and_streamed(server):
     # non-streamed: every token forced to </think>: the first ends the (empty) reasoning, the rest stay text
     msg = _raw(server, {**body, "max_tokens": 3, "logit_bias": {str(think_id): 100}})["choices"][0]["message"]
     assert not msg.get("reasoning") and msg["content"] == "</think></think>"
-    bias, msg = _bias_for_a_split(server, think_id, body)
+    forced, msg = _bias_for_a_split(server, think_id, body)
     # streamed, the same request: reasoning deltas first, then content deltas, never back
     fields = []
     with httpx.stream("POST", f"{server}/v1/chat/completions", timeout=120,
-                      json={"model": "tiny-random", **body, "stream": True, "logit_bias": {str(think_id): bias}}) as r:
+                      json={"model": "tiny-random", **body, **forced, "stream": True}) as r:
         for line in r.iter_lines():
             if line.startswith("data: {"):
                 d = json.loads(line[6:])["choices"][0]["delta"]
                 fields += [k for k in ("reasoning", "reasoning_content", "content") if d.get(k)]
     first_content = fields.index("content")
-    assert fields[0] in ("reasoning", "reasoning_content") and set(fields[first_content:]) == {"content"}
+    assert fields[0] in ("reasoning", "reasoning_content") and set(fields[first_content:]) == {"content"}, fields
     # through HttpEngine (a proxy adds the bias): thinking and answer split where the server split them
-    proxy = _Proxy(server, patch={"logit_bias": {str(think_id): bias}, "seed": 1})
+    proxy = _Proxy(server, patch=forced)
     try:
         e = HttpEngine(proxy.url, model="tiny-random", max_retries=0)
         events = list(e.stream([], "Solve.", sampling=Sampling(temperature=1.0, max_new_tokens=8, seed=1)))
