@@ -316,3 +316,14 @@ def test_the_app_answers_a_photo_through_vllm(server, tmp_path):
     attempt = store.get_problem("v:v1", p.id).attempts[-1]
     assert attempt.status not in ("error", "stopped"), attempt.status
     store.close()
+
+
+def test_cli_solve_against_vllm_gives_two_candidates(server, tmp_path):
+    photo = tmp_path / "photo.png"
+    _photo(640, 480).save(photo)
+    out = subprocess.run([sys.executable, "-m", "engine", "solve", str(photo), "--server", server, "--n", "2", "--json",
+                          "--max-new-tokens", "8"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    sol = json.loads(out.stdout)
+    assert len(sol["candidates"]) == 2 and sol["model"] == "tiny-random" and sol["timings"]["requests"] == 1
+    assert all(0 < c["tokens"] <= 8 for c in sol["candidates"])  # within the 8-token budget, counted by the server
