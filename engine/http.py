@@ -379,6 +379,8 @@ class HttpEngine(BaseEngine):
 
     def _adapt(self, kw: dict) -> None:
         extra = kw["extra_body"]
+        if "continuous_usage_stats" in self.dropped_fields and kw.get("stream_options"):
+            kw["stream_options"] = {k: v for k, v in kw["stream_options"].items() if k != "continuous_usage_stats"}
         for name in list(self.dropped_fields):
             value = extra.pop(name, None)
             if name == "repetition_penalty" and self.penalty_as_frequency and value is not None:
@@ -387,8 +389,8 @@ class HttpEngine(BaseEngine):
     def _refused_field(self, e, kw: dict) -> bool:
         """A 400/422 that names one of our extra_body fields: drop it (remember) and say to resend."""
         body = (getattr(getattr(e, "response", None), "text", "") or str(e)).lower()
-        for name in list(kw["extra_body"]):
-            if name.lower() in body:
+        for name in [*kw["extra_body"], *(k for k in kw.get("stream_options") or {} if k != "include_usage")]:
+            if name.lower() in body and name not in self.dropped_fields:
                 with self._lock:
                     self.dropped_fields.add(name)
                     if name == "repetition_penalty" and "unexpected fields in the request" in body:
@@ -413,6 +415,8 @@ class HttpEngine(BaseEngine):
             kw["top_p"] = sampling.top_p
         if count > 1:
             kw["n"] = count
+            # per-choice usage on every chunk (vLLM, SGLang): each candidate's own token count (issue 19.6)
+            kw["stream_options"]["continuous_usage_stats"] = True
         if seed is not None:
             kw["seed"] = seed
         if sampling.min_new_tokens:
@@ -554,6 +558,20 @@ class _Run:
             detail=_short(err), partial=partial, candidates=candidates,
         )
 
+    def _share_total(self, req: _Request, total: int) -> None:
+        """A server that reports only the request's total for n choices: split it over the candidates
+        that have no count of their own, in proportion to their chunks (an estimate that adds up)."""
+        ids = range(req.offset, req.offset + req.count)
+        missing = [i for i in ids if self.tokens[i] is None]
+        if req.count < 2 or not total or not missing:
+            return
+        left = max(total - sum(self.tokens[i] or 0 for i in ids), 0)
+        chunks = sum(self.chunks[i] for i in missing) or len(missing)
+        for k, i in enumerate(missing):
+            share = left - sum(self.tokens[m] or 0 for m in missing[:k]) if k == len(missing) - 1 else \
+                round(left * (self.chunks[i] or 1) / chunks)
+            self.tokens[i] = max(share, 0)
+
     def _work(self, req: _Request) -> None:
         seen: set[int] = set()
         try:
@@ -563,6 +581,7 @@ class _Run:
             self.streams.append(stream)
             reasoning = [False] * req.count
             closed = [False] * req.count
+            total_usage = 0
             for chunk in stream:
                 if self.cancel.is_set() or self.stop.is_set():
                     self.cancel.set()
@@ -572,6 +591,14 @@ class _Run:
                     self.prompt_tokens = self.prompt_tokens or usage.prompt_tokens or 0
                     if req.count == 1 and usage.completion_tokens:
                         self.tokens[req.offset] = usage.completion_tokens
+                    elif (len(chunk.choices or []) == 1 and 0 <= chunk.choices[0].index < req.count
+                          and "continuous_usage_stats" not in self.eng.dropped_fields):
+                        # continuous usage: this choice's own running count (not the chunks: the server
+                        # sends no chunk for tokens that add no text, such as </think> under a parser)
+                        j = req.offset + chunk.choices[0].index
+                        self.tokens[j] = max(self.tokens[j] or 0, usage.completion_tokens or 0) or None
+                    elif not chunk.choices and usage.completion_tokens:
+                        total_usage = usage.completion_tokens  # the whole request's, all n choices
                 for ch in chunk.choices or []:
                     if not 0 <= ch.index < req.count:
                         continue
@@ -591,6 +618,7 @@ class _Run:
                         self.out.put(("delta", i, content))
                     if ch.finish_reason:
                         self.finish[i] = "length" if ch.finish_reason == "length" else "stop"
+            self._share_total(req, total_usage)
             if self.cancel.is_set():
                 stream.close()
         except _Cancelled:

