@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from engine.envs import SGLANG_VERSION, ensure_env
+from engine.envs import SGLANG_VERSION
 from engine.http import to_openai_messages
 from engine.serve import CHAT_TEMPLATE
-from tutor.errors import EngineError
+from tests.engine_envs import engine_python
 from tutor.prompts import build_messages, render_text_prompt
 
 PROBE = Path(__file__).with_name("sglang_probe.py")
@@ -79,13 +79,7 @@ def _cases() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def sglang_python() -> Path:
-    try:
-        return ensure_env("sglang", log=lambda line: None)
-    except EngineError as e:
-        reason = f"the SGLang {SGLANG_VERSION} env could not be built: {e.message('en')} {e.detail[-500:]}"
-        if os.environ.get("R1V_REQUIRE_ENGINE_ENVS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    return engine_python("sglang")  # built on first use; skipped with the reason only if it cannot be
 
 
 @pytest.fixture(scope="module")

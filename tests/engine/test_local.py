@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from engine import local
 from engine.local import LocalServer, choose
+from tests.engine_envs import engine_python
 from tutor.errors import EngineError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -330,20 +331,8 @@ def test_the_app_answers_a_photo_through_a_transformers_serve_child(tiny_dir, tm
     _answer_a_photo(cfg, tmp_path)
 
 
-def _vllm_env_reason() -> str | None:
-    from engine import envs
-
-    if "vllm-cpu" not in envs.ENVS:
-        return "engine.envs has no vllm-cpu entry in this tree (helper 'vllm' adds it)"
-    if not envs.is_built("vllm-cpu"):
-        return f"the vllm-cpu engine env is not built under {envs.engines_dir()} (python -m engine env vllm-cpu)"
-    return None
-
-
 def test_the_app_answers_a_photo_through_a_vllm_cpu_child(tiny_dir, tmp_path, monkeypatch):
-    reason = _vllm_env_reason()
-    if reason:
-        pytest.skip(reason)
+    engine_python("vllm-cpu")  # built on first use (tests/engine_envs.py)
     from webui.config import AppConfig
 
     monkeypatch.delenv("R1V_ENGINE_PYTHON", raising=False)
