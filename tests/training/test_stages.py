@@ -141,7 +141,7 @@ def test_assemble(tmp_path):
     assert torch.equal(model.model.language_model.layers[0].self_attn.q_proj.weight, n_old)
     vit = load_file(str(out / "parts" / "vision" / "model.safetensors"))
     assert torch.equal(model.model.vision_tower.encoder.layer[1].mlp.fc1.weight, vit["encoder.layers.1.mlp.fc1.weight"])
-    assert model.model.multi_modal_projector.linear_1.weight.shape == (64, 32 * 4)
+    assert model.model.multi_modal_projector.linear_1.weight.shape == (64, 64 * 4)  # engine.tiny v4 vision: hidden 64
     from PIL import Image
 
     from tutor.prompts import build_messages, render_text_prompt
