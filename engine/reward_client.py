@@ -106,7 +106,7 @@ class HttpRewardScorer:
 
     def score(self, images: Sequence, question: str, responses: Sequence) -> list[float]:
         """Scores of ``responses`` (strings or candidates) to one problem, in order (one request)."""
-        from engine.http import _data_url
+        from engine.openai_chat import _data_url
 
         if not responses:
             return []
