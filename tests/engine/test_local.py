@@ -252,7 +252,8 @@ def test_the_apps_server_ends_with_the_app(fake, tmp_path, sig):
         time.sleep(0.5)
         assert _alive(pid) and app.poll() is None
         app.send_signal(sig)
-        code = app.wait(timeout=30)
+        # an exit first lets the math checker's workers finish starting (6 s here, over 30 s on a loaded machine)
+        code = app.wait(timeout=120)
         assert _gone_within(pid, 15), "the model server outlived the app"
         assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 0)  # SIGTERM: a normal exit
     finally:
