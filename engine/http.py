@@ -65,6 +65,7 @@ from engine.openai_chat import (
     _map_error,
     _max_tiles,
     _short,
+    retry_delay,
     to_openai_messages,
 )
 from engine.presets import R1V2_BUDGET
@@ -295,10 +296,8 @@ class HttpEngine(BaseEngine):
                 err = e
             if attempt >= self.max_retries:
                 raise _map_error(err, self.base_url) from err
-            delay = min(self.backoff * 2 ** attempt, 8.0)
-            retry_after = getattr(getattr(err, "response", None), "headers", {}).get("retry-after")
-            if retry_after and retry_after.replace(".", "", 1).isdigit():
-                delay = min(float(retry_after), 30.0)
+            delay = retry_delay(self.backoff, attempt,
+                                getattr(getattr(err, "response", None), "headers", {}).get("retry-after"))
             attempt += 1
             log.warning("server %s: %s; retry %d/%d in %.2fs", self.base_url, _short(err), attempt,
                         self.max_retries, delay)

@@ -95,6 +95,14 @@ def _delta_text(delta, *names: str) -> str:
     return ""
 
 
+def retry_delay(backoff: float, attempt: int, retry_after: str | None = None) -> float:
+    """Seconds before retry ``attempt`` (0-based): exponential from ``backoff``, at most 8 s, or the
+    server's ``Retry-After`` seconds (at most 30). One rule for the policy and the reward servers."""
+    if retry_after and retry_after.replace(".", "", 1).isdigit():
+        return min(float(retry_after), 30.0)
+    return min(backoff * 2 ** attempt, 8.0)
+
+
 def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"[:500]
 

@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from engine.openai_chat import _data_url, retry_delay
 from tutor.errors import EngineError, InputError
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,6 @@ class HttpRewardScorer:
 
     def score(self, images: Sequence, question: str, responses: Sequence) -> list[float]:
         """Scores of ``responses`` (strings or candidates) to one problem, in order (one request)."""
-        from engine.openai_chat import _data_url
 
         if not responses:
             return []
@@ -176,9 +176,7 @@ class HttpRewardScorer:
                     detail=f"{type(e).__name__}: {reason}"[:300])
             if attempt >= retries:
                 raise err
-            delay = min(self.backoff * 2 ** attempt, 8.0)
-            if retry_after and retry_after.replace(".", "", 1).isdigit():
-                delay = min(float(retry_after), 30.0)
+            delay = retry_delay(self.backoff, attempt, retry_after)
             attempt += 1
             log.warning("reward server %s: %s; retry %d/%d in %.2fs", self.url, err.detail or err.code, attempt,
                         retries, delay)
