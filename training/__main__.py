@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from training.config import STAGE_CONFIGS, help_text, load_config
 from tutor.errors import TutorError
+
+ONE_PROCESS = ("assemble", "eval")  # no training step: rank 0 alone, the others exit
 
 
 def run_stage(stage: str, cfg) -> object:
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         print(help_text(args.stage))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if args.stage in ONE_PROCESS and rank > 0:  # under `accelerate launch`: every rank would write the same files
+        print(f"[training] {args.stage} runs in one process: rank {rank}/{world} leaves it to rank 0")
+        return 0
     try:
         cfg = load_config(args.stage, args.config, args.overrides)
         result = run_stage(args.stage, cfg)

@@ -159,3 +159,16 @@ def test_cli_subprocess_help_and_bad_key():
     bad = subprocess.run([sys.executable, "-m", "training", "sft", "--config", str(RECIPES / "sft.yaml"), "bogus=1"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "bogus" in bad.stderr and "错误" in bad.stderr
+
+
+def test_a_one_process_stage_is_left_to_rank_0_under_a_multi_process_launch(tmp_path, monkeypatch, capsys):
+    """`accelerate launch --num_processes 2 -m training assemble` ran assemble on both ranks, which wrote
+    the same checkpoint files at once; rank 1 now leaves it to rank 0 and writes nothing."""
+    from training.__main__ import main
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "assembled"
+    assert main(["assemble", "--config", "training/recipes/tiny/assemble.yaml", f"output_dir={out}"]) == 0
+    assert "rank 1/2 leaves it to rank 0" in capsys.readouterr().out
+    assert not out.exists()
